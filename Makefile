@@ -1,0 +1,59 @@
+# llm-mux: `make dev` runs the gateway locally, `make test` runs every test.
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+PORT ?= 8787
+# worker-build must not download wasm-bindgen, wasm-opt or esbuild (no GitHub here).
+BUILD_ENV = WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen \
+            WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt \
+            ESBUILD_BIN=$(CURDIR)/node_modules/.bin/esbuild
+
+.PHONY: setup build dev test test-native test-e2e demo eval lint coverage deploy clean
+
+## setup: install the toolchain pieces and npm packages (skips what is present)
+setup:
+	@bash scripts/setup.sh
+
+## build: compile the worker to build/index.js + build/index_bg.wasm
+build: setup
+	$(BUILD_ENV) worker-build --release
+
+## dev: run the gateway at http://127.0.0.1:$(PORT) with wrangler dev (reads .dev.vars)
+dev: build
+	node_modules/.bin/wrangler dev --ip 127.0.0.1 --port $(PORT)
+
+## test: native tests of the core, then end-to-end tests over the built worker in workerd
+test: build
+	cargo test --all-targets
+	node --test --test-concurrency=1 tests/e2e/
+
+test-native:
+	cargo test --all-targets
+
+test-e2e: build
+	node --test --test-concurrency=1 tests/e2e/
+
+## demo: send ~20 queries to a gateway and print a table and the /metrics summary
+demo: build
+	node scripts/demo.mjs
+
+## eval: routing evaluation on the test split of shared/data/routing-eval
+eval:
+	cargo run --release --quiet --bin llm-mux-eval -- report --split test ../shared/data/routing-eval
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+## coverage: line coverage of the native tests (installs cargo-llvm-cov once)
+coverage:
+	@rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools-preview
+	@cargo llvm-cov --version >/dev/null 2>&1 || cargo install cargo-llvm-cov --locked
+	cargo llvm-cov --lib --tests --summary-only
+
+## deploy: build and deploy to Cloudflare (needs `wrangler login` and the secret set)
+deploy: build
+	node_modules/.bin/wrangler deploy
+
+clean:
+	rm -rf build target/wasm32-unknown-unknown

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what building and testing llm-mux needs, skipping whatever is already there:
+# the wasm32 target, worker-build, the wasm-bindgen CLI matching Cargo.lock, npm packages.
+# Works without GitHub access: nothing here downloads a prebuilt binary from it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKER_BUILD_VERSION=0.8.7
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+say() { printf 'setup: %s\n' "$*"; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding rust target wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+  say "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+
+# The CLI must equal the wasm-bindgen crate version in Cargo.lock exactly.
+bindgen_version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock)
+if [ -z "$bindgen_version" ]; then
+  echo "setup: cannot read the wasm-bindgen version from Cargo.lock" >&2
+  exit 1
+fi
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $bindgen_version\$"; then
+  say "installing wasm-bindgen-cli $bindgen_version (a few minutes, once)"
+  # Not --locked: its lock file pins a yanked crate (shared/reference/toolchain.md).
+  cargo install wasm-bindgen-cli --version "$bindgen_version" --force
+fi
+
+# npm packages, pinned by package-lock.json; reinstalled only when the lock file changed.
+if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund
+fi

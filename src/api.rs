@@ -1,0 +1,256 @@
+//! Wire types of the public endpoints and the validation of what clients send.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::GatewayError;
+use crate::routing::{RequestedTier, RoutingDecision};
+use crate::scoring::FeatureContribution;
+
+/// Largest `max_tokens` accepted; larger values are surely mistakes.
+pub const MAX_MAX_TOKENS: u64 = 1_000_000;
+
+/// A validated `POST /query` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryRequest {
+    /// The user's query, non-empty.
+    pub query: String,
+    /// Tier requested by the caller (default auto).
+    pub tier: RequestedTier,
+    /// Completion token limit passed to the upstream.
+    pub max_tokens: Option<u32>,
+}
+
+/// Bound on the raw body: the query may be JSON-escaped (up to 6 bytes per byte, `\u0000`)
+/// and sit beside other fields.
+pub fn max_body_bytes(max_query_bytes: usize) -> usize {
+    max_query_bytes.saturating_mul(6).saturating_add(64 * 1024)
+}
+
+impl QueryRequest {
+    /// Parses and validates a request body.
+    pub fn parse(body: &[u8], max_query_bytes: usize) -> Result<Self, GatewayError> {
+        if body.len() > max_body_bytes(max_query_bytes) {
+            return Err(GatewayError::PayloadTooLarge {
+                limit: max_query_bytes,
+                actual: body.len(),
+            });
+        }
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            GatewayError::BadRequest(format!("request body is not valid JSON: {e}"))
+        })?;
+        let Value::Object(fields) = value else {
+            return Err(GatewayError::BadRequest(String::from(
+                "request body must be a JSON object like {\"query\": \"...\"}",
+            )));
+        };
+
+        let query = match fields.get("query") {
+            None | Some(Value::Null) => {
+                return Err(GatewayError::BadRequest(String::from(
+                    "missing field 'query': send {\"query\": \"your question\"}",
+                )))
+            }
+            Some(Value::String(q)) => q,
+            Some(other) => {
+                return Err(GatewayError::BadRequest(format!(
+                    "field 'query' must be a string, got {}",
+                    json_type(other)
+                )))
+            }
+        };
+        if query.trim().is_empty() {
+            return Err(GatewayError::BadRequest(String::from(
+                "field 'query' must not be empty",
+            )));
+        }
+        if query.len() > max_query_bytes {
+            return Err(GatewayError::PayloadTooLarge {
+                limit: max_query_bytes,
+                actual: query.len(),
+            });
+        }
+
+        let tier = match fields.get("tier") {
+            None | Some(Value::Null) => RequestedTier::Auto,
+            Some(Value::String(t)) => RequestedTier::parse(t).ok_or_else(|| {
+                GatewayError::BadRequest(format!(
+                    "field 'tier' must be one of \"auto\", \"small\", \"large\", got {t:?}"
+                ))
+            })?,
+            Some(other) => {
+                return Err(GatewayError::BadRequest(format!(
+                    "field 'tier' must be a string (\"auto\", \"small\" or \"large\"), got {}",
+                    json_type(other)
+                )))
+            }
+        };
+
+        let max_tokens = match fields.get("max_tokens") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(v) if (1..=MAX_MAX_TOKENS).contains(&v) => Some(v as u32),
+                _ => {
+                    return Err(GatewayError::BadRequest(format!(
+                        "field 'max_tokens' must be a whole number from 1 to {MAX_MAX_TOKENS}, got {n}"
+                    )))
+                }
+            },
+            Some(other) => {
+                return Err(GatewayError::BadRequest(format!(
+                    "field 'max_tokens' must be a number, got {}",
+                    json_type(other)
+                )))
+            }
+        };
+
+        Ok(Self {
+            query: query.clone(),
+            tier,
+            max_tokens,
+        })
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Per-request figures in the `/query` response.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryMetrics {
+    /// Wall time from request arrival to the upstream's full answer.
+    pub latency_ms: u64,
+    /// Prompt tokens, from the upstream's usage.
+    pub tokens_in: u64,
+    /// Completion tokens, from the upstream's usage.
+    pub tokens_out: u64,
+    /// Cost of this call in USD at the price table's prices.
+    pub cost_usd: f64,
+    /// True when the upstream sent no usage and tokens were estimated (~4 chars per token).
+    pub tokens_estimated: bool,
+}
+
+/// Why a query went where it did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoutingInfo {
+    /// Complexity score in [0, 1].
+    pub score: f64,
+    /// Tier chosen.
+    pub tier: crate::routing::Tier,
+    /// Threshold in force.
+    pub threshold: f64,
+    /// What the caller asked for (auto, small, large).
+    pub requested_tier: RequestedTier,
+    /// Each feature's value and contribution to the score.
+    pub features: Vec<FeatureContribution>,
+}
+
+impl RoutingInfo {
+    /// Builds the routing block from a decision and the scorer's features.
+    pub fn new(decision: &RoutingDecision, features: Vec<FeatureContribution>) -> Self {
+        Self {
+            score: decision.score,
+            tier: decision.tier,
+            threshold: decision.threshold,
+            requested_tier: decision.requested,
+            features,
+        }
+    }
+}
+
+/// The `POST /query` response body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryResponse {
+    /// The model's answer.
+    pub answer: String,
+    /// `Routed to LARGE (score: 0.90)`.
+    pub routing_decision: String,
+    /// The configured model of the chosen tier.
+    pub model_used: String,
+    /// The model id the upstream reports (often a dated id).
+    pub upstream_model: String,
+    /// Latency, tokens and cost of this request.
+    pub metrics: QueryMetrics,
+    /// The routing details.
+    pub routing: RoutingInfo,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<QueryRequest, GatewayError> {
+        QueryRequest::parse(body.as_bytes(), 100)
+    }
+
+    fn bad_request(body: &str) -> String {
+        match parse(body) {
+            Err(GatewayError::BadRequest(m)) => m,
+            other => panic!("expected BadRequest for {body}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn minimal_request() {
+        let r = parse(r#"{"query": "hi"}"#).unwrap();
+        assert_eq!(r.query, "hi");
+        assert_eq!(r.tier, RequestedTier::Auto);
+        assert_eq!(r.max_tokens, None);
+    }
+
+    #[test]
+    fn full_request() {
+        let r = parse(r#"{"query": "hi", "tier": "large", "max_tokens": 50, "extra": 1}"#).unwrap();
+        assert_eq!(r.tier, RequestedTier::Large);
+        assert_eq!(r.max_tokens, Some(50));
+    }
+
+    #[test]
+    fn malformed_and_wrong_types_are_400() {
+        assert!(bad_request("{").contains("not valid JSON"));
+        assert!(bad_request("").contains("not valid JSON"));
+        assert!(bad_request("[1]").contains("JSON object"));
+        assert!(bad_request("{}").contains("missing field 'query'"));
+        assert!(bad_request(r#"{"query": null}"#).contains("missing"));
+        assert!(bad_request(r#"{"query": 5}"#).contains("must be a string"));
+        assert!(bad_request(r#"{"query": ""}"#).contains("must not be empty"));
+        assert!(bad_request(r#"{"query": "  \n "}"#).contains("must not be empty"));
+        assert!(bad_request(r#"{"query": "x", "tier": "medium"}"#).contains("'tier'"));
+        assert!(bad_request(r#"{"query": "x", "tier": 1}"#).contains("'tier'"));
+        assert!(bad_request(r#"{"query": "x", "max_tokens": 0}"#).contains("'max_tokens'"));
+        assert!(bad_request(r#"{"query": "x", "max_tokens": -3}"#).contains("'max_tokens'"));
+        assert!(bad_request(r#"{"query": "x", "max_tokens": 1.5}"#).contains("'max_tokens'"));
+        assert!(bad_request(r#"{"query": "x", "max_tokens": "10"}"#).contains("'max_tokens'"));
+    }
+
+    #[test]
+    fn oversized_query_is_413() {
+        let body = format!(r#"{{"query": "{}"}}"#, "a".repeat(101));
+        assert_eq!(
+            parse(&body),
+            Err(GatewayError::PayloadTooLarge { limit: 100, actual: 101 })
+        );
+        let body = format!(r#"{{"query": "{}"}}"#, "a".repeat(100));
+        assert!(parse(&body).is_ok());
+        // multi-byte characters count in bytes
+        let body = format!(r#"{{"query": "{}"}}"#, "é".repeat(51));
+        assert!(matches!(parse(&body), Err(GatewayError::PayloadTooLarge { actual: 102, .. })));
+    }
+
+    #[test]
+    fn oversized_body_is_413_before_parsing() {
+        let body = vec![b' '; max_body_bytes(100) + 1];
+        assert!(matches!(
+            QueryRequest::parse(&body, 100),
+            Err(GatewayError::PayloadTooLarge { .. })
+        ));
+    }
+}

@@ -1,0 +1,19 @@
+//! `GET /`: what this service is and where its endpoints are.
+
+use serde_json::json;
+use worker::Response;
+
+/// Describes the service.
+pub fn handle() -> worker::Result<Response> {
+    super::json_response(
+        200,
+        &json!({
+            "service": "llm-mux",
+            "version": env!("CARGO_PKG_VERSION"),
+            "endpoints": {
+                "POST /query": "route a query to the small or large model and answer it",
+                "GET /metrics": "cumulative usage, cost and savings",
+            },
+        }),
+    )
+}

@@ -1,0 +1,342 @@
+//! The metrics aggregate: a fold of request events, mergeable, and its /metrics report.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::routing::Tier;
+
+/// One finished request, as recorded after the response is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MetricsEvent {
+    /// The upstream answered and the client got an answer.
+    Completed {
+        /// Request id, for de-duplication of retried deliveries.
+        id: String,
+        /// Configured model of the tier (the alias users configure).
+        model: String,
+        /// Tier the request went to.
+        tier: Tier,
+        /// Request latency.
+        latency_ms: u64,
+        /// Prompt tokens.
+        tokens_in: u64,
+        /// Completion tokens.
+        tokens_out: u64,
+        /// Cost at the routed model's prices.
+        cost_usd: f64,
+        /// Cost of the same tokens at the large model's prices.
+        cost_if_large_usd: f64,
+        /// Tokens were estimated because the upstream sent no usage.
+        #[serde(default)]
+        tokens_estimated: bool,
+    },
+    /// The request failed; no cost is added.
+    Failed {
+        /// Request id.
+        id: String,
+        /// Metric label of the error.
+        reason: String,
+    },
+}
+
+impl MetricsEvent {
+    /// The event's request id.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Completed { id, .. } | Self::Failed { id, .. } => id,
+        }
+    }
+}
+
+/// Cumulative usage since the store was created.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Aggregate {
+    /// Completed requests.
+    pub total_requests: u64,
+    /// Completed requests routed to the small tier.
+    pub small_requests: u64,
+    /// Completed requests routed to the large tier.
+    pub large_requests: u64,
+    /// Sum of request costs.
+    pub total_cost_usd: f64,
+    /// What the same tokens would have cost on the large model.
+    pub cost_if_always_large_usd: f64,
+    /// Sum of latencies of completed requests.
+    pub total_latency_ms: u64,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Completed requests whose tokens were estimated.
+    pub estimated_usage_requests: u64,
+    /// Completed requests per model.
+    pub model_breakdown: BTreeMap<String, u64>,
+    /// Failed requests per reason.
+    pub failed_requests: BTreeMap<String, u64>,
+}
+
+impl Aggregate {
+    /// Folds one event in.
+    pub fn apply(&mut self, event: &MetricsEvent) {
+        match event {
+            MetricsEvent::Completed {
+                model,
+                tier,
+                latency_ms,
+                tokens_in,
+                tokens_out,
+                cost_usd,
+                cost_if_large_usd,
+                tokens_estimated,
+                ..
+            } => {
+                self.total_requests += 1;
+                match tier {
+                    Tier::Small => self.small_requests += 1,
+                    Tier::Large => self.large_requests += 1,
+                }
+                self.total_cost_usd += cost_usd;
+                self.cost_if_always_large_usd += cost_if_large_usd;
+                self.total_latency_ms += latency_ms;
+                self.tokens_in += tokens_in;
+                self.tokens_out += tokens_out;
+                self.estimated_usage_requests += u64::from(*tokens_estimated);
+                *self.model_breakdown.entry(model.clone()).or_default() += 1;
+            }
+            MetricsEvent::Failed { reason, .. } => {
+                *self.failed_requests.entry(reason.clone()).or_default() += 1;
+            }
+        }
+    }
+
+    /// Adds another aggregate (e.g. of another shard) into this one.
+    pub fn merge(&mut self, other: &Aggregate) {
+        self.total_requests += other.total_requests;
+        self.small_requests += other.small_requests;
+        self.large_requests += other.large_requests;
+        self.total_cost_usd += other.total_cost_usd;
+        self.cost_if_always_large_usd += other.cost_if_always_large_usd;
+        self.total_latency_ms += other.total_latency_ms;
+        self.tokens_in += other.tokens_in;
+        self.tokens_out += other.tokens_out;
+        self.estimated_usage_requests += other.estimated_usage_requests;
+        for (model, n) in &other.model_breakdown {
+            *self.model_breakdown.entry(model.clone()).or_default() += n;
+        }
+        for (reason, n) in &other.failed_requests {
+            *self.failed_requests.entry(reason.clone()).or_default() += n;
+        }
+    }
+
+    /// Savings versus always-large as a ratio in [0, 1] (0 when nothing was spent).
+    pub fn savings_ratio(&self) -> f64 {
+        if self.cost_if_always_large_usd > 0.0 {
+            1.0 - self.total_cost_usd / self.cost_if_always_large_usd
+        } else {
+            0.0
+        }
+    }
+
+    /// Share of completed requests that went to the small tier.
+    pub fn small_ratio(&self) -> f64 {
+        ratio(self.small_requests, self.total_requests)
+    }
+
+    /// The `/metrics` body.
+    pub fn report(&self) -> MetricsReport {
+        MetricsReport {
+            total_requests: self.total_requests,
+            total_cost: format_usd(self.total_cost_usd),
+            avg_latency_ms: if self.total_requests == 0 {
+                0
+            } else {
+                (self.total_latency_ms as f64 / self.total_requests as f64).round() as u64
+            },
+            cost_savings_vs_always_large: format_percent(self.savings_ratio()),
+            small_model_usage_percent: format_percent(self.small_ratio()),
+            model_breakdown: self.model_breakdown.clone(),
+            total_cost_usd: self.total_cost_usd,
+            cost_if_always_large_usd: self.cost_if_always_large_usd,
+            savings_ratio: self.savings_ratio(),
+            small_model_ratio: self.small_ratio(),
+            tier_breakdown: TierBreakdown {
+                small: self.small_requests,
+                large: self.large_requests,
+            },
+            tokens_in: self.tokens_in,
+            tokens_out: self.tokens_out,
+            requests_with_estimated_tokens: self.estimated_usage_requests,
+            failed_requests_total: self.failed_requests.values().sum(),
+            failed_requests: self.failed_requests.clone(),
+        }
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// `$0.24`; amounts under a cent keep six decimals so they do not read as zero.
+pub fn format_usd(amount: f64) -> String {
+    if amount == 0.0 || amount >= 0.01 {
+        format!("${amount:.2}")
+    } else {
+        format!("${amount:.6}")
+    }
+}
+
+/// `71.8%` from a ratio.
+pub fn format_percent(ratio: f64) -> String {
+    format!("{:.1}%", ratio * 100.0)
+}
+
+/// Completed requests per tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TierBreakdown {
+    /// Small tier.
+    pub small: u64,
+    /// Large tier.
+    pub large: u64,
+}
+
+/// The `GET /metrics` response body: the original design's fields, then numeric ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsReport {
+    /// Completed requests.
+    pub total_requests: u64,
+    /// Total cost, formatted (`$0.24`).
+    pub total_cost: String,
+    /// Mean latency of completed requests, rounded.
+    pub avg_latency_ms: u64,
+    /// Savings versus sending every request to the large model (`71.8%`).
+    pub cost_savings_vs_always_large: String,
+    /// Share of completed requests on the small tier (`76.3%`).
+    pub small_model_usage_percent: String,
+    /// Completed requests per model.
+    pub model_breakdown: BTreeMap<String, u64>,
+    /// Total cost in USD.
+    pub total_cost_usd: f64,
+    /// The same tokens priced at the large model's prices.
+    pub cost_if_always_large_usd: f64,
+    /// 1 - total_cost_usd / cost_if_always_large_usd.
+    pub savings_ratio: f64,
+    /// small requests / total requests.
+    pub small_model_ratio: f64,
+    /// Completed requests per tier.
+    pub tier_breakdown: TierBreakdown,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Completed requests whose tokens were estimated (no usage from upstream).
+    pub requests_with_estimated_tokens: u64,
+    /// Failed requests per reason.
+    pub failed_requests: BTreeMap<String, u64>,
+    /// Sum of failed_requests.
+    pub failed_requests_total: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn completed(id: &str, tier: Tier, cost: f64, cost_large: f64) -> MetricsEvent {
+        MetricsEvent::Completed {
+            id: id.into(),
+            model: match tier {
+                Tier::Small => "mistral-small-latest".into(),
+                Tier::Large => "mistral-large-latest".into(),
+            },
+            tier,
+            latency_ms: 100,
+            tokens_in: 10,
+            tokens_out: 20,
+            cost_usd: cost,
+            cost_if_large_usd: cost_large,
+            tokens_estimated: false,
+        }
+    }
+
+    #[test]
+    fn empty_report() {
+        let r = Aggregate::default().report();
+        assert_eq!(r.total_requests, 0);
+        assert_eq!(r.total_cost, "$0.00");
+        assert_eq!(r.avg_latency_ms, 0);
+        assert_eq!(r.cost_savings_vs_always_large, "0.0%");
+        assert_eq!(r.small_model_usage_percent, "0.0%");
+    }
+
+    #[test]
+    fn fold_counts_costs_and_failures() {
+        let mut a = Aggregate::default();
+        for i in 0..3 {
+            a.apply(&completed(&i.to_string(), Tier::Small, 0.01, 0.04));
+        }
+        a.apply(&completed("l", Tier::Large, 0.05, 0.05));
+        a.apply(&MetricsEvent::Failed { id: "f".into(), reason: "upstream_error".into() });
+        let r = a.report();
+        assert_eq!(r.total_requests, 4);
+        assert_eq!(r.model_breakdown["mistral-small-latest"], 3);
+        assert_eq!(r.model_breakdown["mistral-large-latest"], 1);
+        assert!((r.total_cost_usd - 0.08).abs() < 1e-12);
+        assert!((r.cost_if_always_large_usd - 0.17).abs() < 1e-12);
+        assert_eq!(r.total_cost, "$0.08");
+        assert_eq!(r.cost_savings_vs_always_large, "52.9%");
+        assert_eq!(r.small_model_usage_percent, "75.0%");
+        assert_eq!(r.failed_requests["upstream_error"], 1);
+        assert_eq!(r.failed_requests_total, 1);
+        assert_eq!(r.tokens_in, 40);
+        assert_eq!(r.avg_latency_ms, 100);
+    }
+
+    #[test]
+    fn merge_equals_folding_everything() {
+        let events: Vec<MetricsEvent> = (0..10)
+            .map(|i| completed(&i.to_string(), if i % 3 == 0 { Tier::Large } else { Tier::Small }, 0.001 * i as f64, 0.002 * i as f64))
+            .collect();
+        let mut whole = Aggregate::default();
+        events.iter().for_each(|e| whole.apply(e));
+        let (mut left, mut right) = (Aggregate::default(), Aggregate::default());
+        events[..4].iter().for_each(|e| left.apply(e));
+        events[4..].iter().for_each(|e| right.apply(e));
+        left.merge(&right);
+        assert_eq!(left.total_requests, whole.total_requests);
+        assert_eq!(left.model_breakdown, whole.model_breakdown);
+        assert!((left.total_cost_usd - whole.total_cost_usd).abs() < 1e-12);
+    }
+
+    #[test]
+    fn aggregate_round_trips_through_json() {
+        let mut a = Aggregate::default();
+        a.apply(&completed("x", Tier::Small, 0.5, 1.0));
+        let text = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<Aggregate>(&text).unwrap(), a);
+        // an older stored state missing newer fields still loads
+        let old: Aggregate = serde_json::from_str(r#"{"total_requests": 3}"#).unwrap();
+        assert_eq!(old.total_requests, 3);
+    }
+
+    #[test]
+    fn event_wire_format() {
+        let e = MetricsEvent::Failed { id: "a".into(), reason: "bad_request".into() };
+        let text = serde_json::to_string(&e).unwrap();
+        assert_eq!(text, r#"{"kind":"failed","id":"a","reason":"bad_request"}"#);
+        assert_eq!(serde_json::from_str::<MetricsEvent>(&text).unwrap(), e);
+    }
+
+    #[test]
+    fn money_and_percent_formats() {
+        assert_eq!(format_usd(0.24), "$0.24");
+        assert_eq!(format_usd(12.345), "$12.35");
+        assert_eq!(format_usd(0.002552), "$0.002552");
+        assert_eq!(format_percent(0.718), "71.8%");
+    }
+}

@@ -1,0 +1,7 @@
+//! Usage metrics: a pure, mergeable aggregate (fold of events) and the Durable Object
+//! that owns it.
+
+pub mod aggregate;
+pub mod store;
+
+pub use aggregate::{Aggregate, MetricsEvent, MetricsReport};

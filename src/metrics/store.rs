@@ -1,0 +1,231 @@
+//! The Durable Object that owns the metrics aggregate (SQLite-backed), and the worker-side
+//! client that sends it events and reads snapshots.
+//!
+//! Storage design: the whole aggregate is one row (`id = 1`, JSON), kept in memory and
+//! rewritten per event, so each recorded request costs one row written and no row read.
+//! A Durable Object runs one event at a time and `SqlStorage::exec` is synchronous, so the
+//! read-modify-write below never interleaves with another event.
+
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
+
+use serde::Serialize;
+use worker::{
+    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result,
+    SqlStorageValue, State,
+};
+
+use super::aggregate::{Aggregate, MetricsEvent};
+
+/// Binding name of the Durable Object namespace (wrangler.toml).
+pub const BINDING: &str = "METRICS";
+/// Name of the single aggregate object.
+const OBJECT_NAME: &str = "global";
+
+/// Ids of recently recorded events, so that a retried delivery is counted once.
+#[derive(Debug, Default)]
+pub struct RecentIds {
+    order: VecDeque<String>,
+    seen: HashSet<String>,
+}
+
+impl RecentIds {
+    /// How many ids are remembered.
+    pub const CAPACITY: usize = 4096;
+
+    /// Remembers `id`; false if it was already there.
+    pub fn insert(&mut self, id: &str) -> bool {
+        if self.seen.contains(id) {
+            return false;
+        }
+        if self.order.len() == Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.order.push_back(id.to_string());
+        self.seen.insert(id.to_string());
+        true
+    }
+}
+
+/// Storage work done by this object since it started (for the benchmarks).
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct StorageCounters {
+    /// Events recorded.
+    pub events: u64,
+    /// Duplicate deliveries ignored.
+    pub duplicates: u64,
+    /// SQLite rows written.
+    pub rows_written: u64,
+    /// SQLite rows read.
+    pub rows_read: u64,
+}
+
+/// The metrics Durable Object.
+#[durable_object]
+pub struct MetricsStore {
+    state: State,
+    aggregate: RefCell<Option<Aggregate>>,
+    recent: RefCell<RecentIds>,
+    counters: RefCell<StorageCounters>,
+}
+
+impl MetricsStore {
+    fn ensure_schema(&self) -> Result<()> {
+        self.state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS aggregate (id INTEGER PRIMARY KEY, state TEXT NOT NULL)",
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// The aggregate, loaded from storage on first use after a (re)start.
+    fn load(&self) -> Result<Aggregate> {
+        if let Some(cached) = self.aggregate.borrow().as_ref() {
+            return Ok(cached.clone());
+        }
+        #[derive(serde::Deserialize)]
+        struct Row {
+            state: String,
+        }
+        let cursor = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT state FROM aggregate WHERE id = 1", None)?;
+        let rows: Vec<Row> = cursor.to_array()?;
+        self.counters.borrow_mut().rows_read += cursor.rows_read() as u64;
+        let aggregate = match rows.first() {
+            Some(row) => serde_json::from_str(&row.state)?,
+            None => Aggregate::default(),
+        };
+        *self.aggregate.borrow_mut() = Some(aggregate.clone());
+        Ok(aggregate)
+    }
+
+    fn record(&self, event: &MetricsEvent) -> Result<bool> {
+        if !self.recent.borrow_mut().insert(event.id()) {
+            self.counters.borrow_mut().duplicates += 1;
+            return Ok(false);
+        }
+        let mut aggregate = self.load()?;
+        aggregate.apply(event);
+        let cursor = self.state.storage().sql().exec(
+            "INSERT INTO aggregate (id, state) VALUES (1, ?) \
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state",
+            vec![SqlStorageValue::from(serde_json::to_string(&aggregate)?)],
+        )?;
+        let mut counters = self.counters.borrow_mut();
+        counters.rows_written += cursor.rows_written() as u64;
+        counters.rows_read += cursor.rows_read() as u64;
+        counters.events += 1;
+        drop(counters);
+        *self.aggregate.borrow_mut() = Some(aggregate);
+        Ok(true)
+    }
+}
+
+impl DurableObject for MetricsStore {
+    fn new(state: State, _env: Env) -> Self {
+        let store = Self {
+            state,
+            aggregate: RefCell::new(None),
+            recent: RefCell::new(RecentIds::default()),
+            counters: RefCell::new(StorageCounters::default()),
+        };
+        if let Err(e) = store.ensure_schema() {
+            worker::console_error!("metrics store: cannot create schema: {e}");
+        }
+        store
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        match (req.method(), req.path().as_str()) {
+            (Method::Post, "/record") => {
+                let event: MetricsEvent = req.json().await?;
+                let recorded = self.record(&event)?;
+                Response::from_json(&serde_json::json!({ "recorded": recorded }))
+            }
+            (Method::Get, "/snapshot") => {
+                let aggregate = self.load()?;
+                let counters = *self.counters.borrow();
+                Response::from_json(&serde_json::json!({
+                    "aggregate": aggregate,
+                    "storage": counters,
+                }))
+            }
+            _ => Response::error("not found", 404),
+        }
+    }
+}
+
+/// Worker-side client of the metrics object.
+pub struct MetricsClient {
+    stub: worker::Stub,
+}
+
+impl MetricsClient {
+    /// Connects to the single aggregate object.
+    pub fn connect(env: &Env) -> Result<Self> {
+        let namespace = env.durable_object(BINDING)?;
+        let stub = namespace.id_from_name(OBJECT_NAME)?.get_stub()?;
+        Ok(Self { stub })
+    }
+
+    /// Records one event; a failed delivery is retried once (the object ignores duplicates).
+    pub async fn record(&self, event: &MetricsEvent) -> Result<()> {
+        let body = serde_json::to_string(event)?;
+        match self.send(&body).await {
+            Ok(()) => Ok(()),
+            Err(_) => self.send(&body).await,
+        }
+    }
+
+    async fn send(&self, body: &str) -> Result<()> {
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(body.into()));
+        let request = Request::new_with_init("https://metrics/record", &init)?;
+        let response = self.stub.fetch_with_request(request).await?;
+        match response.status_code() {
+            200 => Ok(()),
+            status => Err(worker::Error::RustError(format!(
+                "metrics store answered {status}"
+            ))),
+        }
+    }
+
+    /// Reads the current aggregate and the object's storage counters.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let mut response = self.stub.fetch_with_str("https://metrics/snapshot").await?;
+        response.json().await
+    }
+}
+
+/// What the metrics object returns for `/snapshot`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Snapshot {
+    /// The aggregate.
+    pub aggregate: Aggregate,
+    /// Storage work since the object started.
+    pub storage: serde_json::Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_dedupe_and_forget_the_oldest() {
+        let mut ids = RecentIds::default();
+        assert!(ids.insert("a"));
+        assert!(!ids.insert("a"));
+        for i in 0..RecentIds::CAPACITY {
+            assert!(ids.insert(&format!("n{i}")));
+        }
+        // "a" was evicted, so it counts as new again
+        assert!(ids.insert("a"));
+        assert_eq!(ids.order.len(), RecentIds::CAPACITY);
+        assert_eq!(ids.seen.len(), RecentIds::CAPACITY);
+    }
+}

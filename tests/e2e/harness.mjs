@@ -1,0 +1,237 @@
+// Starts and stops the real, built worker (build/index.js + index_bg.wasm) in workerd through
+// `wrangler dev`, from the project root so the project's wrangler.toml is used.
+//
+//   const gw = await startGateway({ vars: { MISTRAL_API_KEY: "k", MISTRAL_BASE_URL: stub.url } });
+//   await fetch(`${gw.url}/query`, ...);  gw.logs();  await gw.stop();
+//
+// Isolation from the developer's machine:
+// - wrangler 4.86 reads /work/main/.dev.vars (or .env) only when no --env-file is given; the
+//   harness always passes its own env file (written in a private temp dir), so a developer's
+//   .dev.vars never leaks into tests. CLOUDFLARE_INCLUDE_PROCESS_ENV=false keeps the test
+//   runner's environment out of the worker's env too.
+// - Secrets (SECRET_VARS) go through that env file, so wrangler binds them as secret_text and
+//   prints them as "(hidden)"; other vars go through `--var K:V` (overriding wrangler.toml).
+// - Telemetry off, wrangler's debug log redirected into the temp dir (scanned by logs()).
+// Everything listens on 127.0.0.1; every wait is bounded.
+
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync, readdirSync, readFileSync, rmSync, existsSync, mkdirSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const WRANGLER = path.join(PROJECT_ROOT, "node_modules", ".bin", "wrangler");
+/** Where wrangler runs (its wrangler.toml and build are used): the project root, unless
+ * LLM_MUX_E2E_WORKER_DIR points at another worker directory (e.g. a release checkout). */
+export const WORKER_DIR = process.env.LLM_MUX_E2E_WORKER_DIR
+  ? path.resolve(process.env.LLM_MUX_E2E_WORKER_DIR)
+  : PROJECT_ROOT;
+
+/** Vars passed as secrets (env file -> secret_text bindings) instead of `--var`. */
+export const SECRET_VARS = new Set(["MISTRAL_API_KEY", "LLM_MUX_API_KEYS"]);
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A fresh temp dir for persisted state. */
+export function tempDir(prefix = "llm-mux-e2e-") {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Throws a clear error when the worker has not been built. */
+export function assertBuilt(root = PROJECT_ROOT) {
+  for (const f of ["build/index.js"]) {
+    if (!existsSync(path.join(root, f))) {
+      throw new Error(`${f} is missing: build the worker first (make build / worker-build --release)`);
+    }
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function dotenvLine(k, v) {
+  // dotenv: double-quoted values, escape backslashes, quotes and newlines.
+  const escaped = String(v).replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+  return `${k}="${escaped}"`;
+}
+
+/**
+ * Starts `wrangler dev` and waits until the worker answers HTTP.
+ * Options:
+ *   vars        {NAME: value}; SECRET_VARS go in the env file, the rest as --var.
+ *               A value of undefined/null leaves the variable out.
+ *   persistTo   state directory (default: a fresh temp dir, removed on stop()).
+ *   port        listen port (default: a free one).
+ *   config      wrangler config path (default: the project's wrangler.toml).
+ *   cwd         directory wrangler runs in (default: the project root).
+ *   readyPath   path polled for readiness (default /metrics; any HTTP status counts).
+ *   timeoutMs   bound on start-up (default 60000).
+ * Returns {url, port, persistTo, stop(), logs(), stdout(), stderr(), child}.
+ */
+export async function startGateway({
+  vars = {},
+  persistTo,
+  port,
+  config,
+  cwd = WORKER_DIR,
+  readyPath = "/metrics",
+  timeoutMs = 60_000,
+} = {}) {
+  if (!config && cwd === PROJECT_ROOT) assertBuilt(cwd);
+  const work = tempDir("llm-mux-gw-");
+  persistTo = persistTo ?? path.join(work, "state");
+  mkdirSync(persistTo, { recursive: true });
+  const logDir = path.join(work, "wrangler-logs");
+  mkdirSync(logDir);
+  const envFile = path.join(work, "test.env");
+  const cliVars = [];
+  const envLines = [];
+  for (const [k, v] of Object.entries(vars)) {
+    if (v === undefined || v === null) continue;
+    if (SECRET_VARS.has(k)) envLines.push(dotenvLine(k, v));
+    else cliVars.push("--var", `${k}:${v}`);
+  }
+  writeFileSync(envFile, envLines.join("\n") + "\n", { mode: 0o600 });
+
+  port = port ?? (await freePort());
+  const inspectorPort = await freePort();
+  const args = [
+    "dev",
+    "--ip", "127.0.0.1",
+    "--port", String(port),
+    "--inspector-port", String(inspectorPort),
+    "--inspector-ip", "127.0.0.1",
+    "--persist-to", persistTo,
+    "--env-file", envFile,
+    "--show-interactive-dev-session=false",
+    "--log-level", "info",
+    ...(config ? ["--config", config] : []),
+    ...cliVars,
+  ];
+
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^(MISTRAL_|LLM_MUX_|CLOUDFLARE_|CF_|WRANGLER_)/.test(k)) continue;
+    env[k] = v;
+  }
+  Object.assign(env, {
+    CLOUDFLARE_INCLUDE_PROCESS_ENV: "false",
+    CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV: "true",
+    WRANGLER_SEND_METRICS: "false",
+    WRANGLER_SEND_ERROR_REPORTS: "false",
+    WRANGLER_HIDE_BANNER: "true",
+    WRANGLER_LOG_PATH: logDir,
+    NO_COLOR: "1",
+    FORCE_COLOR: "0",
+  });
+
+  let stdout = "";
+  let stderr = "";
+  const child = spawn(WRANGLER, args, { cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.setEncoding("utf8");
+  child.stderr.setEncoding("utf8");
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  let exited = null;
+  const exitPromise = new Promise((resolve) => {
+    child.once("exit", (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+  });
+
+  const killGroup = (sig) => {
+    try {
+      process.kill(-child.pid, sig);
+    } catch {
+      /* already gone */
+    }
+  };
+
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    if (!exited) {
+      killGroup("SIGTERM");
+      const done = await Promise.race([exitPromise, sleep(10_000).then(() => null)]);
+      if (!done) {
+        killGroup("SIGKILL");
+        await Promise.race([exitPromise, sleep(5_000)]);
+      }
+    }
+    // workerd is in the same process group; make sure nothing of it survives.
+    killGroup("SIGKILL");
+    await sleep(200);
+    // The temp dir holds the env file (with the secrets), the logs and, when the caller gave
+    // no persistTo, the state; a caller-given persistTo is left alone.
+    rmSync(work, { recursive: true, force: true });
+  };
+
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + timeoutMs;
+  let lastErr;
+  try {
+    for (;;) {
+      if (exited) {
+        throw new Error(`wrangler dev exited early (${JSON.stringify(exited)})`);
+      }
+      if (Date.now() > deadline) throw new Error(`wrangler dev not ready after ${timeoutMs} ms (last: ${lastErr})`);
+      if (/Ready on http/.test(stdout)) {
+        try {
+          const res = await fetch(url + readyPath, { signal: AbortSignal.timeout(5000) });
+          await res.arrayBuffer();
+          break;
+        } catch (e) {
+          lastErr = e.message;
+        }
+      }
+      await sleep(150);
+    }
+  } catch (e) {
+    const out = `--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+    await stop();
+    e.message += `\n${out}`;
+    throw e;
+  }
+
+  const wranglerLogs = () => {
+    try {
+      return readdirSync(logDir)
+        .map((f) => readFileSync(path.join(logDir, f), "utf8"))
+        .join("\n");
+    } catch {
+      return "";
+    }
+  };
+  let logSnapshot = "";
+  return {
+    url,
+    port,
+    persistTo,
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    /** Everything wrangler/workerd printed, plus wrangler's debug log files. */
+    logs: () => {
+      if (!stopped) logSnapshot = wranglerLogs();
+      return `${stdout}\n${stderr}\n${logSnapshot}`;
+    },
+    stop: async () => {
+      logSnapshot = wranglerLogs();
+      await stop();
+    },
+  };
+}
