@@ -522,15 +522,55 @@ pub struct TuneOptions {
     pub steps: [f64; 5],
     /// Maximum number of full passes over the weights.
     pub max_rounds: usize,
+    /// Allowed range of each feature weight, in [`FEATURE_NAMES`] order.
+    pub bounds: [(f64, f64); FEATURE_COUNT],
 }
+
+/// Sign constraints from what each feature means, so the fit cannot learn that, say,
+/// code or reasoning cues make a query easier because of quirks of three benchmarks.
+pub const DEFAULT_BOUNDS: [(f64, f64); FEATURE_COUNT] = [
+    (0.05, 0.6),  // length
+    (0.05, 0.6),  // reasoning
+    (0.05, 0.6),  // comparison
+    (0.05, 0.6),  // code
+    (0.05, 0.6),  // math
+    (0.05, 0.6),  // multi_part
+    (0.0, 0.4),   // constraints
+    (-0.4, 0.1),  // creative
+    (0.05, 0.6),  // technical
+    (-0.3, 0.3),  // vocabulary
+    (-0.4, 0.0),  // multiple_choice
+    (-0.6, -0.1), // simple
+];
 
 impl Default for TuneOptions {
     fn default() -> Self {
         TuneOptions {
-            regularization: 0.02,
+            regularization: 0.1,
             steps: [0.2, 0.1, 0.05, 0.02, 0.01],
             max_rounds: 40,
+            bounds: DEFAULT_BOUNDS,
         }
+    }
+}
+
+/// Hand-set starting point of the tuning and centre of its regularization: the weights
+/// written down from what each feature means, before looking at outcomes.
+pub fn prior_weights() -> Weights {
+    Weights {
+        bias: 0.10,
+        length: 0.35,
+        reasoning: 0.25,
+        comparison: 0.15,
+        code: 0.25,
+        math: 0.15,
+        multi_part: 0.15,
+        constraints: 0.10,
+        creative: -0.05,
+        technical: 0.20,
+        vocabulary: 0.10,
+        multiple_choice: -0.05,
+        simple: -0.30,
     }
 }
 
@@ -557,7 +597,8 @@ pub fn apgr_of_weights(items: &[Item], features: &[Features], weights: &Weights)
 
 /// Deterministic coordinate ascent on the feature weights.
 ///
-/// Objective: APGR over all tuning prompts minus `regularization * sum((w - w_start)^2)`.
+/// Objective: APGR over all tuning prompts minus `regularization * sum((w - w_start)^2)`,
+/// with each weight kept inside `options.bounds` (a constrained MAP fit around the prior).
 /// The penalty keeps features that the data barely exercises (code, creative writing,
 /// greetings are rare in MMLU/GSM8K/MT-Bench) near their hand-set prior instead of letting
 /// them drift on noise, and it anchors the scale (APGR alone is invariant to scaling all
@@ -590,7 +631,12 @@ pub fn tune_weights(
         for i in 0..FEATURE_COUNT {
             let mut best_here = (best, w[i]);
             for &step in &options.steps {
+                let (lo, hi) = options.bounds[i];
                 for cand in [w[i] + step, w[i] - step] {
+                    let cand = cand.clamp(lo, hi);
+                    if cand == w[i] {
+                        continue;
+                    }
                     let mut trial = w;
                     trial[i] = cand;
                     let v = objective(&trial);
@@ -806,9 +852,25 @@ mod tests {
         };
         let feats = vec![mk(1.0), mk(1.0), mk(0.0), mk(0.0)];
         let start = Weights::from_parts(0.0, [0.0; FEATURE_COUNT]);
-        let res = tune_weights(&items, &feats, &start, &TuneOptions::default());
+        let options = TuneOptions {
+            bounds: [(-1.0, 1.0); FEATURE_COUNT],
+            ..TuneOptions::default()
+        };
+        let res = tune_weights(&items, &feats, &start, &options);
         assert!(res.weights.reasoning > 0.0);
         assert!(res.apgr > res.start_apgr);
         assert!(weights_as_rust(&res.weights).contains("reasoning: "));
+    }
+}
+
+#[cfg(test)]
+mod prior_tests {
+    use super::*;
+
+    #[test]
+    fn prior_is_inside_the_bounds() {
+        for (w, (lo, hi)) in prior_weights().feature_weights().iter().zip(DEFAULT_BOUNDS) {
+            assert!(lo <= *w && *w <= hi);
+        }
     }
 }

@@ -366,7 +366,7 @@ fn cmd_tune(args: &Args) -> Result<(), String> {
     if let Some(r) = args.regularization {
         options.regularization = r;
     }
-    let start = Weights::default();
+    let start = eval::prior_weights();
     let started = Instant::now();
     let res = eval::tune_weights(&data.items, &data.features, &start, &options);
     let tuned_scores: Vec<f64> = data

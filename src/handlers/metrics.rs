@@ -5,6 +5,18 @@ use worker::{Env, Request, Response};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::metrics::store::MetricsClient;
+use crate::metrics::MetricsReport;
+
+/// The report followed by context fields.
+#[derive(serde::Serialize)]
+struct MetricsBody<'a> {
+    #[serde(flatten)]
+    report: MetricsReport,
+    /// Date of the price table used for costs.
+    prices_as_of: &'a str,
+    /// Storage work of the metrics object since it started.
+    storage: serde_json::Value,
+}
 
 /// Serves the metrics report.
 pub async fn handle(req: &Request, env: &Env, config: &Config) -> Result<Response, GatewayError> {
@@ -13,9 +25,10 @@ pub async fn handle(req: &Request, env: &Env, config: &Config) -> Result<Respons
     let snapshot = async { MetricsClient::connect(env)?.snapshot().await }
         .await
         .map_err(|e| GatewayError::Internal(format!("metrics store: {e}")))?;
-    let mut body = serde_json::to_value(snapshot.aggregate.report())
-        .map_err(|e| GatewayError::Internal(e.to_string()))?;
-    body["prices_as_of"] = serde_json::json!(config.prices.as_of);
-    body["storage"] = snapshot.storage;
+    let body = MetricsBody {
+        report: snapshot.aggregate.report(),
+        prices_as_of: &config.prices.as_of,
+        storage: snapshot.storage,
+    };
     super::json_response(200, &body).map_err(|e| GatewayError::Internal(e.to_string()))
 }

@@ -8,12 +8,12 @@ use worker::{Headers, Response};
 
 use crate::error::GatewayError;
 
-/// A JSON response with the given status.
-pub fn json_response(status: u16, body: &serde_json::Value) -> worker::Result<Response> {
+/// A JSON response with the given status; struct fields keep their declared order.
+pub fn json_response<T: serde::Serialize>(status: u16, body: &T) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
-    Ok(Response::from_bytes(body.to_string().into_bytes())?
+    Ok(Response::from_bytes(serde_json::to_vec(body)?)?
         .with_status(status)
         .with_headers(headers))
 }

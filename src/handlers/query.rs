@@ -125,8 +125,7 @@ pub async fn handle(
         Ok((body, event)) => {
             let tier = body.routing.tier;
             let score = body.routing.score;
-            let json = serde_json::to_value(&body)?;
-            let mut response = super::json_response(200, &json)?;
+            let mut response = super::json_response(200, &body)?;
             response.headers_mut().set("x-llm-mux-tier", tier.shout())?;
             response
                 .headers_mut()
