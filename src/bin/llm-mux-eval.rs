@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use llm_mux::eval::{
-    self, CalibrationTarget, EvalRecord, Item, RouterMetrics, Split, TuneOptions,
-};
+use llm_mux::eval::{self, CalibrationTarget, EvalRecord, Item, RouterMetrics, Split, TuneOptions};
 use llm_mux::pricing::{ModelPrice, PriceTable};
 use llm_mux::scoring::{self, Features, Weights, DEFAULT_THRESHOLD};
 
@@ -92,7 +90,9 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
                 let v = parse_number(a, &value()?)?;
                 let fraction = a != "--max-cost-per-1k";
                 if (fraction && !(0.0..=1.0).contains(&v)) || v < 0.0 {
-                    return Err(format!("{a} must be in [0,1] (or >= 0 for a cost), got {v}"));
+                    return Err(format!(
+                        "{a} must be in [0,1] (or >= 0 for a cost), got {v}"
+                    ));
                 }
                 args.target = Some(match a.as_str() {
                     "--target-large-share" => CalibrationTarget::LargeShare(v),
@@ -121,7 +121,9 @@ fn load_path(path: &Path) -> Result<Vec<EvalRecord>, String> {
     if meta.is_dir() {
         let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
         for entry in entries {
-            let p = entry.map_err(|e| format!("{}: {e}", path.display()))?.path();
+            let p = entry
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .path();
             if p.extension().is_some_and(|x| x == "jsonl") {
                 files.push(p);
             }
