@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::GatewayError;
-use crate::routing::{RequestedTier, RoutingDecision};
+use crate::routing::RoutingDecision;
 use crate::scoring::FeatureContribution;
 
 /// Largest `max_tokens` accepted; larger values are surely mistakes.
@@ -15,10 +15,13 @@ pub const MAX_MAX_TOKENS: u64 = 1_000_000;
 pub struct QueryRequest {
     /// The user's query, non-empty.
     pub query: String,
-    /// Tier requested by the caller (default auto).
-    pub tier: RequestedTier,
+    /// Tier requested by the caller: `None` for auto, else a tier name (checked against the
+    /// configured tiers by the handler).
+    pub tier: Option<String>,
     /// Completion token limit passed to the upstream.
     pub max_tokens: Option<u32>,
+    /// Stream the answer as server-sent events.
+    pub stream: bool,
 }
 
 /// Bound on the raw body: the query may be JSON-escaped (up to 6 bytes per byte, `\u0000`)
@@ -72,15 +75,22 @@ impl QueryRequest {
         }
 
         let tier = match fields.get("tier") {
-            None | Some(Value::Null) => RequestedTier::Auto,
-            Some(Value::String(t)) => RequestedTier::parse(t).ok_or_else(|| {
-                GatewayError::BadRequest(format!(
-                    "field 'tier' must be one of \"auto\", \"small\", \"large\", got {t:?}"
-                ))
-            })?,
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) if t == "auto" => None,
+            Some(Value::String(t)) => Some(t.clone()),
             Some(other) => {
                 return Err(GatewayError::BadRequest(format!(
                     "field 'tier' must be a string (\"auto\", \"small\" or \"large\"), got {}",
+                    json_type(other)
+                )))
+            }
+        };
+        let stream = match fields.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(GatewayError::BadRequest(format!(
+                    "field 'stream' must be a boolean, got {}",
                     json_type(other)
                 )))
             }
@@ -108,6 +118,7 @@ impl QueryRequest {
             query: query.clone(),
             tier,
             max_tokens,
+            stream,
         })
     }
 }
@@ -144,11 +155,11 @@ pub struct RoutingInfo {
     /// Complexity score in [0, 1].
     pub score: f64,
     /// Tier chosen.
-    pub tier: crate::routing::Tier,
-    /// Threshold in force.
+    pub tier: String,
+    /// Threshold in force: score >= threshold goes to the top tier.
     pub threshold: f64,
-    /// What the caller asked for (auto, small, large).
-    pub requested_tier: RequestedTier,
+    /// What the caller asked for: `auto`, or the tier name it forced.
+    pub requested_tier: String,
     /// Each feature's value and contribution to the score.
     pub features: Vec<FeatureContribution>,
 }
@@ -158,9 +169,12 @@ impl RoutingInfo {
     pub fn new(decision: &RoutingDecision, features: Vec<FeatureContribution>) -> Self {
         Self {
             score: decision.score,
-            tier: decision.tier,
+            tier: decision.tier_name.clone(),
             threshold: decision.threshold,
-            requested_tier: decision.requested,
+            requested_tier: match decision.requested {
+                crate::routing::Requested::Auto => String::from("auto"),
+                _ => decision.tier_name.clone(),
+            },
             features,
         }
     }
@@ -202,14 +216,17 @@ mod tests {
     fn minimal_request() {
         let r = parse(r#"{"query": "hi"}"#).unwrap();
         assert_eq!(r.query, "hi");
-        assert_eq!(r.tier, RequestedTier::Auto);
+        assert_eq!(r.tier, None);
         assert_eq!(r.max_tokens, None);
+        assert!(!r.stream);
+        assert_eq!(parse(r#"{"query": "hi", "tier": "auto"}"#).unwrap().tier, None);
     }
 
     #[test]
     fn full_request() {
-        let r = parse(r#"{"query": "hi", "tier": "large", "max_tokens": 50, "extra": 1}"#).unwrap();
-        assert_eq!(r.tier, RequestedTier::Large);
+        let r = parse(r#"{"query": "hi", "tier": "large", "max_tokens": 50, "stream": true, "extra": 1}"#).unwrap();
+        assert_eq!(r.tier.as_deref(), Some("large"));
+        assert!(r.stream);
         assert_eq!(r.max_tokens, Some(50));
     }
 
@@ -223,7 +240,7 @@ mod tests {
         assert!(bad_request(r#"{"query": 5}"#).contains("must be a string"));
         assert!(bad_request(r#"{"query": ""}"#).contains("must not be empty"));
         assert!(bad_request(r#"{"query": "  \n "}"#).contains("must not be empty"));
-        assert!(bad_request(r#"{"query": "x", "tier": "medium"}"#).contains("'tier'"));
+        assert!(bad_request(r#"{"query": "x", "stream": "yes"}"#).contains("'stream'"));
         assert!(bad_request(r#"{"query": "x", "tier": 1}"#).contains("'tier'"));
         assert!(bad_request(r#"{"query": "x", "max_tokens": 0}"#).contains("'max_tokens'"));
         assert!(bad_request(r#"{"query": "x", "max_tokens": -3}"#).contains("'max_tokens'"));

@@ -2,11 +2,13 @@
 
 use std::fmt;
 
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use crate::error::GatewayError;
-use crate::pricing::PriceTable;
-use crate::routing::Tier;
+use crate::pricing::{ModelPrice, PriceTable};
+use crate::providers::BackendKind;
+use crate::routing::{self, FeatureCondition, Requested, TierPolicy};
 use crate::scoring;
 
 /// A secret string that never prints its value.
@@ -52,27 +54,104 @@ pub const MAX_MAX_QUERY_BYTES: usize = 4 * 1024 * 1024;
 /// Upper bound of UPSTREAM_TIMEOUT_MS (15 minutes).
 pub const MAX_UPSTREAM_TIMEOUT_MS: u64 = 900_000;
 
+/// One tier: how it is selected and where its queries go.
+#[derive(Debug, Clone)]
+pub struct TierConfig {
+    /// Name and selection policy.
+    pub policy: TierPolicy,
+    /// API dialect of the backend.
+    pub backend: BackendKind,
+    /// Base URL without a trailing slash.
+    pub base_url: String,
+    /// Model id sent upstream.
+    pub model: String,
+    /// Variable holding the backend key (empty: the backend needs none).
+    pub key_variable: String,
+    /// The key, when configured.
+    pub api_key: Option<Secret>,
+}
+
+impl TierConfig {
+    /// The tier's name.
+    pub fn name(&self) -> &str {
+        &self.policy.name
+    }
+
+    /// The key to send, or the 503 error saying which variable to set.
+    pub fn key(&self) -> Result<&str, GatewayError> {
+        match (&self.api_key, self.key_variable.is_empty()) {
+            (Some(key), _) => Ok(key.expose()),
+            (None, true) => Ok(""),
+            (None, false) => Err(GatewayError::UpstreamKeyMissing {
+                variable: self.key_variable.clone(),
+            }),
+        }
+    }
+}
+
 /// The gateway's validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Key for the Mistral API; `None` makes /query answer 503.
-    pub mistral_api_key: Option<Secret>,
-    /// Base URL without a trailing slash.
-    pub mistral_base_url: String,
-    /// Model of the small tier.
-    pub small_model: String,
-    /// Model of the large tier.
-    pub large_model: String,
-    /// Score at or above which a query goes to the large tier.
+    /// Tiers from cheapest to most expensive.
+    pub tiers: Vec<TierConfig>,
+    /// The tiers' selection policies (same order), for the router.
+    pub policies: Vec<TierPolicy>,
+    /// Score threshold of the most expensive plain tier.
     pub routing_threshold: f64,
-    /// Bearer tokens accepted by /query and /metrics; empty means no auth.
+    /// Bearer tokens accepted by the API; empty means no auth.
     pub api_keys: Vec<Secret>,
     /// Largest accepted query, in bytes of UTF-8.
     pub max_query_bytes: usize,
     /// Time allowed for the upstream call, in milliseconds.
     pub upstream_timeout_ms: u64,
-    /// Prices used for cost accounting (embedded table plus MODEL_PRICES overrides).
+    /// Prices used for cost accounting (embedded table, MODEL_PRICES, tier prices).
     pub prices: PriceTable,
+}
+
+/// A tier as written in the TIERS variable.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TierSpec {
+    name: String,
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    base_url: Option<String>,
+    model: String,
+    #[serde(default)]
+    api_key_var: Option<String>,
+    #[serde(default)]
+    min_score: Option<f64>,
+    #[serde(default)]
+    when: Option<WhenSpec>,
+    #[serde(default)]
+    prices: Option<ModelPrice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenSpec {
+    feature: String,
+    #[serde(default = "default_min_value")]
+    min_value: f64,
+}
+
+fn default_min_value() -> f64 {
+    0.5
+}
+
+fn invalid(variable: &'static str, message: String) -> GatewayError {
+    GatewayError::InvalidConfig { variable, message }
+}
+
+fn valid_base_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() > "https://".len()
+        && !url.chars().any(char::is_whitespace)
+}
+
+fn valid_model_id(model: &str) -> bool {
+    !model.is_empty() && !model.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 impl Config {
@@ -82,39 +161,24 @@ impl Config {
         F: Fn(&str) -> Option<String>,
     {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_string());
-        let invalid = |variable: &'static str, message: String| GatewayError::InvalidConfig {
-            variable,
-            message,
-        };
-
-        let mistral_api_key = get("MISTRAL_API_KEY")
-            .filter(|v| !v.is_empty())
-            .map(Secret::new);
+        let secret = |name: &str| get(name).filter(|v| !v.is_empty()).map(Secret::new);
 
         let mistral_base_url = match get("MISTRAL_BASE_URL").filter(|v| !v.is_empty()) {
             None => DEFAULT_MISTRAL_BASE_URL.to_string(),
+            Some(url) if valid_base_url(&url) => url.trim_end_matches('/').to_string(),
             Some(url) => {
-                let valid = (url.starts_with("https://") || url.starts_with("http://"))
-                    && url.len() > "http://".len()
-                    && !url.chars().any(char::is_whitespace);
-                if !valid {
-                    return Err(invalid(
-                        "MISTRAL_BASE_URL",
-                        format!("expected an http(s) URL such as {DEFAULT_MISTRAL_BASE_URL}, got {url:?}"),
-                    ));
-                }
-                url.trim_end_matches('/').to_string()
+                return Err(invalid(
+                    "MISTRAL_BASE_URL",
+                    format!("expected an http(s) URL such as {DEFAULT_MISTRAL_BASE_URL}, got {url:?}"),
+                ))
             }
         };
 
         let model = |name: &'static str, default: &str| -> Result<String, GatewayError> {
             match get(name) {
                 None => Ok(default.to_string()),
-                Some(v) if v.is_empty() => Err(invalid(name, "must not be empty".into())),
-                Some(v) if v.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-                    Err(invalid(name, format!("model id must not contain spaces, got {v:?}")))
-                }
-                Some(v) => Ok(v),
+                Some(v) if valid_model_id(&v) => Ok(v),
+                Some(v) => Err(invalid(name, format!("expected a model id without spaces, got {v:?}"))),
             }
         };
         let small_model = model("SMALL_MODEL", DEFAULT_SMALL_MODEL)?;
@@ -162,20 +226,45 @@ impl Config {
                 .apply_overrides(&raw)
                 .map_err(|m| invalid("MODEL_PRICES", m))?;
         }
-        for (variable, model) in [("SMALL_MODEL", &small_model), ("LARGE_MODEL", &large_model)] {
-            if prices.lookup(model, model).is_none() {
-                return Err(invalid(
-                    variable,
-                    format!("no price known for model {model:?}; add it to MODEL_PRICES"),
-                ));
+
+        let tiers = match get("TIERS").filter(|v| !v.is_empty()) {
+            None => {
+                let mistral_tier = |name: &str, model: String, min_score: f64| TierConfig {
+                    policy: TierPolicy {
+                        name: name.to_string(),
+                        min_score,
+                        when: None,
+                    },
+                    backend: BackendKind::Mistral,
+                    base_url: mistral_base_url.clone(),
+                    model,
+                    key_variable: "MISTRAL_API_KEY".into(),
+                    api_key: secret("MISTRAL_API_KEY"),
+                };
+                for (variable, model) in [("SMALL_MODEL", &small_model), ("LARGE_MODEL", &large_model)] {
+                    if prices.lookup(model, model).is_none() {
+                        return Err(invalid(
+                            variable,
+                            format!("no price known for model {model:?}; add it to MODEL_PRICES"),
+                        ));
+                    }
+                }
+                vec![
+                    mistral_tier("small", small_model, 0.0),
+                    mistral_tier("large", large_model, routing_threshold),
+                ]
             }
-        }
+            Some(raw) => parse_tiers(&raw, &mistral_base_url, &mut prices, &secret)?,
+        };
+        let policies = tiers.iter().map(|t| t.policy.clone()).collect::<Vec<_>>();
+        let routing_threshold = policies
+            .get(routing::top_tier(&policies))
+            .map(|p| p.min_score)
+            .unwrap_or(routing_threshold);
 
         Ok(Self {
-            mistral_api_key,
-            mistral_base_url,
-            small_model,
-            large_model,
+            tiers,
+            policies,
             routing_threshold,
             api_keys,
             max_query_bytes,
@@ -184,12 +273,45 @@ impl Config {
         })
     }
 
-    /// The configured model of a tier.
-    pub fn model_for(&self, tier: Tier) -> &str {
-        match tier {
-            Tier::Small => &self.small_model,
-            Tier::Large => &self.large_model,
+    /// Index of the most expensive plain tier (the "always large" reference).
+    pub fn top_tier(&self) -> usize {
+        routing::top_tier(&self.policies)
+    }
+
+    /// Index of the tier called `name`.
+    pub fn tier_by_name(&self, name: &str) -> Option<usize> {
+        self.tiers.iter().position(|t| t.name() == name)
+    }
+
+    /// Resolves a requested `model` (`auto`, a tier name, or a model a tier serves).
+    pub fn resolve_model(&self, model: &str) -> Result<Requested, GatewayError> {
+        if model == "auto" {
+            return Ok(Requested::Auto);
         }
+        if let Some(i) = self.tier_by_name(model) {
+            return Ok(Requested::Tier(i));
+        }
+        if let Some(i) = self.tiers.iter().position(|t| t.model == model) {
+            return Ok(Requested::Model(i));
+        }
+        Err(GatewayError::UnknownModel {
+            model: model.chars().take(100).collect(),
+            available: self.model_names(),
+        })
+    }
+
+    /// Every name a client may use as `model`: auto, the tiers, the tiers' models.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names = vec![String::from("auto")];
+        for tier in &self.tiers {
+            names.push(tier.name().to_string());
+        }
+        for tier in &self.tiers {
+            if !names.contains(&tier.model) {
+                names.push(tier.model.clone());
+            }
+        }
+        names
     }
 
     /// Checks an `Authorization` header against LLM_MUX_API_KEYS in constant time per key.
@@ -215,6 +337,132 @@ impl Config {
             Err(GatewayError::Unauthorized)
         }
     }
+}
+
+/// Parses the TIERS variable: a JSON array of tiers from cheapest to most expensive.
+fn parse_tiers(
+    raw: &str,
+    mistral_base_url: &str,
+    prices: &mut PriceTable,
+    secret: &dyn Fn(&str) -> Option<Secret>,
+) -> Result<Vec<TierConfig>, GatewayError> {
+    let bad = |message: String| invalid("TIERS", message);
+    let specs: Vec<TierSpec> = serde_json::from_str(raw).map_err(|e| {
+        bad(format!(
+            "expected a JSON array of tiers like [{{\"name\": \"small\", \"model\": \"...\"}}]: {e}"
+        ))
+    })?;
+    if specs.is_empty() {
+        return Err(bad("at least one tier is needed".into()));
+    }
+    let mut tiers: Vec<TierConfig> = Vec::with_capacity(specs.len());
+    let mut last_plain_min = None;
+    for spec in specs {
+        let name = spec.name.trim().to_string();
+        let name_ok = !name.is_empty()
+            && name != "auto"
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(bad(format!(
+                "tier name {name:?} must be lowercase letters, digits, '-' or '_', and not \"auto\""
+            )));
+        }
+        if tiers.iter().any(|t| t.name() == name) {
+            return Err(bad(format!("tier name {name:?} appears twice")));
+        }
+        let backend = match spec.backend.as_deref() {
+            None => BackendKind::Mistral,
+            Some(kind) => BackendKind::parse(kind).ok_or_else(|| {
+                bad(format!(
+                    "tier {name:?}: backend {kind:?} is not one of mistral, openai, anthropic"
+                ))
+            })?,
+        };
+        let base_url = match (spec.base_url, backend) {
+            (Some(url), _) if valid_base_url(&url) => url.trim_end_matches('/').to_string(),
+            (Some(url), _) => {
+                return Err(bad(format!("tier {name:?}: base_url {url:?} is not an http(s) URL")))
+            }
+            (None, BackendKind::Mistral) => mistral_base_url.to_string(),
+            (None, kind) => kind.default_base_url().to_string(),
+        };
+        if !valid_model_id(&spec.model) {
+            return Err(bad(format!("tier {name:?}: model {:?} is not a model id", spec.model)));
+        }
+        let key_variable = spec
+            .api_key_var
+            .unwrap_or_else(|| backend.default_key_variable().to_string());
+        let key_ok = key_variable
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !key_ok {
+            return Err(bad(format!(
+                "tier {name:?}: api_key_var {key_variable:?} must be an UPPER_CASE variable name (or \"\" for none)"
+            )));
+        }
+        let min_score = spec.min_score.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&min_score) {
+            return Err(bad(format!("tier {name:?}: min_score must be between 0 and 1")));
+        }
+        let when = match spec.when {
+            None => {
+                if last_plain_min.is_some_and(|m| min_score < m) {
+                    return Err(bad(format!(
+                        "tier {name:?}: tiers are ordered cheapest first, so min_score must not decrease"
+                    )));
+                }
+                last_plain_min = Some(min_score);
+                None
+            }
+            Some(w) => {
+                if !scoring::FEATURE_NAMES.contains(&w.feature.as_str()) {
+                    return Err(bad(format!(
+                        "tier {name:?}: unknown feature {:?}; known: {}",
+                        w.feature,
+                        scoring::FEATURE_NAMES.join(", ")
+                    )));
+                }
+                Some(FeatureCondition {
+                    feature: w.feature,
+                    min_value: w.min_value,
+                })
+            }
+        };
+        if let Some(price) = spec.prices {
+            prices
+                .apply_overrides(&serde_json::json!({ spec.model.clone(): price }).to_string())
+                .map_err(|m| bad(format!("tier {name:?}: {m}")))?;
+        }
+        if prices.lookup(&spec.model, &spec.model).is_none() {
+            return Err(bad(format!(
+                "tier {name:?}: no price known for model {:?}; give \"prices\": {{\"input\": n, \"output\": n}}",
+                spec.model
+            )));
+        }
+        let api_key = if key_variable.is_empty() {
+            None
+        } else {
+            secret(&key_variable)
+        };
+        tiers.push(TierConfig {
+            policy: TierPolicy {
+                name,
+                min_score,
+                when,
+            },
+            backend,
+            base_url,
+            model: spec.model,
+            key_variable,
+            api_key,
+        });
+    }
+    if last_plain_min.is_none() {
+        return Err(bad("at least one tier without a \"when\" condition is needed".into()));
+    }
+    Ok(tiers)
 }
 
 /// Parses a positive integer no larger than `max`, or returns `default` when unset.
@@ -250,17 +498,32 @@ mod tests {
         }
     }
 
+    fn invalid_message(result: Result<Config, GatewayError>) -> String {
+        match result {
+            Err(e @ GatewayError::InvalidConfig { .. }) => e.client_message(),
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
     #[test]
     fn defaults_when_nothing_is_set() {
         let c = config(&[]).unwrap();
-        assert!(c.mistral_api_key.is_none());
-        assert_eq!(c.mistral_base_url, "https://api.mistral.ai");
-        assert_eq!(c.small_model, "mistral-small-latest");
-        assert_eq!(c.large_model, "mistral-large-latest");
+        assert_eq!(c.tiers.len(), 2);
+        let (small, large) = (&c.tiers[0], &c.tiers[1]);
+        assert_eq!((small.name(), small.model.as_str()), ("small", "mistral-small-latest"));
+        assert_eq!((large.name(), large.model.as_str()), ("large", "mistral-large-latest"));
+        assert_eq!(small.base_url, "https://api.mistral.ai");
+        assert_eq!(large.policy.min_score, scoring::DEFAULT_THRESHOLD);
         assert_eq!(c.routing_threshold, scoring::DEFAULT_THRESHOLD);
+        assert!(small.api_key.is_none());
+        assert_eq!(
+            small.key(),
+            Err(GatewayError::UpstreamKeyMissing { variable: "MISTRAL_API_KEY".into() })
+        );
         assert!(c.api_keys.is_empty());
         assert_eq!(c.max_query_bytes, 32768);
         assert_eq!(c.upstream_timeout_ms, 60000);
+        assert_eq!(c.top_tier(), 1);
     }
 
     #[test]
@@ -274,9 +537,10 @@ mod tests {
             ("UPSTREAM_TIMEOUT_MS", "1500"),
         ])
         .unwrap();
-        assert_eq!(c.mistral_api_key.as_ref().unwrap().expose(), "sk-abc");
-        assert_eq!(c.mistral_base_url, "http://127.0.0.1:9999");
+        assert_eq!(c.tiers[0].key(), Ok("sk-abc"));
+        assert_eq!(c.tiers[1].base_url, "http://127.0.0.1:9999");
         assert_eq!(c.routing_threshold, 0.25);
+        assert_eq!(c.tiers[1].policy.min_score, 0.25);
         assert_eq!(c.api_keys.len(), 2);
         assert_eq!(c.max_query_bytes, 100);
         assert_eq!(c.upstream_timeout_ms, 1500);
@@ -294,6 +558,7 @@ mod tests {
         assert_eq!(invalid_variable(config(&[("SMALL_MODEL", "a b")])), "SMALL_MODEL");
         assert_eq!(invalid_variable(config(&[("LARGE_MODEL", "unknown-model")])), "LARGE_MODEL");
         assert_eq!(invalid_variable(config(&[("MODEL_PRICES", "{bad")])), "MODEL_PRICES");
+        assert_eq!(invalid_variable(config(&[("TIERS", "[]")])), "TIERS");
     }
 
     #[test]
@@ -303,7 +568,61 @@ mod tests {
             ("MODEL_PRICES", r#"{"my-model": {"input": 1, "output": 2}}"#),
         ])
         .unwrap();
-        assert_eq!(c.model_for(Tier::Large), "my-model");
+        assert_eq!(c.tiers[1].model, "my-model");
+    }
+
+    #[test]
+    fn three_tiers_with_a_code_tier_and_mixed_backends() {
+        let tiers = r#"[
+          {"name": "tiny", "backend": "openai", "base_url": "http://127.0.0.1:11434/v1",
+           "model": "llama3.2:1b", "api_key_var": "", "prices": {"input": 0, "output": 0}},
+          {"name": "small", "model": "mistral-small-latest", "min_score": 0.2},
+          {"name": "code", "model": "codestral-latest", "min_score": 0.1,
+           "when": {"feature": "code", "min_value": 0.5}},
+          {"name": "large", "backend": "anthropic", "model": "claude-sonnet-4-5",
+           "min_score": 0.6, "prices": {"input": 3, "output": 15}}
+        ]"#;
+        let c = config(&[("TIERS", tiers), ("MISTRAL_API_KEY", "m"), ("ANTHROPIC_API_KEY", "a")])
+            .unwrap();
+        assert_eq!(c.tiers.len(), 4);
+        assert_eq!(c.tiers[0].backend, BackendKind::OpenAi);
+        assert_eq!(c.tiers[0].key(), Ok(""));
+        assert_eq!(c.tiers[1].base_url, "https://api.mistral.ai");
+        assert_eq!(c.tiers[3].base_url, "https://api.anthropic.com");
+        assert_eq!(c.tiers[3].key(), Ok("a"));
+        assert_eq!(c.top_tier(), 3);
+        assert_eq!(c.routing_threshold, 0.6);
+        assert!(c.prices.lookup("claude-sonnet-4-5", "x").is_some());
+        assert_eq!(c.resolve_model("auto"), Ok(Requested::Auto));
+        assert_eq!(c.resolve_model("code"), Ok(Requested::Tier(2)));
+        assert_eq!(c.resolve_model("claude-sonnet-4-5"), Ok(Requested::Model(3)));
+        assert!(matches!(c.resolve_model("gpt-9"), Err(GatewayError::UnknownModel { .. })));
+        assert_eq!(
+            c.model_names()[..5],
+            ["auto", "tiny", "small", "code", "large"].map(String::from)
+        );
+    }
+
+    #[test]
+    fn tier_errors_are_specific() {
+        let cases = [
+            (r#"{"name": "x"}"#, "JSON array"),
+            (r#"[{"name": "Big", "model": "mistral-large-latest"}]"#, "lowercase"),
+            (r#"[{"name": "auto", "model": "mistral-large-latest"}]"#, "not \"auto\""),
+            (r#"[{"name": "a", "model": "mistral-large-latest"}, {"name": "a", "model": "mistral-small-latest"}]"#, "twice"),
+            (r#"[{"name": "a", "backend": "cohere", "model": "x"}]"#, "backend"),
+            (r#"[{"name": "a", "model": "no-price-model"}]"#, "no price"),
+            (r#"[{"name": "a", "model": "mistral-large-latest", "min_score": 2}]"#, "min_score"),
+            (r#"[{"name": "a", "model": "mistral-large-latest", "min_score": 0.5}, {"name": "b", "model": "mistral-small-latest", "min_score": 0.1}]"#, "must not decrease"),
+            (r#"[{"name": "a", "model": "codestral-latest", "when": {"feature": "poetry"}}]"#, "unknown feature"),
+            (r#"[{"name": "a", "model": "codestral-latest", "when": {"feature": "code"}}]"#, "without a \"when\""),
+            (r#"[{"name": "a", "model": "mistral-large-latest", "colour": "red"}]"#, "unknown field"),
+            (r#"[{"name": "a", "model": "mistral-large-latest", "api_key_var": "my key"}]"#, "api_key_var"),
+        ];
+        for (tiers, needle) in cases {
+            let message = invalid_message(config(&[("TIERS", tiers)]));
+            assert!(message.contains("TIERS") && message.contains(needle), "{tiers}: {message}");
+        }
     }
 
     #[test]

@@ -7,6 +7,10 @@ use serde_json::{json, Value};
 pub enum GatewayError {
     /// The request body or a field in it is invalid.
     BadRequest(String),
+    /// A named parameter of an OpenAI-style request is invalid.
+    InvalidParam { param: String, message: String },
+    /// The requested model is neither `auto`, a tier, nor a model a tier serves.
+    UnknownModel { model: String, available: Vec<String> },
     /// The query is larger than MAX_QUERY_BYTES (or the body larger than its bound).
     PayloadTooLarge { limit: usize, actual: usize },
     /// No route for this path.
@@ -15,8 +19,8 @@ pub enum GatewayError {
     MethodNotAllowed { method: String, allowed: &'static str },
     /// LLM_MUX_API_KEYS is set and the request has no valid bearer token.
     Unauthorized,
-    /// MISTRAL_API_KEY is not configured.
-    UpstreamKeyMissing,
+    /// The API key of the chosen tier's backend (e.g. MISTRAL_API_KEY) is not configured.
+    UpstreamKeyMissing { variable: String },
     /// A configuration variable holds an invalid value.
     InvalidConfig { variable: &'static str, message: String },
     /// The upstream answered with an error status or an unusable body.
@@ -35,12 +39,12 @@ impl GatewayError {
     /// HTTP status code returned to the client.
     pub fn status(&self) -> u16 {
         match self {
-            Self::BadRequest(_) => 400,
+            Self::BadRequest(_) | Self::InvalidParam { .. } | Self::UnknownModel { .. } => 400,
             Self::PayloadTooLarge { .. } => 413,
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Unauthorized => 401,
-            Self::UpstreamKeyMissing => 503,
+            Self::UpstreamKeyMissing { .. } => 503,
             Self::InvalidConfig { .. } | Self::Internal(_) => 500,
             Self::Upstream { .. } => 502,
             Self::UpstreamTimeout { .. } => 504,
@@ -50,12 +54,14 @@ impl GatewayError {
     /// The `error.type` field of the body.
     pub fn error_type(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) => "invalid_request_error",
+            Self::BadRequest(_) | Self::InvalidParam { .. } | Self::UnknownModel { .. } => {
+                "invalid_request_error"
+            }
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized => "authentication_error",
-            Self::UpstreamKeyMissing => "upstream_not_configured",
+            Self::UpstreamKeyMissing { .. } => "upstream_not_configured",
             Self::InvalidConfig { .. } => "configuration_error",
             Self::Upstream { .. } => "upstream_error",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
@@ -66,12 +72,13 @@ impl GatewayError {
     /// Low-cardinality label under which /metrics counts this failure.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) => "bad_request",
+            Self::BadRequest(_) | Self::InvalidParam { .. } => "bad_request",
+            Self::UnknownModel { .. } => "unknown_model",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized => "unauthorized",
-            Self::UpstreamKeyMissing => "upstream_not_configured",
+            Self::UpstreamKeyMissing { .. } => "upstream_not_configured",
             Self::InvalidConfig { .. } => "invalid_config",
             Self::Upstream { .. } => "upstream_error",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
@@ -82,12 +89,16 @@ impl GatewayError {
     /// The message the client sees. Internal details never leave the worker.
     pub fn client_message(&self) -> String {
         match self {
-            Self::BadRequest(message) => message.clone(),
+            Self::BadRequest(message) | Self::InvalidParam { message, .. } => message.clone(),
+            Self::UnknownModel { model, available } => format!(
+                "the model '{model}' is not served by this gateway; use one of: {}",
+                available.join(", ")
+            ),
             Self::PayloadTooLarge { limit, actual } => format!(
                 "query is {actual} bytes, over the limit of {limit} bytes (MAX_QUERY_BYTES)"
             ),
             Self::NotFound { path } => format!(
-                "no route for {path}; available: POST /query, GET /metrics"
+                "no route for {path}; available: POST /query, GET /metrics, POST /v1/chat/completions, GET /v1/models"
             ),
             Self::MethodNotAllowed { method, allowed } => {
                 format!("method {method} is not allowed here; use {allowed}")
@@ -95,8 +106,8 @@ impl GatewayError {
             Self::Unauthorized => String::from(
                 "missing or invalid API key: send 'Authorization: Bearer <key>' with one of the keys in LLM_MUX_API_KEYS",
             ),
-            Self::UpstreamKeyMissing => String::from(
-                "MISTRAL_API_KEY is not configured: run 'npx wrangler secret put MISTRAL_API_KEY' (deployed) or add it to .dev.vars (local)",
+            Self::UpstreamKeyMissing { variable } => format!(
+                "{variable} is not configured: run 'npx wrangler secret put {variable}' (deployed) or add it to .dev.vars (local)"
             ),
             Self::InvalidConfig { variable, message } => {
                 format!("invalid configuration: {variable}: {message}")
@@ -152,7 +163,12 @@ mod tests {
                 405,
             ),
             (GatewayError::Unauthorized, 401),
-            (GatewayError::UpstreamKeyMissing, 503),
+            (
+                GatewayError::UpstreamKeyMissing {
+                    variable: "MISTRAL_API_KEY".into(),
+                },
+                503,
+            ),
             (
                 GatewayError::Upstream {
                     status: Some(500),
@@ -192,7 +208,10 @@ mod tests {
 
     #[test]
     fn missing_key_message_says_how_to_set_it() {
-        let msg = GatewayError::UpstreamKeyMissing.client_message();
+        let msg = GatewayError::UpstreamKeyMissing {
+            variable: "MISTRAL_API_KEY".into(),
+        }
+        .client_message();
         assert!(msg.contains("MISTRAL_API_KEY") && msg.contains("wrangler secret put"));
     }
 }

@@ -5,16 +5,20 @@
 //! -> response -> `ctx.wait_until(metrics event -> Durable Object)`.
 
 pub mod api;
+pub mod chat;
 pub mod config;
+pub mod dispatch;
 pub mod error;
 pub mod eval;
 pub mod handlers;
+pub mod learned;
 pub mod metrics;
 pub mod pricing;
 pub mod providers;
 pub mod routes;
 pub mod routing;
 pub mod scoring;
+pub mod streaming;
 
 use worker::{event, Context, Date, Env, Request, Response};
 
@@ -46,18 +50,35 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let path = req.path();
     let config = load_config(&env);
 
+    let error_response = |e: &error::GatewayError| {
+        if routes::is_openai_path(&path) {
+            handlers::chat::openai_error(e)
+        } else {
+            handlers::error_response(e)
+        }
+    };
     let result = match routes::resolve(&method, &path) {
         Ok(Route::Query) => {
             handlers::query::handle(req, &env, &ctx, &config, &request_id, started_ms).await
         }
+        Ok(Route::ChatCompletions) => {
+            handlers::chat::handle(req, &env, &ctx, &config, &request_id, started_ms).await
+        }
         Ok(Route::Metrics) => match &config {
             Ok(config) => handlers::metrics::handle(&req, &env, config)
                 .await
-                .or_else(|e| handlers::error_response(&e)),
-            Err(e) => handlers::error_response(e),
+                .or_else(|e| error_response(&e)),
+            Err(e) => error_response(e),
+        },
+        Ok(Route::Models) => match &config {
+            Ok(config) => match config.authorize(handlers::authorization(&req).as_deref()) {
+                Ok(()) => handlers::models::handle(config),
+                Err(e) => error_response(&e),
+            },
+            Err(e) => error_response(e),
         },
         Ok(Route::Index) => handlers::index::handle(),
-        Err(e) => handlers::error_response(&e),
+        Err(e) => error_response(&e),
     };
     let mut response = match result {
         Ok(response) => response,

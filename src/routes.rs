@@ -11,6 +11,15 @@ pub enum Route {
     Query,
     /// `GET /metrics`.
     Metrics,
+    /// `POST /v1/chat/completions` (OpenAI-compatible).
+    ChatCompletions,
+    /// `GET /v1/models`.
+    Models,
+}
+
+/// Whether errors on this path use OpenAI's error body.
+pub fn is_openai_path(path: &str) -> bool {
+    path.starts_with("/v1/")
 }
 
 /// Resolves a method and path. HEAD is served as GET would be, without a body.
@@ -20,6 +29,8 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
         "/" => (Route::Index, "GET"),
         "/query" => (Route::Query, "POST"),
         "/metrics" => (Route::Metrics, "GET"),
+        "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
+        "/v1/models" => (Route::Models, "GET"),
         _ => {
             return Err(GatewayError::NotFound {
                 path: path.chars().take(200).collect(),
@@ -48,6 +59,9 @@ mod tests {
         assert_eq!(resolve("GET", "/metrics"), Ok(Route::Metrics));
         assert_eq!(resolve("HEAD", "/metrics"), Ok(Route::Metrics));
         assert_eq!(resolve("GET", "/"), Ok(Route::Index));
+        assert_eq!(resolve("POST", "/v1/chat/completions"), Ok(Route::ChatCompletions));
+        assert_eq!(resolve("GET", "/v1/models"), Ok(Route::Models));
+        assert!(is_openai_path("/v1/chat/completions") && !is_openai_path("/query"));
     }
 
     #[test]

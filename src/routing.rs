@@ -1,84 +1,128 @@
 //! Tiers and the policy that maps a complexity score (and the caller's wish) to a tier.
+//!
+//! Tiers are ordered from cheapest to most expensive. A *plain* tier is chosen by score:
+//! the last plain tier whose `min_score` is <= the score. A *conditional* tier (`when`)
+//! takes precedence when its feature condition holds, e.g. a code tier chosen when the
+//! query's `code` feature is high.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// A model tier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tier {
-    /// The cheap model.
-    Small,
-    /// The costly model.
-    Large,
+use crate::scoring::FeatureContribution;
+
+/// A feature condition: the named feature's raw value must be at least `min_value`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeatureCondition {
+    /// Feature name (one of `scoring::FEATURE_NAMES`).
+    pub feature: String,
+    /// Smallest raw feature value (in [0, 1]) that selects the tier.
+    pub min_value: f64,
 }
 
-impl Tier {
-    /// Upper-case name used in the human-readable routing decision.
-    pub fn shout(self) -> &'static str {
-        match self {
-            Tier::Small => "SMALL",
-            Tier::Large => "LARGE",
-        }
-    }
+/// How one tier is selected.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TierPolicy {
+    /// Tier name, e.g. `small`.
+    pub name: String,
+    /// Score at or above which this tier is chosen (plain tiers), or required in addition
+    /// to the condition (conditional tiers).
+    pub min_score: f64,
+    /// Condition that makes this a conditional tier.
+    pub when: Option<FeatureCondition>,
 }
 
-/// What the caller asked for in the `tier` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RequestedTier {
+/// What the caller asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Requested {
     /// Let the scorer decide.
     #[default]
     Auto,
-    /// Force the small tier.
-    Small,
-    /// Force the large tier.
-    Large,
+    /// A tier by index (`"tier": "small"`, `"model": "large"`).
+    Tier(usize),
+    /// A concrete model served by the tier at this index: passed through unrouted.
+    Model(usize),
 }
 
-impl RequestedTier {
-    /// Parses the wire value.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "auto" => Some(Self::Auto),
-            "small" => Some(Self::Small),
-            "large" => Some(Self::Large),
-            _ => None,
+impl Requested {
+    /// `auto`, `tier` or `model`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Requested::Auto => "auto",
+            Requested::Tier(_) => "tier",
+            Requested::Model(_) => "model",
         }
     }
 }
 
 /// The outcome of routing one query.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RoutingDecision {
-    /// Tier chosen.
-    pub tier: Tier,
+    /// Index of the chosen tier.
+    pub tier: usize,
+    /// Name of the chosen tier.
+    pub tier_name: String,
     /// Complexity score of the query, in [0, 1].
     pub score: f64,
-    /// Threshold in force: score >= threshold goes large.
+    /// The score boundary of the most expensive plain tier (the `ROUTING_THRESHOLD` of the
+    /// default two-tier set-up).
     pub threshold: f64,
     /// What the caller asked for.
-    pub requested: RequestedTier,
+    pub requested: Requested,
 }
 
 impl RoutingDecision {
     /// `Routed to LARGE (score: 0.90)`.
     pub fn describe(&self) -> String {
-        format!("Routed to {} (score: {:.2})", self.tier.shout(), self.score)
+        format!(
+            "Routed to {} (score: {:.2})",
+            self.tier_name.to_uppercase(),
+            self.score
+        )
     }
 }
 
-/// Maps a score and the caller's request to a tier: score >= threshold -> large.
-pub fn decide(score: f64, threshold: f64, requested: RequestedTier) -> RoutingDecision {
+/// Index of the most expensive plain tier: the "always large" reference.
+pub fn top_tier(tiers: &[TierPolicy]) -> usize {
+    tiers
+        .iter()
+        .rposition(|t| t.when.is_none())
+        .unwrap_or(tiers.len().saturating_sub(1))
+}
+
+/// Maps a score, its features and the caller's request to a tier.
+pub fn decide(
+    score: f64,
+    features: &[FeatureContribution],
+    tiers: &[TierPolicy],
+    requested: Requested,
+) -> RoutingDecision {
+    let top = top_tier(tiers);
     let tier = match requested {
-        RequestedTier::Small => Tier::Small,
-        RequestedTier::Large => Tier::Large,
-        RequestedTier::Auto if score >= threshold => Tier::Large,
-        RequestedTier::Auto => Tier::Small,
+        Requested::Tier(i) | Requested::Model(i) => i.min(tiers.len().saturating_sub(1)),
+        Requested::Auto => {
+            let conditional = tiers.iter().position(|t| {
+                t.when.as_ref().is_some_and(|cond| {
+                    score >= t.min_score
+                        && features
+                            .iter()
+                            .any(|f| f.name == cond.feature && f.value >= cond.min_value)
+                })
+            });
+            conditional.unwrap_or_else(|| {
+                tiers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.when.is_none() && score >= t.min_score)
+                    .map(|(i, _)| i)
+                    .last()
+                    .unwrap_or(0)
+            })
+        }
     };
     RoutingDecision {
         tier,
+        tier_name: tiers.get(tier).map(|t| t.name.clone()).unwrap_or_default(),
         score,
-        threshold,
+        threshold: tiers.get(top).map(|t| t.min_score).unwrap_or(0.0),
         requested,
     }
 }
@@ -87,36 +131,74 @@ pub fn decide(score: f64, threshold: f64, requested: RequestedTier) -> RoutingDe
 mod tests {
     use super::*;
 
+    fn plain(name: &str, min_score: f64) -> TierPolicy {
+        TierPolicy { name: name.into(), min_score, when: None }
+    }
+
+    fn two_tiers(threshold: f64) -> Vec<TierPolicy> {
+        vec![plain("small", 0.0), plain("large", threshold)]
+    }
+
+    fn feature(name: &'static str, value: f64) -> FeatureContribution {
+        FeatureContribution { name, value, contribution: 0.0 }
+    }
+
     #[test]
     fn threshold_is_inclusive() {
-        assert_eq!(decide(0.5, 0.5, RequestedTier::Auto).tier, Tier::Large);
-        assert_eq!(decide(0.4999, 0.5, RequestedTier::Auto).tier, Tier::Small);
-        assert_eq!(decide(0.0, 0.0, RequestedTier::Auto).tier, Tier::Large);
-        assert_eq!(decide(1.0, 1.0, RequestedTier::Auto).tier, Tier::Large);
+        let t = two_tiers(0.5);
+        assert_eq!(decide(0.5, &[], &t, Requested::Auto).tier_name, "large");
+        assert_eq!(decide(0.4999, &[], &t, Requested::Auto).tier_name, "small");
+        assert_eq!(decide(0.0, &[], &two_tiers(0.0), Requested::Auto).tier_name, "large");
+        assert_eq!(decide(1.0, &[], &two_tiers(1.0), Requested::Auto).tier_name, "large");
     }
 
     #[test]
     fn caller_can_force_a_tier() {
-        assert_eq!(decide(0.99, 0.5, RequestedTier::Small).tier, Tier::Small);
-        assert_eq!(decide(0.01, 0.5, RequestedTier::Large).tier, Tier::Large);
+        let t = two_tiers(0.5);
+        assert_eq!(decide(0.99, &[], &t, Requested::Tier(0)).tier_name, "small");
+        assert_eq!(decide(0.01, &[], &t, Requested::Tier(1)).tier_name, "large");
+        assert_eq!(decide(0.01, &[], &t, Requested::Model(1)).tier, 1);
+    }
+
+    #[test]
+    fn three_tiers_by_score() {
+        let t = vec![plain("tiny", 0.0), plain("small", 0.2), plain("large", 0.6)];
+        assert_eq!(decide(0.1, &[], &t, Requested::Auto).tier_name, "tiny");
+        assert_eq!(decide(0.3, &[], &t, Requested::Auto).tier_name, "small");
+        assert_eq!(decide(0.7, &[], &t, Requested::Auto).tier_name, "large");
+        assert_eq!(decide(0.7, &[], &t, Requested::Auto).threshold, 0.6);
+    }
+
+    #[test]
+    fn conditional_tier_takes_precedence_when_its_feature_fires() {
+        let mut t = two_tiers(0.5);
+        t.insert(
+            1,
+            TierPolicy {
+                name: "code".into(),
+                min_score: 0.1,
+                when: Some(FeatureCondition { feature: "code".into(), min_value: 0.5 }),
+            },
+        );
+        let code = [feature("code", 0.8)];
+        let prose = [feature("code", 0.1)];
+        assert_eq!(decide(0.3, &code, &t, Requested::Auto).tier_name, "code");
+        assert_eq!(decide(0.9, &code, &t, Requested::Auto).tier_name, "code");
+        assert_eq!(decide(0.05, &code, &t, Requested::Auto).tier_name, "small");
+        assert_eq!(decide(0.9, &prose, &t, Requested::Auto).tier_name, "large");
+        assert_eq!(top_tier(&t), 2);
     }
 
     #[test]
     fn description_has_the_original_format() {
+        let t = two_tiers(0.5);
         assert_eq!(
-            decide(0.9, 0.5, RequestedTier::Auto).describe(),
+            decide(0.9, &[], &t, Requested::Auto).describe(),
             "Routed to LARGE (score: 0.90)"
         );
         assert_eq!(
-            decide(0.123, 0.5, RequestedTier::Auto).describe(),
+            decide(0.123, &[], &t, Requested::Auto).describe(),
             "Routed to SMALL (score: 0.12)"
         );
-    }
-
-    #[test]
-    fn requested_tier_parses_only_known_values() {
-        assert_eq!(RequestedTier::parse("auto"), Some(RequestedTier::Auto));
-        assert_eq!(RequestedTier::parse("LARGE"), None);
-        assert_eq!(RequestedTier::parse(""), None);
     }
 }

@@ -13,6 +13,8 @@ pub fn handle() -> worker::Result<Response> {
             "endpoints": {
                 "POST /query": "route a query to the small or large model and answer it",
                 "GET /metrics": "cumulative usage, cost and savings",
+                "POST /v1/chat/completions": "OpenAI-compatible chat completions; model \"auto\" is routed",
+                "GET /v1/models": "models a client may request",
             },
         }),
     )

@@ -1,12 +1,21 @@
-//! One file per endpoint; each turns a request into a response and nothing else.
+//! One file per endpoint; each turns a request into a response and nothing else. The
+//! helpers here are what every endpoint shares: JSON and error responses, recording a
+//! metrics event after the response, and relaying a stream.
 
+pub mod chat;
 pub mod index;
 pub mod metrics;
+pub mod models;
 pub mod query;
+pub mod stream;
 
-use worker::{Headers, Response};
+use futures_util::StreamExt;
+use worker::{Context, Env, Headers, Response};
 
 use crate::error::GatewayError;
+use crate::metrics::store::MetricsClient;
+use crate::metrics::MetricsEvent;
+use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
 
 /// A JSON response with the given status; struct fields keep their declared order.
 pub fn json_response<T: serde::Serialize>(status: u16, body: &T) -> worker::Result<Response> {
@@ -18,9 +27,9 @@ pub fn json_response<T: serde::Serialize>(status: u16, body: &T) -> worker::Resu
         .with_headers(headers))
 }
 
-/// The JSON error response of a gateway error.
-pub fn error_response(error: &GatewayError) -> worker::Result<Response> {
-    let mut response = json_response(error.status(), &error.to_body())?;
+/// The JSON error response of a gateway error, with `body` as its JSON.
+pub fn error_response_with(error: &GatewayError, body: &serde_json::Value) -> worker::Result<Response> {
+    let mut response = json_response(error.status(), body)?;
     match error {
         GatewayError::MethodNotAllowed { allowed, .. } => {
             response.headers_mut().set("allow", allowed)?;
@@ -39,4 +48,73 @@ pub fn error_response(error: &GatewayError) -> worker::Result<Response> {
         _ => {}
     }
     Ok(response)
+}
+
+/// The gateway's own JSON error response (`{"error": {"type", "message"}}`).
+pub fn error_response(error: &GatewayError) -> worker::Result<Response> {
+    error_response_with(error, &error.to_body())
+}
+
+/// Records `event` in the metrics Durable Object after the response is sent.
+pub fn record_after_response(env: &Env, ctx: &Context, event: MetricsEvent) {
+    let env = env.clone();
+    ctx.wait_until(async move { record(&env, &event).await });
+}
+
+async fn record(env: &Env, event: &MetricsEvent) {
+    let recorded = async { MetricsClient::connect(env)?.record(event).await }.await;
+    if let Err(e) = recorded {
+        worker::console_error!("metrics: event {} not recorded: {e}", event.id());
+    }
+}
+
+/// Relays an upstream SSE response through `meter`. When the stream ends (or the client
+/// goes away), `finish` turns the summary into the last bytes to send and the metrics
+/// event, which is recorded through `ctx.wait_until`.
+pub fn stream_response<F>(
+    env: &Env,
+    ctx: &Context,
+    mut upstream: Response,
+    meter: StreamMeter,
+    finish: F,
+) -> worker::Result<Response>
+where
+    F: FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, MetricsEvent) + 'static,
+{
+    let (sender, receiver) = futures_channel::oneshot::channel::<MetricsEvent>();
+    let on_end: stream::OnEnd = Box::new(move |summary, end| {
+        let (tail, event) = finish(summary, end);
+        // The receiver lives in wait_until; if it is gone there is nobody left to tell.
+        let _ = sender.send(event);
+        tail
+    });
+    let body = stream::MeteredStream::new(upstream.stream()?.boxed_local(), meter, on_end);
+    let env = env.clone();
+    ctx.wait_until(async move {
+        if let Ok(event) = receiver.await {
+            record(&env, &event).await;
+        }
+    });
+    let headers = Headers::new();
+    headers.set("content-type", "text/event-stream; charset=utf-8")?;
+    headers.set("cache-control", "no-cache")?;
+    Ok(Response::from_stream(body)?.with_headers(headers))
+}
+
+/// Sets the routing headers every answered request carries.
+pub fn set_routing_headers(
+    response: &mut Response,
+    decision: &crate::routing::RoutingDecision,
+    model: &str,
+) -> worker::Result<()> {
+    let headers = response.headers_mut();
+    headers.set("x-llm-mux-tier", &decision.tier_name)?;
+    headers.set("x-llm-mux-score", &format!("{:.4}", decision.score))?;
+    headers.set("x-llm-mux-model", model)?;
+    Ok(())
+}
+
+/// The `Authorization` header of a request.
+pub fn authorization(req: &worker::Request) -> Option<String> {
+    req.headers().get("authorization").ok().flatten()
 }

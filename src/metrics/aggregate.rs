@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::routing::Tier;
 
 /// One finished request, as recorded after the response is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,8 +15,10 @@ pub enum MetricsEvent {
         id: String,
         /// Configured model of the tier (the alias users configure).
         model: String,
-        /// Tier the request went to.
-        tier: Tier,
+        /// Name of the tier the request went to.
+        tier: String,
+        /// Whether that is the most expensive plain tier ("large").
+        top_tier: bool,
         /// Request latency.
         latency_ms: u64,
         /// Prompt tokens.
@@ -31,6 +32,10 @@ pub enum MetricsEvent {
         /// Tokens were estimated because the upstream sent no usage.
         #[serde(default)]
         tokens_estimated: bool,
+        /// Why a streamed answer is incomplete (`client_disconnected`, `upstream_cut`,
+        /// `no_usage`); `None` when complete.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incomplete: Option<String>,
     },
     /// The request failed; no cost is added.
     Failed {
@@ -56,10 +61,14 @@ impl MetricsEvent {
 pub struct Aggregate {
     /// Completed requests.
     pub total_requests: u64,
-    /// Completed requests routed to the small tier.
+    /// Completed requests routed below the top tier (to a cheaper model).
     pub small_requests: u64,
-    /// Completed requests routed to the large tier.
+    /// Completed requests routed to the top tier.
     pub large_requests: u64,
+    /// Completed requests per tier name.
+    pub tier_breakdown: BTreeMap<String, u64>,
+    /// Streamed requests that ended incomplete, per reason (counted in total_requests too).
+    pub incomplete_requests: BTreeMap<String, u64>,
     /// Sum of request costs.
     pub total_cost_usd: f64,
     /// What the same tokens would have cost on the large model.
@@ -85,18 +94,25 @@ impl Aggregate {
             MetricsEvent::Completed {
                 model,
                 tier,
+                top_tier,
                 latency_ms,
                 tokens_in,
                 tokens_out,
                 cost_usd,
                 cost_if_large_usd,
                 tokens_estimated,
+                incomplete,
                 ..
             } => {
                 self.total_requests += 1;
-                match tier {
-                    Tier::Small => self.small_requests += 1,
-                    Tier::Large => self.large_requests += 1,
+                if *top_tier {
+                    self.large_requests += 1;
+                } else {
+                    self.small_requests += 1;
+                }
+                *self.tier_breakdown.entry(tier.clone()).or_default() += 1;
+                if let Some(reason) = incomplete {
+                    *self.incomplete_requests.entry(reason.clone()).or_default() += 1;
                 }
                 self.total_cost_usd += cost_usd;
                 self.cost_if_always_large_usd += cost_if_large_usd;
@@ -128,6 +144,12 @@ impl Aggregate {
         }
         for (reason, n) in &other.failed_requests {
             *self.failed_requests.entry(reason.clone()).or_default() += n;
+        }
+        for (tier, n) in &other.tier_breakdown {
+            *self.tier_breakdown.entry(tier.clone()).or_default() += n;
+        }
+        for (reason, n) in &other.incomplete_requests {
+            *self.incomplete_requests.entry(reason.clone()).or_default() += n;
         }
     }
 
@@ -162,13 +184,11 @@ impl Aggregate {
             cost_if_always_large_usd: self.cost_if_always_large_usd,
             savings_ratio: self.savings_ratio(),
             small_model_ratio: self.small_ratio(),
-            tier_breakdown: TierBreakdown {
-                small: self.small_requests,
-                large: self.large_requests,
-            },
+            tier_breakdown: self.tier_breakdown.clone(),
             tokens_in: self.tokens_in,
             tokens_out: self.tokens_out,
             requests_with_estimated_tokens: self.estimated_usage_requests,
+            incomplete_requests: self.incomplete_requests.clone(),
             failed_requests_total: self.failed_requests.values().sum(),
             failed_requests: self.failed_requests.clone(),
         }
@@ -197,15 +217,6 @@ pub fn format_percent(ratio: f64) -> String {
     format!("{:.1}%", ratio * 100.0)
 }
 
-/// Completed requests per tier.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TierBreakdown {
-    /// Small tier.
-    pub small: u64,
-    /// Large tier.
-    pub large: u64,
-}
-
 /// The `GET /metrics` response body: the original design's fields, then numeric ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricsReport {
@@ -217,7 +228,7 @@ pub struct MetricsReport {
     pub avg_latency_ms: u64,
     /// Savings versus sending every request to the large model (`71.8%`).
     pub cost_savings_vs_always_large: String,
-    /// Share of completed requests on the small tier (`76.3%`).
+    /// Share of completed requests below the top tier, i.e. on a cheaper model (`76.3%`).
     pub small_model_usage_percent: String,
     /// Completed requests per model.
     pub model_breakdown: BTreeMap<String, u64>,
@@ -229,14 +240,16 @@ pub struct MetricsReport {
     pub savings_ratio: f64,
     /// small requests / total requests.
     pub small_model_ratio: f64,
-    /// Completed requests per tier.
-    pub tier_breakdown: TierBreakdown,
+    /// Completed requests per tier name.
+    pub tier_breakdown: BTreeMap<String, u64>,
     /// Prompt tokens.
     pub tokens_in: u64,
     /// Completion tokens.
     pub tokens_out: u64,
     /// Completed requests whose tokens were estimated (no usage from upstream).
     pub requests_with_estimated_tokens: u64,
+    /// Streamed requests that ended incomplete, per reason.
+    pub incomplete_requests: BTreeMap<String, u64>,
     /// Failed requests per reason.
     pub failed_requests: BTreeMap<String, u64>,
     /// Sum of failed_requests.
@@ -247,14 +260,23 @@ pub struct MetricsReport {
 mod tests {
     use super::*;
 
+    #[derive(Clone, Copy)]
+    enum Tier {
+        Small,
+        Large,
+    }
+
     fn completed(id: &str, tier: Tier, cost: f64, cost_large: f64) -> MetricsEvent {
+        let (name, model) = match tier {
+            Tier::Small => ("small", "mistral-small-latest"),
+            Tier::Large => ("large", "mistral-large-latest"),
+        };
         MetricsEvent::Completed {
             id: id.into(),
-            model: match tier {
-                Tier::Small => "mistral-small-latest".into(),
-                Tier::Large => "mistral-large-latest".into(),
-            },
-            tier,
+            model: model.into(),
+            tier: name.into(),
+            top_tier: matches!(tier, Tier::Large),
+            incomplete: None,
             latency_ms: 100,
             tokens_in: 10,
             tokens_out: 20,
@@ -295,6 +317,8 @@ mod tests {
         assert_eq!(r.failed_requests_total, 1);
         assert_eq!(r.tokens_in, 40);
         assert_eq!(r.avg_latency_ms, 100);
+        assert_eq!(r.tier_breakdown["small"], 3);
+        assert_eq!(r.tier_breakdown["large"], 1);
     }
 
     #[test]
@@ -311,6 +335,22 @@ mod tests {
         assert_eq!(left.total_requests, whole.total_requests);
         assert_eq!(left.model_breakdown, whole.model_breakdown);
         assert!((left.total_cost_usd - whole.total_cost_usd).abs() < 1e-12);
+    }
+
+    #[test]
+    fn incomplete_streams_are_counted_with_their_cost() {
+        let mut a = Aggregate::default();
+        let mut event = completed("s", Tier::Small, 0.01, 0.02);
+        if let MetricsEvent::Completed { incomplete, tokens_estimated, .. } = &mut event {
+            *incomplete = Some("client_disconnected".into());
+            *tokens_estimated = true;
+        }
+        a.apply(&event);
+        let r = a.report();
+        assert_eq!(r.total_requests, 1);
+        assert_eq!(r.incomplete_requests["client_disconnected"], 1);
+        assert_eq!(r.requests_with_estimated_tokens, 1);
+        assert!(r.total_cost_usd > 0.0);
     }
 
     #[test]

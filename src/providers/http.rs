@@ -1,36 +1,44 @@
 //! The one outbound call: POST JSON to an upstream with a deadline and bounded retries.
-//! Everything decided here (what to retry, how long to wait) comes from the pure provider code.
+//! What to retry and how long to wait come from the pure provider code.
 
 use futures_util::future::{select, Either};
-use serde_json::Value;
-use worker::{AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
 
-use super::mistral;
-use crate::config::Secret;
+use super::{is_retryable, retry_delay_ms, sanitise, Provider};
 use crate::error::GatewayError;
 
-/// A complete upstream answer.
-#[derive(Debug)]
-pub struct UpstreamReply {
-    /// HTTP status.
-    pub status: u16,
-    /// Whole body.
-    pub body: Vec<u8>,
+/// One upstream call.
+pub struct UpstreamCall<'a> {
+    /// Endpoint URL.
+    pub url: &'a str,
+    /// Headers, authentication included.
+    pub headers: Vec<(&'static str, String)>,
+    /// JSON body.
+    pub body: String,
+    /// Deadline for the answer (its headers, when streaming), retries included.
+    pub timeout_ms: u64,
+    /// The key, scrubbed from anything passed on.
+    pub secret: &'a str,
+    /// Who classifies errors.
+    pub provider: &'static dyn Provider,
+}
+
+/// A successful upstream answer.
+pub enum UpstreamBody {
+    /// The whole body (non-streaming).
+    Whole(Vec<u8>),
+    /// The response, body unread (streaming).
+    Stream(Response),
 }
 
 /// Attempts per call: the first try plus one retry of a rate limit or server error.
 const MAX_ATTEMPTS: u32 = 2;
 
-/// POSTs `body` to `url` with the bearer key. Retries 429/5xx and network errors once
-/// while the deadline allows. Non-2xx answers come back classified as upstream errors.
-pub async fn post_json(
-    url: &str,
-    key: &Secret,
-    body: &Value,
-    timeout_ms: u64,
-) -> Result<UpstreamReply, GatewayError> {
+/// Makes the call. Retries 429/5xx and network errors once while the deadline allows;
+/// non-2xx answers come back classified as upstream errors.
+pub async fn call(upstream: &UpstreamCall<'_>, stream: bool) -> Result<UpstreamBody, GatewayError> {
     let started = Date::now().as_millis();
-    let payload = body.to_string();
+    let timeout_ms = upstream.timeout_ms;
     let mut attempt = 1;
     loop {
         let elapsed = Date::now().as_millis().saturating_sub(started);
@@ -38,46 +46,43 @@ pub async fn post_json(
         if remaining == 0 {
             return Err(GatewayError::UpstreamTimeout { timeout_ms });
         }
-        let outcome = attempt_once(url, key, &payload, remaining).await;
+        let outcome = attempt_once(upstream, remaining, stream).await;
         let (retryable, retry_after) = match &outcome {
-            Ok(reply) => (mistral::is_retryable(reply.status), reply.retry_after.clone()),
+            Ok(Reply::Failed { status, retry_after, .. }) => (is_retryable(*status), retry_after.clone()),
+            Ok(Reply::Ok(_)) | Err(Attempt::Timeout) => (false, None),
             Err(Attempt::Network(_)) => (true, None),
-            Err(Attempt::Timeout) => (false, None),
         };
         if retryable && attempt < MAX_ATTEMPTS {
             let elapsed = Date::now().as_millis().saturating_sub(started);
             let budget = timeout_ms.saturating_sub(elapsed);
-            if let Some(delay) = mistral::retry_delay_ms(attempt, retry_after.as_deref(), budget) {
+            if let Some(delay) = retry_delay_ms(attempt, retry_after.as_deref(), budget) {
                 Delay::from(std::time::Duration::from_millis(delay)).await;
                 attempt += 1;
                 continue;
             }
         }
         return match outcome {
-            Ok(reply) if (200..300).contains(&reply.status) => Ok(UpstreamReply {
-                status: reply.status,
-                body: reply.body,
-            }),
-            Ok(reply) => Err(mistral::classify_error(
-                reply.status,
-                &reply.body,
-                reply.retry_after,
-                key.expose(),
-            )),
+            Ok(Reply::Ok(body)) => Ok(body),
+            Ok(Reply::Failed { status, body, retry_after }) => Err(upstream
+                .provider
+                .classify_error(status, &body, retry_after, upstream.secret)),
             Err(Attempt::Timeout) => Err(GatewayError::UpstreamTimeout { timeout_ms }),
             Err(Attempt::Network(message)) => Err(GatewayError::Upstream {
                 status: None,
-                message: mistral::sanitise(&message, key.expose()),
+                message: sanitise(&message, upstream.secret),
                 retry_after: None,
             }),
         };
     }
 }
 
-struct RawReply {
-    status: u16,
-    body: Vec<u8>,
-    retry_after: Option<String>,
+enum Reply {
+    Ok(UpstreamBody),
+    Failed {
+        status: u16,
+        body: Vec<u8>,
+        retry_after: Option<String>,
+    },
 }
 
 enum Attempt {
@@ -86,45 +91,46 @@ enum Attempt {
 }
 
 async fn attempt_once(
-    url: &str,
-    key: &Secret,
-    payload: &str,
+    upstream: &UpstreamCall<'_>,
     timeout_ms: u64,
-) -> Result<RawReply, Attempt> {
+    stream: bool,
+) -> Result<Reply, Attempt> {
     let controller = AbortController::default();
     let signal = controller.signal();
-    let call = async {
+    let network = |e: worker::Error| Attempt::Network(e.to_string());
+    let exchange = async {
         let headers = Headers::new();
+        headers.set("content-type", "application/json").map_err(network)?;
         headers
-            .set("content-type", "application/json")
-            .and_then(|_| headers.set("accept", "application/json"))
-            .and_then(|_| headers.set("authorization", &format!("Bearer {}", key.expose())))
-            .map_err(|e| Attempt::Network(e.to_string()))?;
+            .set("accept", if stream { "text/event-stream" } else { "application/json" })
+            .map_err(network)?;
+        for (name, value) in &upstream.headers {
+            headers.set(name, value).map_err(network)?;
+        }
         let mut init = RequestInit::new();
         init.with_method(Method::Post)
             .with_headers(headers)
-            .with_body(Some(payload.into()));
-        let request =
-            Request::new_with_init(url, &init).map_err(|e| Attempt::Network(e.to_string()))?;
+            .with_body(Some(upstream.body.as_str().into()));
+        let request = Request::new_with_init(upstream.url, &init).map_err(network)?;
         let mut response = Fetch::Request(request)
             .send_with_signal(&signal)
             .await
-            .map_err(|e| Attempt::Network(e.to_string()))?;
+            .map_err(network)?;
         let status = response.status_code();
+        if (200..300).contains(&status) && stream {
+            return Ok(Reply::Ok(UpstreamBody::Stream(response)));
+        }
         let retry_after = response.headers().get("retry-after").ok().flatten();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Attempt::Network(e.to_string()))?;
-        Ok(RawReply {
-            status,
-            body,
-            retry_after,
-        })
+        let body = response.bytes().await.map_err(network)?;
+        if (200..300).contains(&status) {
+            Ok(Reply::Ok(UpstreamBody::Whole(body)))
+        } else {
+            Ok(Reply::Failed { status, body, retry_after })
+        }
     };
     let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
-    futures_util::pin_mut!(call);
-    match select(call, timer).await {
+    futures_util::pin_mut!(exchange);
+    match select(exchange, timer).await {
         Either::Left((result, _)) => result,
         Either::Right(((), _)) => {
             controller.abort();

@@ -1,0 +1,140 @@
+//! `POST /v1/chat/completions`: the OpenAI-compatible endpoint. `model: "auto"` is routed,
+//! a tier name picks that tier, a configured model id passes through unrouted. The answer
+//! keeps the chat.completion shape (streamed as chunks when asked), with routing headers;
+//! errors use OpenAI's error body so SDKs raise their usual exceptions.
+
+use serde_json::{json, Value};
+use worker::{Context, Date, Env, Request, Response};
+
+use crate::api::max_body_bytes;
+use crate::chat::{openai_error_body, ChatRequest};
+use crate::config::Config;
+use crate::dispatch;
+use crate::error::GatewayError;
+use crate::metrics::MetricsEvent;
+use crate::providers::http::{self, UpstreamBody, UpstreamCall};
+use crate::streaming::{ClientFormat, StreamMeter};
+
+/// Smallest body bound of chat requests: conversations carry history.
+const MIN_CHAT_BODY_BYTES: usize = 1 << 20;
+
+/// Serves one chat completion; the outcome is recorded after the response.
+pub async fn handle(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    config: &Result<Config, GatewayError>,
+    request_id: &str,
+    started_ms: u64,
+) -> worker::Result<Response> {
+    match run(&mut req, env, ctx, config, request_id, started_ms).await {
+        Ok((response, event)) => {
+            if let Some(event) = event {
+                super::record_after_response(env, ctx, event);
+            }
+            Ok(response)
+        }
+        Err(error) => {
+            let event = MetricsEvent::Failed {
+                id: request_id.to_string(),
+                reason: error.metric_label().to_string(),
+            };
+            super::record_after_response(env, ctx, event);
+            openai_error(&error)
+        }
+    }
+}
+
+/// An error in OpenAI's format.
+pub fn openai_error(error: &GatewayError) -> worker::Result<Response> {
+    super::error_response_with(error, &openai_error_body(error))
+}
+
+async fn run(
+    req: &mut Request,
+    env: &Env,
+    ctx: &Context,
+    config: &Result<Config, GatewayError>,
+    request_id: &str,
+    started_ms: u64,
+) -> Result<(Response, Option<MetricsEvent>), GatewayError> {
+    let config = config.as_ref().map_err(Clone::clone)?;
+    config.authorize(super::authorization(req).as_deref())?;
+    let body = req
+        .bytes()
+        .await
+        .map_err(|e| GatewayError::BadRequest(format!("cannot read request body: {e}")))?;
+    let limit = max_body_bytes(config.max_query_bytes).max(MIN_CHAT_BODY_BYTES);
+    let chat = ChatRequest::parse(&body, limit)?;
+    let requested = config.resolve_model(&chat.model)?;
+    let routing_text = chat.routing_text(config.max_query_bytes);
+    let dispatch = dispatch::dispatch(config, &chat, requested, &routing_text)?;
+    let call = UpstreamCall {
+        url: &dispatch.url,
+        headers: dispatch.headers(),
+        body: dispatch.body.to_string(),
+        timeout_ms: config.upstream_timeout_ms,
+        secret: dispatch.key.expose(),
+        provider: dispatch.provider(),
+    };
+    let internal = |e: worker::Error| GatewayError::Internal(e.to_string());
+    match http::call(&call, dispatch.stream).await? {
+        UpstreamBody::Whole(bytes) => {
+            let completion = dispatch.provider().parse_response(&bytes)?;
+            let latency_ms = Date::now().as_millis().saturating_sub(started_ms);
+            let accounting = dispatch::account(
+                config,
+                &dispatch,
+                &completion.model,
+                completion.usage,
+                completion.answer.chars().count(),
+            )?;
+            let event =
+                dispatch::completed_event(config, request_id, &dispatch, &accounting, latency_ms, None);
+            let mut body = completion.body;
+            if body.get("created").and_then(Value::as_u64).unwrap_or(0) == 0 {
+                body["created"] = json!(Date::now().as_millis() / 1000);
+            }
+            let mut response = super::json_response(200, &body).map_err(internal)?;
+            super::set_routing_headers(&mut response, &dispatch.decision, &dispatch.model)
+                .map_err(internal)?;
+            response
+                .headers_mut()
+                .set("x-llm-mux-cost-usd", &format!("{:.8}", accounting.cost_usd))
+                .map_err(internal)?;
+            Ok((response, Some(event)))
+        }
+        UpstreamBody::Stream(upstream) => {
+            let meter = StreamMeter::new(dispatch.provider().stream_decoder(), ClientFormat::OpenAiChunks);
+            let decision = dispatch.decision.clone();
+            let model = dispatch.model.clone();
+            let config = config.clone();
+            let request_id = request_id.to_string();
+            let finish = move |summary: crate::streaming::StreamSummary, end| {
+                let latency_ms = Date::now().as_millis().saturating_sub(started_ms);
+                let incomplete = summary.incomplete_reason(end);
+                let reported = summary.model.clone().unwrap_or_default();
+                let event = match dispatch::account(
+                    &config,
+                    &dispatch,
+                    &reported,
+                    summary.usage,
+                    summary.completion_chars,
+                ) {
+                    Ok(accounting) => dispatch::completed_event(
+                        &config, &request_id, &dispatch, &accounting, latency_ms, incomplete,
+                    ),
+                    Err(error) => MetricsEvent::Failed {
+                        id: request_id.clone(),
+                        reason: error.metric_label().into(),
+                    },
+                };
+                (Vec::new(), event)
+            };
+            let mut response =
+                super::stream_response(env, ctx, upstream, meter, finish).map_err(internal)?;
+            super::set_routing_headers(&mut response, &decision, &model).map_err(internal)?;
+            Ok((response, None))
+        }
+    }
+}
