@@ -133,6 +133,14 @@ describe("error responses", () => {
       assert.ok(!res.text.includes(MISTRAL_KEY), `key leaked: ${res.text}`);
     });
 
+    it("an upstream error that echoes the bare key (no Bearer prefix) is not relayed", async () => {
+      for (const marker of ["[[stub:status=429]] [[stub:retry-after=0]]", "[[stub:status=400]] [[stub:error-body=message]]", "[[stub:status=422]] [[stub:error-body=detail]]"]) {
+        const res = await c.query({ query: `echo bare ${tag()} ${marker} [[stub:echo-key=bare]]`, tier: "small" }, { timeoutMs: 60_000 });
+        assertError(res, 502, `echo-key=bare ${marker}`);
+        assert.ok(!res.text.includes(MISTRAL_KEY), `key leaked: ${res.text}`);
+      }
+    });
+
     it("a transient 503 that recovers is not an error", async () => {
       // The gateway may retry (then 200) or not (then 502); either way no key leaks and the
       // shape is right.

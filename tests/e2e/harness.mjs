@@ -60,6 +60,37 @@ export function assertBuilt(root = PROJECT_ROOT) {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** Like sleep, but does not keep the process alive (for upper bounds in races). */
+const bound = (ms) => new Promise((r) => setTimeout(r, ms).unref());
+
+// wrangler runs in its own process group (so stop() can take workerd down with it); if this
+// process dies without calling stop(), take the groups down here so nothing is left behind.
+const liveGroups = new Set();
+const liveDirs = new Set(); // temp dirs holding env files with secrets
+let exitHooked = false;
+function hookExit() {
+  if (exitHooked) return;
+  exitHooked = true;
+  const killAll = () => {
+    for (const pgid of liveGroups) {
+      try {
+        process.kill(-pgid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
+    }
+    liveGroups.clear();
+    for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
+    liveDirs.clear();
+  };
+  process.on("exit", killAll);
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+    process.once(sig, () => {
+      killAll();
+      process.exit(128 + (sig === "SIGINT" ? 2 : sig === "SIGTERM" ? 15 : 1));
+    });
+  }
+}
 
 function dotenvLine(k, v) {
   // dotenv: double-quoted values, escape backslashes, quotes and newlines.
@@ -91,6 +122,8 @@ export async function startGateway({
 } = {}) {
   if (!config && cwd === PROJECT_ROOT) assertBuilt(cwd);
   const work = tempDir("llm-mux-gw-");
+  hookExit();
+  liveDirs.add(work);
   persistTo = persistTo ?? path.join(work, "state");
   mkdirSync(persistTo, { recursive: true });
   const logDir = path.join(work, "wrangler-logs");
@@ -140,6 +173,7 @@ export async function startGateway({
   let stdout = "";
   let stderr = "";
   const child = spawn(WRANGLER, args, { cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  liveGroups.add(child.pid);
   child.stdout.setEncoding("utf8");
   child.stderr.setEncoding("utf8");
   child.stdout.on("data", (d) => (stdout += d));
@@ -166,18 +200,20 @@ export async function startGateway({
     stopped = true;
     if (!exited) {
       killGroup("SIGTERM");
-      const done = await Promise.race([exitPromise, sleep(10_000).then(() => null)]);
+      const done = await Promise.race([exitPromise, bound(10_000).then(() => null)]);
       if (!done) {
         killGroup("SIGKILL");
-        await Promise.race([exitPromise, sleep(5_000)]);
+        await Promise.race([exitPromise, bound(5_000)]);
       }
     }
     // workerd is in the same process group; make sure nothing of it survives.
     killGroup("SIGKILL");
+    liveGroups.delete(child.pid);
     await sleep(200);
     // The temp dir holds the env file (with the secrets), the logs and, when the caller gave
     // no persistTo, the state; a caller-given persistTo is left alone.
     rmSync(work, { recursive: true, force: true });
+    liveDirs.delete(work);
   };
 
   const url = `http://127.0.0.1:${port}`;

@@ -42,7 +42,8 @@
 //   [[stub:fail-first=N]]      only the first N requests carrying this exact message content
 //                              fail (with status=N, default 500); later ones succeed.
 //   [[stub:echo-key]]          error messages quote the Authorization header received (an
-//                              upstream that leaks the key back: the gateway must not relay it).
+//                              upstream that leaks the key back: the gateway must not relay it);
+//                              [[stub:echo-key=bare]] quotes only the key, without "Bearer".
 //   [[stub:garbage]]           200 with a non-JSON body.
 //   [[stub:bad-shape]]         200 JSON without `choices`.
 //   [[stub:no-usage]]          200 JSON without `usage`.
@@ -348,7 +349,8 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
         const headers = {};
         if (failStatus === 429 || failStatus === 503) headers["retry-after"] = String(markers["retry-after"] ?? 1);
         let msg = failStatus === 429 ? "Requests rate limit exceeded" : failStatus >= 500 ? "Internal server error (stub)" : "Invalid request (stub)";
-        if (markers["echo-key"]) msg += ` [received authorization: ${auth}]`;
+        if (markers["echo-key"] === "bare") msg += ` (key ${m[1]} is over its quota)`;
+        else if (markers["echo-key"]) msg += ` [received authorization: ${auth}]`;
         return send(failStatus, errorBody(failStatus, msg, markers["error-body"]), headers);
       }
       if (markers.garbage) return send(200, "<html><body>502 Bad Gateway (not JSON)</body></html>");

@@ -17,6 +17,7 @@ import {
   assertCleanUpstreamBody,
   assertQueryShape,
   assertNoSecrets,
+  assertError,
   near,
 } from "./helpers.mjs";
 
@@ -92,6 +93,20 @@ describe("POST /query (happy paths)", () => {
     const b = assertQueryShape(res, "alias fallback");
     assert.equal(b.model_used, LARGE);
     near(b.metrics.cost_usd, (100 * 0.5 + 200 * 1.5) / 1e6, 1e-12, "alias price used");
+  });
+
+  it("a completion without usage is never recorded as free", async () => {
+    // Mistral documents usage on every completion, but some clients report answers without it
+    // (shared/reference/mistral-api.md): the gateway may refuse it (502) or estimate tokens,
+    // but must not report zero tokens or zero cost for an answer it returns.
+    const res = await c.query({ query: `no usage here ${tag()} [[stub:no-usage]]`, tier: "large" });
+    if (res.status === 200) {
+      const b = assertQueryShape(res, "no-usage");
+      assert.ok(b.metrics.tokens_in > 0 && b.metrics.tokens_out > 0, `tokens: ${JSON.stringify(b.metrics)}`);
+      assert.ok(b.metrics.cost_usd > 0, `cost_usd: ${b.metrics.cost_usd}`);
+    } else {
+      assertError(res, 502, "no-usage refused");
+    }
   });
 
   it("the answer is passed through verbatim (unicode, quotes, newlines)", async () => {
