@@ -24,11 +24,11 @@ dev: build
 
 ## test: native tests of the core, then end-to-end tests over the built worker in workerd
 test: build
-	cargo test --all-targets
+	cargo test --lib --bins --tests
 	node --test --test-concurrency=1 tests/e2e/
 
 test-native:
-	cargo test --all-targets
+	cargo test --lib --bins --tests
 
 test-e2e: build
 	node --test --test-concurrency=1 tests/e2e/
