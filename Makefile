@@ -8,7 +8,7 @@ BUILD_ENV = WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen \
             WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt \
             ESBUILD_BIN=$(CURDIR)/node_modules/.bin/esbuild
 
-.PHONY: setup build dev test test-native test-e2e demo eval lint coverage deploy clean
+.PHONY: setup build dev test test-native test-e2e demo eval train-router calibrate lint coverage deploy clean bench
 
 ## setup: install the toolchain pieces and npm packages (skips what is present)
 setup:
@@ -37,9 +37,33 @@ test-e2e: build
 demo: build
 	node scripts/demo.mjs
 
-## eval: routing evaluation on the test split of shared/data/routing-eval
+EVAL_DATA ?= ../shared/data/routing-eval
+
+## eval: both routers + baselines on the test split; writes target/eval/report-test.{md,json}
+##       and the quality-vs-large-share plots docs/img/routing-test*.svg
 eval:
-	cargo run --release --quiet --bin llm-mux-eval -- report --split test ../shared/data/routing-eval
+	@mkdir -p target/eval docs/img
+	cargo run --release --quiet --bin llm-mux-eval -- report --split test \
+		--markdown target/eval/report-test.md --json target/eval/report-test.json \
+		--svg docs/img/routing-test.svg $(EVAL_DATA)
+
+## train-router: fit the learned router on the dev split only (5-fold CV grid within dev)
+##               -> data/learned_router.bin; prints the threshold for src/learned.rs
+train-router:
+	cargo run --release --quiet --bin llm-mux-eval -- train --out data/learned_router.bin $(EVAL_DATA)
+
+## calibrate: threshold meeting a target on dev, e.g.
+##   make calibrate ROUTER=learned TARGET="--target-quality 0.95"
+##   (or --target-large-share 0.3, or --max-cost-per-1k 0.05)
+ROUTER ?= heuristic
+TARGET ?= --target-quality 0.95
+calibrate:
+	cargo run --release --quiet --bin llm-mux-eval -- calibrate --router $(ROUTER) $(TARGET) --split dev $(EVAL_DATA)
+
+## bench: scorer/router cost, worker size, end-to-end cost against a pass-through floor,
+## Durable Object rows per request; one table (see BENCHMARKS.md; ~5-10 minutes)
+bench: build
+	bash scripts/bench.sh
 
 lint:
 	cargo fmt --check

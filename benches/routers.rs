@@ -1,0 +1,162 @@
+//! Native cost of the scorer and of every router the worker ships, per query, for queries of
+//! 100 B, 1 KB, 8 KB and 32 KB. Dependency-free (std only) so that it adds nothing to the
+//! build of the tests; run with `cargo bench --bench routers` (or `make bench`).
+//!
+//! Method: for each case the iteration count is calibrated so that one sample takes about
+//! 20 ms, then `SAMPLES` samples are timed and the median time per query is reported (with
+//! the minimum and maximum). `BENCH_JSON=path` also writes the results as JSON for
+//! scripts/bench.sh. `BENCH_QUICK=1` shortens the run (fewer, shorter samples).
+//!
+//! Adding a router is one line in `routers()`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use llm_mux::scoring;
+
+/// Query sizes in bytes.
+const SIZES: [usize; 4] = [100, 1024, 8 * 1024, 32 * 1024];
+
+/// Mixed text the queries are cut from: prose, a question, code, maths, a list and a
+/// multiple-choice block, so that every branch of the scorer's scanner runs.
+const TEXT: &str = "Explain why the following function is slow and compare two ways to fix it, \
+step by step. Make sure the answer has at most 200 words and uses bullet points.\n\
+```python\ndef total_price(items):\n    result = 0\n    for item in items:\n        \
+result = result + item.price * item.quantity  # O(n)\n    return result\n```\n\
+1. Measure it first.\n2. Then rewrite the loop with sum() and a generator.\n\
+- Consider the trade-off between clarity and speed.\n\
+If 3x + 5 = 20, what is x? Calculate the integral of x^2 from 0 to 3 and give 15% of it.\n\
+Which statement about the plaintiff's negligence claim is correct?\n\
+A. The defendant owed no duty of care.\nB. The statute of limitations has expired.\n\
+C. Causation was not established.\nD. None of the above.\n\
+Hello! Thanks for your help, and please translate the summary into French afterwards. \
+Café, naïve, résumé: accented words count as words too. \u{4f60}\u{597d}\u{3002}\n";
+
+/// A query of exactly `len` bytes (cut at a character boundary at or below `len`, then
+/// padded with spaces), made of repetitions of [`TEXT`].
+fn query_of(len: usize) -> String {
+    let mut s = String::with_capacity(len + TEXT.len());
+    while s.len() < len {
+        s.push_str(TEXT);
+    }
+    let mut cut = len;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    while s.len() < len {
+        s.push(' ');
+    }
+    s
+}
+
+/// One router as the worker runs it: query text -> something that depends on the decision.
+struct Router {
+    name: &'static str,
+    run: fn(&str) -> f64,
+}
+
+/// Every router the worker ships (plus the scorer's parts, to see where time goes).
+fn routers() -> Vec<Router> {
+    vec![
+        Router {
+            name: "features (scanner only)",
+            run: |q| scoring::extract_features(q).length,
+        },
+        Router {
+            name: "heuristic scorer (score + contributions)",
+            run: |q| scoring::score(q).score,
+        },
+        // The routing policy after the score is a comparison with a threshold (nanoseconds);
+        // the scorer is the router's cost. Add the learned router here when it ships, e.g.:
+        // Router { name: "learned scorer", run: |q| llm_mux::learned::score(q).score },
+    ]
+}
+
+struct Measurement {
+    router: &'static str,
+    bytes: usize,
+    median_ns: f64,
+    min_ns: f64,
+    max_ns: f64,
+}
+
+fn measure(router: &Router, query: &str, samples: usize, sample_time: Duration) -> Measurement {
+    // Warm up and calibrate: double the count until one batch takes `sample_time`.
+    let mut iters: u64 = 1;
+    loop {
+        let t = Instant::now();
+        for _ in 0..iters {
+            black_box((router.run)(black_box(query)));
+        }
+        if t.elapsed() >= sample_time / 4 || iters >= 1 << 30 {
+            let per = t.elapsed().as_secs_f64() / iters as f64;
+            iters = ((sample_time.as_secs_f64() / per.max(1e-9)) as u64).max(1);
+            break;
+        }
+        iters *= 2;
+    }
+    let mut per_iter: Vec<f64> = (0..samples)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                black_box((router.run)(black_box(query)));
+            }
+            t.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .collect();
+    per_iter.sort_by(f64::total_cmp);
+    Measurement {
+        router: router.name,
+        bytes: query.len(),
+        median_ns: per_iter[per_iter.len() / 2],
+        min_ns: per_iter[0],
+        max_ns: per_iter[per_iter.len() - 1],
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs this once as a smoke test.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let quick = smoke || std::env::var_os("BENCH_QUICK").is_some();
+    let (samples, sample_time) = if quick {
+        (5, Duration::from_millis(if smoke { 1 } else { 10 }))
+    } else {
+        (15, Duration::from_millis(20))
+    };
+    let queries: Vec<String> = SIZES.iter().map(|&n| query_of(n)).collect();
+    let mut results = Vec::new();
+    println!("| router | query | median per query | min | max | per KB |");
+    println!("|---|---|---|---|---|---|");
+    for router in routers() {
+        for q in &queries {
+            let m = measure(&router, q, samples, sample_time);
+            println!(
+                "| {} | {} B | {:.2} us | {:.2} us | {:.2} us | {:.2} us |",
+                m.router,
+                m.bytes,
+                m.median_ns / 1e3,
+                m.min_ns / 1e3,
+                m.max_ns / 1e3,
+                m.median_ns / 1e3 / (m.bytes as f64 / 1024.0)
+            );
+            results.push(m);
+        }
+    }
+    if let Some(path) = std::env::var_os("BENCH_JSON") {
+        let rows: Vec<String> = results
+            .iter()
+            .map(|m| {
+                format!(
+                    "{{\"router\":\"{}\",\"bytes\":{},\"median_ns\":{:.1},\"min_ns\":{:.1},\"max_ns\":{:.1}}}",
+                    m.router, m.bytes, m.median_ns, m.min_ns, m.max_ns
+                )
+            })
+            .collect();
+        let json = format!("[\n{}\n]\n", rows.join(",\n"));
+        if let Err(e) = std::fs::write(&path, json) {
+            eprintln!("cannot write {path:?}: {e}");
+            std::process::exit(1);
+        }
+    }
+}

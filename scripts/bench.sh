@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# `make bench`: the whole benchmark, printed as one table (see BENCHMARKS.md).
+#   1. scorer/router cost natively (cargo bench --bench routers)
+#   2. worker size (build/, raw and gzipped)
+#   3. end to end under wrangler dev against the floor (scripts/bench.mjs)
+#   4. Durable Object rows per request
+# Installs what it needs once (oha; the upstream stand-in is built from bench/upstream).
+# Assumes `make build` ran (the Makefile's bench target depends on it).
+# Environment: BENCH_QUICK=1 for a short smoke run; BENCH_REPS, BENCH_N1, BENCH_N16 (see
+# scripts/bench.mjs); BENCH_SKIP_NATIVE=1 to reuse the last native results.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+OUT=target/bench
+OHA_VERSION=1.16.0
+mkdir -p "$OUT"
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+if ! oha --version >/dev/null 2>&1; then
+  say "installing oha $OHA_VERSION (the load generator; a few minutes, once)"
+  cargo install oha --version "$OHA_VERSION" --locked
+fi
+for tool in taskset ss; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is required (util-linux / iproute2)" >&2; exit 1; }
+done
+
+say "building the upstream stand-in (bench/upstream)"
+cargo build --release --quiet --manifest-path bench/upstream/Cargo.toml
+
+if [ "${BENCH_SKIP_NATIVE:-0}" != 1 ]; then
+  say "native scorer/router benchmark"
+  BENCH_JSON="$OUT/native.json" cargo bench --quiet --bench routers >&2
+fi
+
+say "end to end (wrangler dev, loopback)"
+node scripts/bench.mjs --native "$OUT/native.json" --out "$OUT"
+say "report written to $OUT/report.md and $OUT/results.json"
