@@ -425,6 +425,7 @@ try {
       config: path.join(ROOT, "bench", "floor", "wrangler.toml"),
       inspector,
       vars: { UPSTREAM: upstreamUrl, KEY: "bench-upstream-key" },
+      persist: path.join(work, "state-floor"),
     });
     const mux = await startWorker({
       name: "llm-mux",
