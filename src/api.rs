@@ -102,8 +102,8 @@ impl QueryRequest {
                 Some(v) if (1..=MAX_MAX_TOKENS).contains(&v) => Some(v as u32),
                 _ => {
                     return Err(GatewayError::BadRequest(format!(
-                        "field 'max_tokens' must be a whole number from 1 to {MAX_MAX_TOKENS}, got {n}"
-                    )))
+                    "field 'max_tokens' must be a whole number from 1 to {MAX_MAX_TOKENS}, got {n}"
+                )))
                 }
             },
             Some(other) => {
@@ -219,12 +219,18 @@ mod tests {
         assert_eq!(r.tier, None);
         assert_eq!(r.max_tokens, None);
         assert!(!r.stream);
-        assert_eq!(parse(r#"{"query": "hi", "tier": "auto"}"#).unwrap().tier, None);
+        assert_eq!(
+            parse(r#"{"query": "hi", "tier": "auto"}"#).unwrap().tier,
+            None
+        );
     }
 
     #[test]
     fn full_request() {
-        let r = parse(r#"{"query": "hi", "tier": "large", "max_tokens": 50, "stream": true, "extra": 1}"#).unwrap();
+        let r = parse(
+            r#"{"query": "hi", "tier": "large", "max_tokens": 50, "stream": true, "extra": 1}"#,
+        )
+        .unwrap();
         assert_eq!(r.tier.as_deref(), Some("large"));
         assert!(r.stream);
         assert_eq!(r.max_tokens, Some(50));
@@ -253,13 +259,19 @@ mod tests {
         let body = format!(r#"{{"query": "{}"}}"#, "a".repeat(101));
         assert_eq!(
             parse(&body),
-            Err(GatewayError::PayloadTooLarge { limit: 100, actual: 101 })
+            Err(GatewayError::PayloadTooLarge {
+                limit: 100,
+                actual: 101
+            })
         );
         let body = format!(r#"{{"query": "{}"}}"#, "a".repeat(100));
         assert!(parse(&body).is_ok());
         // multi-byte characters count in bytes
         let body = format!(r#"{{"query": "{}"}}"#, "é".repeat(51));
-        assert!(matches!(parse(&body), Err(GatewayError::PayloadTooLarge { actual: 102, .. })));
+        assert!(matches!(
+            parse(&body),
+            Err(GatewayError::PayloadTooLarge { actual: 102, .. })
+        ));
     }
 
     #[test]

@@ -51,7 +51,10 @@ impl ChatRequest {
                 return Err(invalid_param("messages", "'messages' must not be empty"))
             }
             None | Some(Value::Null) => {
-                return Err(invalid_param("messages", "missing required parameter 'messages'"))
+                return Err(invalid_param(
+                    "messages",
+                    "missing required parameter 'messages'",
+                ))
             }
             Some(_) => return Err(invalid_param("messages", "'messages' must be an array")),
         };
@@ -96,7 +99,7 @@ impl ChatRequest {
             .iter()
             .rev()
             .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-            .map(|m| message_text(m));
+            .map(message_text);
         let latest = user_turns.next().unwrap_or_default();
         let mut text = if latest.chars().count() < 200 {
             match user_turns.next() {
@@ -143,23 +146,32 @@ type ParamCheck = fn(&Value) -> bool;
 
 /// Numeric parameters and what makes them valid (the upstream checks ranges further).
 const NUMERIC_PARAMS: &[(&str, ParamCheck)] = &[
-    ("temperature", |v| v.as_f64().is_some_and(|t| (0.0..=2.0).contains(&t))),
-    ("top_p", |v| v.as_f64().is_some_and(|t| (0.0..=1.0).contains(&t))),
+    ("temperature", |v| {
+        v.as_f64().is_some_and(|t| (0.0..=2.0).contains(&t))
+    }),
+    ("top_p", |v| {
+        v.as_f64().is_some_and(|t| (0.0..=1.0).contains(&t))
+    }),
     ("max_tokens", |v| v.as_u64().is_some_and(|t| t >= 1)),
-    ("max_completion_tokens", |v| v.as_u64().is_some_and(|t| t >= 1)),
+    ("max_completion_tokens", |v| {
+        v.as_u64().is_some_and(|t| t >= 1)
+    }),
     ("n", |v| v.as_u64().is_some_and(|t| t >= 1)),
     ("seed", |v| v.is_i64() || v.is_u64()),
     ("random_seed", |v| v.is_u64()),
-    ("presence_penalty", |v| v.as_f64().is_some_and(|t| (-2.0..=2.0).contains(&t))),
-    ("frequency_penalty", |v| v.as_f64().is_some_and(|t| (-2.0..=2.0).contains(&t))),
+    ("presence_penalty", |v| {
+        v.as_f64().is_some_and(|t| (-2.0..=2.0).contains(&t))
+    }),
+    ("frequency_penalty", |v| {
+        v.as_f64().is_some_and(|t| (-2.0..=2.0).contains(&t))
+    }),
 ];
 
 fn validate_message(index: usize, message: &Value) -> Result<(), GatewayError> {
     let param = format!("messages[{index}]");
-    let role = message
-        .get("role")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid_param(&param, &format!("{param} must be an object with a 'role'")))?;
+    let role = message.get("role").and_then(Value::as_str).ok_or_else(|| {
+        invalid_param(&param, &format!("{param} must be an object with a 'role'"))
+    })?;
     if !ROLES.contains(&role) {
         return Err(invalid_param(
             &format!("{param}.role"),
@@ -208,19 +220,27 @@ pub fn openai_error_body(error: &GatewayError) -> Value {
         GatewayError::InvalidParam { param, .. } => {
             ("invalid_request_error", json!(param), Value::Null)
         }
-        GatewayError::UnknownModel { .. } => {
-            ("invalid_request_error", json!("model"), json!("model_not_found"))
-        }
-        GatewayError::PayloadTooLarge { .. } => {
-            ("invalid_request_error", Value::Null, json!("request_too_large"))
-        }
+        GatewayError::UnknownModel { .. } => (
+            "invalid_request_error",
+            json!("model"),
+            json!("model_not_found"),
+        ),
+        GatewayError::PayloadTooLarge { .. } => (
+            "invalid_request_error",
+            Value::Null,
+            json!("request_too_large"),
+        ),
         GatewayError::NotFound { .. } => ("invalid_request_error", Value::Null, json!("not_found")),
-        GatewayError::MethodNotAllowed { .. } => {
-            ("invalid_request_error", Value::Null, json!("method_not_allowed"))
-        }
-        GatewayError::Unauthorized => {
-            ("invalid_request_error", Value::Null, json!("invalid_api_key"))
-        }
+        GatewayError::MethodNotAllowed { .. } => (
+            "invalid_request_error",
+            Value::Null,
+            json!("method_not_allowed"),
+        ),
+        GatewayError::Unauthorized => (
+            "invalid_request_error",
+            Value::Null,
+            json!("invalid_api_key"),
+        ),
         GatewayError::UpstreamKeyMissing { .. } | GatewayError::InvalidConfig { .. } => {
             ("server_error", Value::Null, json!(error.metric_label()))
         }
@@ -276,10 +296,16 @@ mod tests {
 
     #[test]
     fn invalid_requests_name_the_parameter() {
-        assert_eq!(param_of(r#"{"messages": [{"role": "user", "content": "x"}]}"#), "model");
+        assert_eq!(
+            param_of(r#"{"messages": [{"role": "user", "content": "x"}]}"#),
+            "model"
+        );
         assert_eq!(param_of(r#"{"model": "auto"}"#), "messages");
         assert_eq!(param_of(r#"{"model": "auto", "messages": []}"#), "messages");
-        assert_eq!(param_of(r#"{"model": "auto", "messages": [{"content": "x"}]}"#), "messages[0]");
+        assert_eq!(
+            param_of(r#"{"model": "auto", "messages": [{"content": "x"}]}"#),
+            "messages[0]"
+        );
         assert_eq!(
             param_of(r#"{"model": "auto", "messages": [{"role": "robot", "content": "x"}]}"#),
             "messages[0].role"
@@ -289,11 +315,15 @@ mod tests {
             "messages[0].content"
         );
         assert_eq!(
-            param_of(r#"{"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": 3}"#),
+            param_of(
+                r#"{"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": 3}"#
+            ),
             "temperature"
         );
         assert_eq!(
-            param_of(r#"{"model": "auto", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}"#),
+            param_of(
+                r#"{"model": "auto", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}"#
+            ),
             "stream"
         );
         assert!(matches!(parse("{"), Err(GatewayError::BadRequest(_))));
@@ -317,7 +347,10 @@ mod tests {
                 {"role": "user", "content": "and why?"}]}"#,
         )
         .unwrap();
-        assert_eq!(r.routing_text(1000), "Prove Fermat's little theorem.\nand why?");
+        assert_eq!(
+            r.routing_text(1000),
+            "Prove Fermat's little theorem.\nand why?"
+        );
         assert_eq!(r.routing_text(8), "and why?");
         let long = "é".repeat(300);
         let r = ChatRequest::single_turn("auto", &long, None, false);
@@ -327,7 +360,10 @@ mod tests {
 
     #[test]
     fn openai_error_body_shape() {
-        let body = openai_error_body(&GatewayError::UnknownModel { model: "gpt-9".into(), available: vec!["auto".into()] });
+        let body = openai_error_body(&GatewayError::UnknownModel {
+            model: "gpt-9".into(),
+            available: vec!["auto".into()],
+        });
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert_eq!(body["error"]["param"], "model");
         assert_eq!(body["error"]["code"], "model_not_found");

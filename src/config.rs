@@ -169,7 +169,9 @@ impl Config {
             Some(url) => {
                 return Err(invalid(
                     "MISTRAL_BASE_URL",
-                    format!("expected an http(s) URL such as {DEFAULT_MISTRAL_BASE_URL}, got {url:?}"),
+                    format!(
+                        "expected an http(s) URL such as {DEFAULT_MISTRAL_BASE_URL}, got {url:?}"
+                    ),
                 ))
             }
         };
@@ -178,7 +180,10 @@ impl Config {
             match get(name) {
                 None => Ok(default.to_string()),
                 Some(v) if valid_model_id(&v) => Ok(v),
-                Some(v) => Err(invalid(name, format!("expected a model id without spaces, got {v:?}"))),
+                Some(v) => Err(invalid(
+                    name,
+                    format!("expected a model id without spaces, got {v:?}"),
+                )),
             }
         };
         let small_model = model("SMALL_MODEL", DEFAULT_SMALL_MODEL)?;
@@ -241,7 +246,9 @@ impl Config {
                     key_variable: "MISTRAL_API_KEY".into(),
                     api_key: secret("MISTRAL_API_KEY"),
                 };
-                for (variable, model) in [("SMALL_MODEL", &small_model), ("LARGE_MODEL", &large_model)] {
+                for (variable, model) in
+                    [("SMALL_MODEL", &small_model), ("LARGE_MODEL", &large_model)]
+                {
                     if prices.lookup(model, model).is_none() {
                         return Err(invalid(
                             variable,
@@ -383,13 +390,18 @@ fn parse_tiers(
         let base_url = match (spec.base_url, backend) {
             (Some(url), _) if valid_base_url(&url) => url.trim_end_matches('/').to_string(),
             (Some(url), _) => {
-                return Err(bad(format!("tier {name:?}: base_url {url:?} is not an http(s) URL")))
+                return Err(bad(format!(
+                    "tier {name:?}: base_url {url:?} is not an http(s) URL"
+                )))
             }
             (None, BackendKind::Mistral) => mistral_base_url.to_string(),
             (None, kind) => kind.default_base_url().to_string(),
         };
         if !valid_model_id(&spec.model) {
-            return Err(bad(format!("tier {name:?}: model {:?} is not a model id", spec.model)));
+            return Err(bad(format!(
+                "tier {name:?}: model {:?} is not a model id",
+                spec.model
+            )));
         }
         let key_variable = spec
             .api_key_var
@@ -404,7 +416,9 @@ fn parse_tiers(
         }
         let min_score = spec.min_score.unwrap_or(0.0);
         if !(0.0..=1.0).contains(&min_score) {
-            return Err(bad(format!("tier {name:?}: min_score must be between 0 and 1")));
+            return Err(bad(format!(
+                "tier {name:?}: min_score must be between 0 and 1"
+            )));
         }
         let when = match spec.when {
             None => {
@@ -460,7 +474,9 @@ fn parse_tiers(
         });
     }
     if last_plain_min.is_none() {
-        return Err(bad("at least one tier without a \"when\" condition is needed".into()));
+        return Err(bad(
+            "at least one tier without a \"when\" condition is needed".into(),
+        ));
     }
     Ok(tiers)
 }
@@ -510,15 +526,23 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.tiers.len(), 2);
         let (small, large) = (&c.tiers[0], &c.tiers[1]);
-        assert_eq!((small.name(), small.model.as_str()), ("small", "mistral-small-latest"));
-        assert_eq!((large.name(), large.model.as_str()), ("large", "mistral-large-latest"));
+        assert_eq!(
+            (small.name(), small.model.as_str()),
+            ("small", "mistral-small-latest")
+        );
+        assert_eq!(
+            (large.name(), large.model.as_str()),
+            ("large", "mistral-large-latest")
+        );
         assert_eq!(small.base_url, "https://api.mistral.ai");
         assert_eq!(large.policy.min_score, scoring::DEFAULT_THRESHOLD);
         assert_eq!(c.routing_threshold, scoring::DEFAULT_THRESHOLD);
         assert!(small.api_key.is_none());
         assert_eq!(
             small.key(),
-            Err(GatewayError::UpstreamKeyMissing { variable: "MISTRAL_API_KEY".into() })
+            Err(GatewayError::UpstreamKeyMissing {
+                variable: "MISTRAL_API_KEY".into()
+            })
         );
         assert!(c.api_keys.is_empty());
         assert_eq!(c.max_query_bytes, 32768);
@@ -548,16 +572,46 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_variable() {
-        assert_eq!(invalid_variable(config(&[("MAX_QUERY_BYTES", "abc")])), "MAX_QUERY_BYTES");
-        assert_eq!(invalid_variable(config(&[("MAX_QUERY_BYTES", "0")])), "MAX_QUERY_BYTES");
-        assert_eq!(invalid_variable(config(&[("MAX_QUERY_BYTES", "-5")])), "MAX_QUERY_BYTES");
-        assert_eq!(invalid_variable(config(&[("UPSTREAM_TIMEOUT_MS", "1.5")])), "UPSTREAM_TIMEOUT_MS");
-        assert_eq!(invalid_variable(config(&[("ROUTING_THRESHOLD", "1.5")])), "ROUTING_THRESHOLD");
-        assert_eq!(invalid_variable(config(&[("ROUTING_THRESHOLD", "NaN")])), "ROUTING_THRESHOLD");
-        assert_eq!(invalid_variable(config(&[("MISTRAL_BASE_URL", "ftp://x")])), "MISTRAL_BASE_URL");
-        assert_eq!(invalid_variable(config(&[("SMALL_MODEL", "a b")])), "SMALL_MODEL");
-        assert_eq!(invalid_variable(config(&[("LARGE_MODEL", "unknown-model")])), "LARGE_MODEL");
-        assert_eq!(invalid_variable(config(&[("MODEL_PRICES", "{bad")])), "MODEL_PRICES");
+        assert_eq!(
+            invalid_variable(config(&[("MAX_QUERY_BYTES", "abc")])),
+            "MAX_QUERY_BYTES"
+        );
+        assert_eq!(
+            invalid_variable(config(&[("MAX_QUERY_BYTES", "0")])),
+            "MAX_QUERY_BYTES"
+        );
+        assert_eq!(
+            invalid_variable(config(&[("MAX_QUERY_BYTES", "-5")])),
+            "MAX_QUERY_BYTES"
+        );
+        assert_eq!(
+            invalid_variable(config(&[("UPSTREAM_TIMEOUT_MS", "1.5")])),
+            "UPSTREAM_TIMEOUT_MS"
+        );
+        assert_eq!(
+            invalid_variable(config(&[("ROUTING_THRESHOLD", "1.5")])),
+            "ROUTING_THRESHOLD"
+        );
+        assert_eq!(
+            invalid_variable(config(&[("ROUTING_THRESHOLD", "NaN")])),
+            "ROUTING_THRESHOLD"
+        );
+        assert_eq!(
+            invalid_variable(config(&[("MISTRAL_BASE_URL", "ftp://x")])),
+            "MISTRAL_BASE_URL"
+        );
+        assert_eq!(
+            invalid_variable(config(&[("SMALL_MODEL", "a b")])),
+            "SMALL_MODEL"
+        );
+        assert_eq!(
+            invalid_variable(config(&[("LARGE_MODEL", "unknown-model")])),
+            "LARGE_MODEL"
+        );
+        assert_eq!(
+            invalid_variable(config(&[("MODEL_PRICES", "{bad")])),
+            "MODEL_PRICES"
+        );
         assert_eq!(invalid_variable(config(&[("TIERS", "[]")])), "TIERS");
     }
 
@@ -582,8 +636,12 @@ mod tests {
           {"name": "large", "backend": "anthropic", "model": "claude-sonnet-4-5",
            "min_score": 0.6, "prices": {"input": 3, "output": 15}}
         ]"#;
-        let c = config(&[("TIERS", tiers), ("MISTRAL_API_KEY", "m"), ("ANTHROPIC_API_KEY", "a")])
-            .unwrap();
+        let c = config(&[
+            ("TIERS", tiers),
+            ("MISTRAL_API_KEY", "m"),
+            ("ANTHROPIC_API_KEY", "a"),
+        ])
+        .unwrap();
         assert_eq!(c.tiers.len(), 4);
         assert_eq!(c.tiers[0].backend, BackendKind::OpenAi);
         assert_eq!(c.tiers[0].key(), Ok(""));
@@ -595,8 +653,14 @@ mod tests {
         assert!(c.prices.lookup("claude-sonnet-4-5", "x").is_some());
         assert_eq!(c.resolve_model("auto"), Ok(Requested::Auto));
         assert_eq!(c.resolve_model("code"), Ok(Requested::Tier(2)));
-        assert_eq!(c.resolve_model("claude-sonnet-4-5"), Ok(Requested::Model(3)));
-        assert!(matches!(c.resolve_model("gpt-9"), Err(GatewayError::UnknownModel { .. })));
+        assert_eq!(
+            c.resolve_model("claude-sonnet-4-5"),
+            Ok(Requested::Model(3))
+        );
+        assert!(matches!(
+            c.resolve_model("gpt-9"),
+            Err(GatewayError::UnknownModel { .. })
+        ));
         assert_eq!(
             c.model_names()[..5],
             ["auto", "tiny", "small", "code", "large"].map(String::from)
@@ -607,28 +671,64 @@ mod tests {
     fn tier_errors_are_specific() {
         let cases = [
             (r#"{"name": "x"}"#, "JSON array"),
-            (r#"[{"name": "Big", "model": "mistral-large-latest"}]"#, "lowercase"),
-            (r#"[{"name": "auto", "model": "mistral-large-latest"}]"#, "not \"auto\""),
-            (r#"[{"name": "a", "model": "mistral-large-latest"}, {"name": "a", "model": "mistral-small-latest"}]"#, "twice"),
-            (r#"[{"name": "a", "backend": "cohere", "model": "x"}]"#, "backend"),
+            (
+                r#"[{"name": "Big", "model": "mistral-large-latest"}]"#,
+                "lowercase",
+            ),
+            (
+                r#"[{"name": "auto", "model": "mistral-large-latest"}]"#,
+                "not \"auto\"",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest"}, {"name": "a", "model": "mistral-small-latest"}]"#,
+                "twice",
+            ),
+            (
+                r#"[{"name": "a", "backend": "cohere", "model": "x"}]"#,
+                "backend",
+            ),
             (r#"[{"name": "a", "model": "no-price-model"}]"#, "no price"),
-            (r#"[{"name": "a", "model": "mistral-large-latest", "min_score": 2}]"#, "min_score"),
-            (r#"[{"name": "a", "model": "mistral-large-latest", "min_score": 0.5}, {"name": "b", "model": "mistral-small-latest", "min_score": 0.1}]"#, "must not decrease"),
-            (r#"[{"name": "a", "model": "codestral-latest", "when": {"feature": "poetry"}}]"#, "unknown feature"),
-            (r#"[{"name": "a", "model": "codestral-latest", "when": {"feature": "code"}}]"#, "without a \"when\""),
-            (r#"[{"name": "a", "model": "mistral-large-latest", "colour": "red"}]"#, "unknown field"),
-            (r#"[{"name": "a", "model": "mistral-large-latest", "api_key_var": "my key"}]"#, "api_key_var"),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "min_score": 2}]"#,
+                "min_score",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "min_score": 0.5}, {"name": "b", "model": "mistral-small-latest", "min_score": 0.1}]"#,
+                "must not decrease",
+            ),
+            (
+                r#"[{"name": "a", "model": "codestral-latest", "when": {"feature": "poetry"}}]"#,
+                "unknown feature",
+            ),
+            (
+                r#"[{"name": "a", "model": "codestral-latest", "when": {"feature": "code"}}]"#,
+                "without a \"when\"",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "colour": "red"}]"#,
+                "unknown field",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "api_key_var": "my key"}]"#,
+                "api_key_var",
+            ),
         ];
         for (tiers, needle) in cases {
             let message = invalid_message(config(&[("TIERS", tiers)]));
-            assert!(message.contains("TIERS") && message.contains(needle), "{tiers}: {message}");
+            assert!(
+                message.contains("TIERS") && message.contains(needle),
+                "{tiers}: {message}"
+            );
         }
     }
 
     #[test]
     fn secrets_never_print() {
-        let c = config(&[("MISTRAL_API_KEY", "sk-supersecret"), ("LLM_MUX_API_KEYS", "tok-1")])
-            .unwrap();
+        let c = config(&[
+            ("MISTRAL_API_KEY", "sk-supersecret"),
+            ("LLM_MUX_API_KEYS", "tok-1"),
+        ])
+        .unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("sk-supersecret"));
         assert!(!printed.contains("tok-1"));
@@ -642,10 +742,22 @@ mod tests {
         assert!(c.authorize(Some("Bearer alpha")).is_ok());
         assert!(c.authorize(Some("bearer beta")).is_ok());
         assert_eq!(c.authorize(None), Err(GatewayError::Unauthorized));
-        assert_eq!(c.authorize(Some("Bearer alph")), Err(GatewayError::Unauthorized));
-        assert_eq!(c.authorize(Some("Bearer alphax")), Err(GatewayError::Unauthorized));
-        assert_eq!(c.authorize(Some("Basic alpha")), Err(GatewayError::Unauthorized));
+        assert_eq!(
+            c.authorize(Some("Bearer alph")),
+            Err(GatewayError::Unauthorized)
+        );
+        assert_eq!(
+            c.authorize(Some("Bearer alphax")),
+            Err(GatewayError::Unauthorized)
+        );
+        assert_eq!(
+            c.authorize(Some("Basic alpha")),
+            Err(GatewayError::Unauthorized)
+        );
         assert_eq!(c.authorize(Some("alpha")), Err(GatewayError::Unauthorized));
-        assert_eq!(c.authorize(Some("Bearer ")), Err(GatewayError::Unauthorized));
+        assert_eq!(
+            c.authorize(Some("Bearer ")),
+            Err(GatewayError::Unauthorized)
+        );
     }
 }

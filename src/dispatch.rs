@@ -181,10 +181,25 @@ mod tests {
         assert_eq!(d.body["model"], "mistral-large-latest");
         assert_eq!(d.body["max_tokens"], 5);
         assert_eq!(d.url, "https://api.mistral.ai/v1/chat/completions");
-        assert_eq!(d.headers(), vec![("authorization", "Bearer sk-test".to_string())]);
+        assert_eq!(
+            d.headers(),
+            vec![("authorization", "Bearer sk-test".to_string())]
+        );
         let c = config(&[("ROUTING_THRESHOLD", "1")]);
-        assert_eq!(dispatch(&c, &r, Requested::Auto, "hi").unwrap().decision.tier_name, "small");
-        assert_eq!(dispatch(&c, &r, Requested::Tier(1), "hi").unwrap().decision.tier_name, "large");
+        assert_eq!(
+            dispatch(&c, &r, Requested::Auto, "hi")
+                .unwrap()
+                .decision
+                .tier_name,
+            "small"
+        );
+        assert_eq!(
+            dispatch(&c, &r, Requested::Tier(1), "hi")
+                .unwrap()
+                .decision
+                .tier_name,
+            "large"
+        );
     }
 
     #[test]
@@ -193,7 +208,9 @@ mod tests {
         let r = ChatRequest::single_turn("auto", "hi", None, false);
         assert_eq!(
             dispatch(&c, &r, Requested::Auto, "hi").err(),
-            Some(GatewayError::UpstreamKeyMissing { variable: "MISTRAL_API_KEY".into() })
+            Some(GatewayError::UpstreamKeyMissing {
+                variable: "MISTRAL_API_KEY".into()
+            })
         );
     }
 
@@ -202,13 +219,18 @@ mod tests {
         let c = config(&[("ROUTING_THRESHOLD", "1")]);
         let r = ChatRequest::single_turn("auto", "What is the capital of France?", None, false);
         let d = dispatch(&c, &r, Requested::Auto, "What is the capital of France?").unwrap();
-        let usage = Usage { prompt_tokens: 8, completion_tokens: 12 };
+        let usage = Usage {
+            prompt_tokens: 8,
+            completion_tokens: 12,
+        };
         let a = account(&c, &d, "mistral-small-2603", Some(usage), 0).unwrap();
         assert!((a.cost_usd - (8.0 * 0.15 + 12.0 * 0.60) / 1e6).abs() < 1e-15);
         assert!((a.cost_if_top_usd - (8.0 * 0.5 + 12.0 * 1.5) / 1e6).abs() < 1e-15);
         assert!(!a.estimated);
         let e = completed_event(&c, "r1", &d, &a, 42, None);
-        assert!(matches!(e, MetricsEvent::Completed { ref tier, top_tier: false, latency_ms: 42, .. } if tier == "small"));
+        assert!(
+            matches!(e, MetricsEvent::Completed { ref tier, top_tier: false, latency_ms: 42, .. } if tier == "small")
+        );
     }
 
     #[test]

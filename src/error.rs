@@ -10,19 +10,28 @@ pub enum GatewayError {
     /// A named parameter of an OpenAI-style request is invalid.
     InvalidParam { param: String, message: String },
     /// The requested model is neither `auto`, a tier, nor a model a tier serves.
-    UnknownModel { model: String, available: Vec<String> },
+    UnknownModel {
+        model: String,
+        available: Vec<String>,
+    },
     /// The query is larger than MAX_QUERY_BYTES (or the body larger than its bound).
     PayloadTooLarge { limit: usize, actual: usize },
     /// No route for this path.
     NotFound { path: String },
     /// The path exists but not for this method.
-    MethodNotAllowed { method: String, allowed: &'static str },
+    MethodNotAllowed {
+        method: String,
+        allowed: &'static str,
+    },
     /// LLM_MUX_API_KEYS is set and the request has no valid bearer token.
     Unauthorized,
     /// The API key of the chosen tier's backend (e.g. MISTRAL_API_KEY) is not configured.
     UpstreamKeyMissing { variable: String },
     /// A configuration variable holds an invalid value.
-    InvalidConfig { variable: &'static str, message: String },
+    InvalidConfig {
+        variable: &'static str,
+        message: String,
+    },
     /// The upstream answered with an error status or an unusable body.
     Upstream {
         status: Option<u16>,
@@ -153,7 +162,13 @@ mod tests {
     fn statuses_match_the_contract() {
         let cases = [
             (GatewayError::BadRequest("x".into()), 400),
-            (GatewayError::PayloadTooLarge { limit: 1, actual: 2 }, 413),
+            (
+                GatewayError::PayloadTooLarge {
+                    limit: 1,
+                    actual: 2,
+                },
+                413,
+            ),
             (GatewayError::NotFound { path: "/x".into() }, 404),
             (
                 GatewayError::MethodNotAllowed {

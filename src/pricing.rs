@@ -98,7 +98,10 @@ mod tests {
         assert_eq!(table.as_of, "2026-08");
         assert_eq!(
             table.lookup("mistral-small-latest", "x"),
-            Some(ModelPrice { input: 0.15, output: 0.60 })
+            Some(ModelPrice {
+                input: 0.15,
+                output: 0.60
+            })
         );
         assert_eq!(PriceTable::embedded(), table);
     }
@@ -110,12 +113,18 @@ mod tests {
             .apply_overrides(r#"{"mistral-large-2512": {"input": 9, "output": 9}}"#)
             .unwrap();
         assert_eq!(
-            table.lookup("mistral-large-2512", "mistral-large-latest").unwrap().input,
+            table
+                .lookup("mistral-large-2512", "mistral-large-latest")
+                .unwrap()
+                .input,
             9.0
         );
         // unknown dated id: alias price
         assert_eq!(
-            table.lookup("mistral-large-2699", "mistral-large-latest").unwrap().input,
+            table
+                .lookup("mistral-large-2699", "mistral-large-latest")
+                .unwrap()
+                .input,
             0.5
         );
         assert_eq!(table.lookup("nope", "nada"), None);
@@ -123,7 +132,10 @@ mod tests {
 
     #[test]
     fn cost_arithmetic() {
-        let p = ModelPrice { input: 0.5, output: 1.5 };
+        let p = ModelPrice {
+            input: 0.5,
+            output: 1.5,
+        };
         assert!((p.cost_usd(1_000_000, 0) - 0.5).abs() < 1e-12);
         assert!((p.cost_usd(8, 210) - (8.0 * 0.5 + 210.0 * 1.5) / 1e6).abs() < 1e-15);
     }

@@ -24,7 +24,11 @@ pub fn is_openai_path(path: &str) -> bool {
 
 /// Resolves a method and path. HEAD is served as GET would be, without a body.
 pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
-    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
     let (route, allowed) = match path {
         "/" => (Route::Index, "GET"),
         "/query" => (Route::Query, "POST"),
@@ -59,7 +63,10 @@ mod tests {
         assert_eq!(resolve("GET", "/metrics"), Ok(Route::Metrics));
         assert_eq!(resolve("HEAD", "/metrics"), Ok(Route::Metrics));
         assert_eq!(resolve("GET", "/"), Ok(Route::Index));
-        assert_eq!(resolve("POST", "/v1/chat/completions"), Ok(Route::ChatCompletions));
+        assert_eq!(
+            resolve("POST", "/v1/chat/completions"),
+            Ok(Route::ChatCompletions)
+        );
         assert_eq!(resolve("GET", "/v1/models"), Ok(Route::Models));
         assert!(is_openai_path("/v1/chat/completions") && !is_openai_path("/query"));
     }

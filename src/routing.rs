@@ -111,9 +111,9 @@ pub fn decide(
                 tiers
                     .iter()
                     .enumerate()
-                    .filter(|(_, t)| t.when.is_none() && score >= t.min_score)
+                    .rev()
+                    .find(|(_, t)| t.when.is_none() && score >= t.min_score)
                     .map(|(i, _)| i)
-                    .last()
                     .unwrap_or(0)
             })
         }
@@ -132,7 +132,11 @@ mod tests {
     use super::*;
 
     fn plain(name: &str, min_score: f64) -> TierPolicy {
-        TierPolicy { name: name.into(), min_score, when: None }
+        TierPolicy {
+            name: name.into(),
+            min_score,
+            when: None,
+        }
     }
 
     fn two_tiers(threshold: f64) -> Vec<TierPolicy> {
@@ -140,7 +144,11 @@ mod tests {
     }
 
     fn feature(name: &'static str, value: f64) -> FeatureContribution {
-        FeatureContribution { name, value, contribution: 0.0 }
+        FeatureContribution {
+            name,
+            value,
+            contribution: 0.0,
+        }
     }
 
     #[test]
@@ -148,8 +156,14 @@ mod tests {
         let t = two_tiers(0.5);
         assert_eq!(decide(0.5, &[], &t, Requested::Auto).tier_name, "large");
         assert_eq!(decide(0.4999, &[], &t, Requested::Auto).tier_name, "small");
-        assert_eq!(decide(0.0, &[], &two_tiers(0.0), Requested::Auto).tier_name, "large");
-        assert_eq!(decide(1.0, &[], &two_tiers(1.0), Requested::Auto).tier_name, "large");
+        assert_eq!(
+            decide(0.0, &[], &two_tiers(0.0), Requested::Auto).tier_name,
+            "large"
+        );
+        assert_eq!(
+            decide(1.0, &[], &two_tiers(1.0), Requested::Auto).tier_name,
+            "large"
+        );
     }
 
     #[test]
@@ -177,7 +191,10 @@ mod tests {
             TierPolicy {
                 name: "code".into(),
                 min_score: 0.1,
-                when: Some(FeatureCondition { feature: "code".into(), min_value: 0.5 }),
+                when: Some(FeatureCondition {
+                    feature: "code".into(),
+                    min_value: 0.5,
+                }),
             },
         );
         let code = [feature("code", 0.8)];

@@ -178,16 +178,27 @@ mod tests {
     #[test]
     fn openai_chunks_pass_through_with_usage_kept() {
         for piece in [1, 7, 64, 4096] {
-            let mut meter =
-                StreamMeter::new(Box::new(OpenAiChunkDecoder::default()), ClientFormat::OpenAiChunks);
+            let mut meter = StreamMeter::new(
+                Box::new(OpenAiChunkDecoder::default()),
+                ClientFormat::OpenAiChunks,
+            );
             let out = relay_in_pieces(&mut meter, MISTRAL_STREAM.as_bytes(), piece);
             let text = String::from_utf8(out).unwrap();
-            let datas: Vec<&str> = MISTRAL_STREAM.lines().filter(|l| l.starts_with("data: ")).collect();
+            let datas: Vec<&str> = MISTRAL_STREAM
+                .lines()
+                .filter(|l| l.starts_with("data: "))
+                .collect();
             let relayed: Vec<&str> = text.lines().filter(|l| l.starts_with("data: ")).collect();
             assert_eq!(datas, relayed, "piece {piece}");
             let s = meter.summary();
             assert!(s.saw_done);
-            assert_eq!(s.usage, Some(Usage { prompt_tokens: 10, completion_tokens: 6 }));
+            assert_eq!(
+                s.usage,
+                Some(Usage {
+                    prompt_tokens: 10,
+                    completion_tokens: 6
+                })
+            );
             assert_eq!(s.model.as_deref(), Some("mistral-small-2603"));
             assert_eq!(s.incomplete_reason(StreamEnd::UpstreamFinished), None);
         }
@@ -196,29 +207,43 @@ mod tests {
     #[test]
     fn cut_stream_is_incomplete_with_estimated_chars() {
         let cut = &MISTRAL_STREAM[..MISTRAL_STREAM.find("Paris").unwrap() + 10];
-        let mut meter =
-            StreamMeter::new(Box::new(OpenAiChunkDecoder::default()), ClientFormat::OpenAiChunks);
+        let mut meter = StreamMeter::new(
+            Box::new(OpenAiChunkDecoder::default()),
+            ClientFormat::OpenAiChunks,
+        );
         relay_in_pieces(&mut meter, cut.as_bytes(), 5);
         let s = meter.summary();
         assert_eq!(s.usage, None);
         assert!(!s.saw_done);
         assert!(s.completion_chars > 0);
-        assert_eq!(s.incomplete_reason(StreamEnd::UpstreamFinished), Some("no_usage"));
-        assert_eq!(s.incomplete_reason(StreamEnd::ClientGone), Some("client_disconnected"));
+        assert_eq!(
+            s.incomplete_reason(StreamEnd::UpstreamFinished),
+            Some("no_usage")
+        );
+        assert_eq!(
+            s.incomplete_reason(StreamEnd::ClientGone),
+            Some("client_disconnected")
+        );
     }
 
     #[test]
     fn query_format_emits_answer_deltas() {
-        let mut meter =
-            StreamMeter::new(Box::new(OpenAiChunkDecoder::default()), ClientFormat::QueryDeltas);
-        let out = String::from_utf8(relay_in_pieces(&mut meter, MISTRAL_STREAM.as_bytes(), 13)).unwrap();
+        let mut meter = StreamMeter::new(
+            Box::new(OpenAiChunkDecoder::default()),
+            ClientFormat::QueryDeltas,
+        );
+        let out =
+            String::from_utf8(relay_in_pieces(&mut meter, MISTRAL_STREAM.as_bytes(), 13)).unwrap();
         let deltas: Vec<Value> = out
             .lines()
             .filter_map(|l| l.strip_prefix("data: "))
             .map(|d| serde_json::from_str(d).unwrap())
             .collect();
         assert!(deltas.iter().all(|d| d["type"] == "delta"));
-        let answer: String = deltas.iter().map(|d| d["content"].as_str().unwrap()).collect();
+        let answer: String = deltas
+            .iter()
+            .map(|d| d["content"].as_str().unwrap())
+            .collect();
         assert_eq!(answer, "Paris is the capital.");
         assert_eq!(meter.summary().answer, answer);
         assert!(!out.contains("[DONE]"));
@@ -227,13 +252,21 @@ mod tests {
     #[test]
     fn anthropic_events_become_openai_chunks() {
         let input = include_str!("../tests/fixtures/anthropic/stream.sse");
-        let mut meter =
-            StreamMeter::new(Box::<AnthropicStreamDecoder>::default(), ClientFormat::OpenAiChunks);
+        let mut meter = StreamMeter::new(
+            Box::<AnthropicStreamDecoder>::default(),
+            ClientFormat::OpenAiChunks,
+        );
         let out = String::from_utf8(relay_in_pieces(&mut meter, input.as_bytes(), 11)).unwrap();
         assert!(out.ends_with("data: [DONE]\n\n"));
         assert!(!out.contains("event:"));
         let s = meter.summary();
-        assert_eq!(s.usage, Some(Usage { prompt_tokens: 14, completion_tokens: 9 }));
+        assert_eq!(
+            s.usage,
+            Some(Usage {
+                prompt_tokens: 14,
+                completion_tokens: 9
+            })
+        );
         assert!(out.contains("\"content\":\"Hello there\""));
     }
 }

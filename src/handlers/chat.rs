@@ -89,8 +89,14 @@ async fn run(
                 completion.usage,
                 completion.answer.chars().count(),
             )?;
-            let event =
-                dispatch::completed_event(config, request_id, &dispatch, &accounting, latency_ms, None);
+            let event = dispatch::completed_event(
+                config,
+                request_id,
+                &dispatch,
+                &accounting,
+                latency_ms,
+                None,
+            );
             let mut body = completion.body;
             if body.get("created").and_then(Value::as_u64).unwrap_or(0) == 0 {
                 body["created"] = json!(Date::now().as_millis() / 1000);
@@ -105,7 +111,10 @@ async fn run(
             Ok((response, Some(event)))
         }
         UpstreamBody::Stream(upstream) => {
-            let meter = StreamMeter::new(dispatch.provider().stream_decoder(), ClientFormat::OpenAiChunks);
+            let meter = StreamMeter::new(
+                dispatch.provider().stream_decoder(),
+                ClientFormat::OpenAiChunks,
+            );
             let decision = dispatch.decision.clone();
             let model = dispatch.model.clone();
             let config = config.clone();
@@ -122,7 +131,12 @@ async fn run(
                     summary.completion_chars,
                 ) {
                     Ok(accounting) => dispatch::completed_event(
-                        &config, &request_id, &dispatch, &accounting, latency_ms, incomplete,
+                        &config,
+                        &request_id,
+                        &dispatch,
+                        &accounting,
+                        latency_ms,
+                        incomplete,
                     ),
                     Err(error) => MetricsEvent::Failed {
                         id: request_id.clone(),

@@ -28,7 +28,10 @@ pub fn json_response<T: serde::Serialize>(status: u16, body: &T) -> worker::Resu
 }
 
 /// The JSON error response of a gateway error, with `body` as its JSON.
-pub fn error_response_with(error: &GatewayError, body: &serde_json::Value) -> worker::Result<Response> {
+pub fn error_response_with(
+    error: &GatewayError,
+    body: &serde_json::Value,
+) -> worker::Result<Response> {
     let mut response = json_response(error.status(), body)?;
     match error {
         GatewayError::MethodNotAllowed { allowed, .. } => {

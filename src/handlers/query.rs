@@ -45,17 +45,20 @@ pub async fn handle(
 pub fn requested_tier(config: &Config, tier: Option<&str>) -> Result<Requested, GatewayError> {
     match tier {
         None => Ok(Requested::Auto),
-        Some(name) => config.tier_by_name(name).map(Requested::Tier).ok_or_else(|| {
-            let names: Vec<String> = config
-                .tiers
-                .iter()
-                .map(|t| format!("\"{}\"", t.name()))
-                .collect();
-            GatewayError::BadRequest(format!(
-                "field 'tier' must be \"auto\" or one of {}, got {name:?}",
-                names.join(", ")
-            ))
-        }),
+        Some(name) => config
+            .tier_by_name(name)
+            .map(Requested::Tier)
+            .ok_or_else(|| {
+                let names: Vec<String> = config
+                    .tiers
+                    .iter()
+                    .map(|t| format!("\"{}\"", t.name()))
+                    .collect();
+                GatewayError::BadRequest(format!(
+                    "field 'tier' must be \"auto\" or one of {}, got {name:?}",
+                    names.join(", ")
+                ))
+            }),
     }
 }
 
@@ -121,16 +124,31 @@ async fn run(
                 completion.usage,
                 completion.answer.chars().count(),
             )?;
-            let event =
-                dispatch::completed_event(config, request_id, &dispatch, &accounting, latency_ms, None);
-            let body = query_response(&dispatch, completion.answer, completion.model, &accounting, latency_ms);
+            let event = dispatch::completed_event(
+                config,
+                request_id,
+                &dispatch,
+                &accounting,
+                latency_ms,
+                None,
+            );
+            let body = query_response(
+                &dispatch,
+                completion.answer,
+                completion.model,
+                &accounting,
+                latency_ms,
+            );
             let mut response = super::json_response(200, &body).map_err(internal)?;
             super::set_routing_headers(&mut response, &dispatch.decision, &dispatch.model)
                 .map_err(internal)?;
             Ok((response, Some(event)))
         }
         UpstreamBody::Stream(upstream) => {
-            let meter = StreamMeter::new(dispatch.provider().stream_decoder(), ClientFormat::QueryDeltas);
+            let meter = StreamMeter::new(
+                dispatch.provider().stream_decoder(),
+                ClientFormat::QueryDeltas,
+            );
             let decision = dispatch.decision.clone();
             let model = dispatch.model.clone();
             let config = config.clone();
@@ -148,7 +166,12 @@ async fn run(
                 ) {
                     Ok(accounting) => {
                         let event = dispatch::completed_event(
-                            &config, &request_id, &dispatch, &accounting, latency_ms, incomplete,
+                            &config,
+                            &request_id,
+                            &dispatch,
+                            &accounting,
+                            latency_ms,
+                            incomplete,
                         );
                         let mut last = serde_json::to_value(query_response(
                             &dispatch,
@@ -164,7 +187,10 @@ async fn run(
                     }
                     Err(error) => (
                         json!({"type": "error", "error": error.to_body()["error"]}),
-                        MetricsEvent::Failed { id: request_id.clone(), reason: error.metric_label().into() },
+                        MetricsEvent::Failed {
+                            id: request_id.clone(),
+                            reason: error.metric_label().into(),
+                        },
                     ),
                 };
                 let mut bytes = sse_data(&tail);

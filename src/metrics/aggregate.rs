@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-
 /// One finished request, as recorded after the response is sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -303,7 +302,10 @@ mod tests {
             a.apply(&completed(&i.to_string(), Tier::Small, 0.01, 0.04));
         }
         a.apply(&completed("l", Tier::Large, 0.05, 0.05));
-        a.apply(&MetricsEvent::Failed { id: "f".into(), reason: "upstream_error".into() });
+        a.apply(&MetricsEvent::Failed {
+            id: "f".into(),
+            reason: "upstream_error".into(),
+        });
         let r = a.report();
         assert_eq!(r.total_requests, 4);
         assert_eq!(r.model_breakdown["mistral-small-latest"], 3);
@@ -324,7 +326,14 @@ mod tests {
     #[test]
     fn merge_equals_folding_everything() {
         let events: Vec<MetricsEvent> = (0..10)
-            .map(|i| completed(&i.to_string(), if i % 3 == 0 { Tier::Large } else { Tier::Small }, 0.001 * i as f64, 0.002 * i as f64))
+            .map(|i| {
+                completed(
+                    &i.to_string(),
+                    if i % 3 == 0 { Tier::Large } else { Tier::Small },
+                    0.001 * i as f64,
+                    0.002 * i as f64,
+                )
+            })
             .collect();
         let mut whole = Aggregate::default();
         events.iter().for_each(|e| whole.apply(e));
@@ -341,7 +350,12 @@ mod tests {
     fn incomplete_streams_are_counted_with_their_cost() {
         let mut a = Aggregate::default();
         let mut event = completed("s", Tier::Small, 0.01, 0.02);
-        if let MetricsEvent::Completed { incomplete, tokens_estimated, .. } = &mut event {
+        if let MetricsEvent::Completed {
+            incomplete,
+            tokens_estimated,
+            ..
+        } = &mut event
+        {
             *incomplete = Some("client_disconnected".into());
             *tokens_estimated = true;
         }
@@ -366,7 +380,10 @@ mod tests {
 
     #[test]
     fn event_wire_format() {
-        let e = MetricsEvent::Failed { id: "a".into(), reason: "bad_request".into() };
+        let e = MetricsEvent::Failed {
+            id: "a".into(),
+            reason: "bad_request".into(),
+        };
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(text, r#"{"kind":"failed","id":"a","reason":"bad_request"}"#);
         assert_eq!(serde_json::from_str::<MetricsEvent>(&text).unwrap(), e);

@@ -36,7 +36,10 @@ impl Provider for Anthropic {
         let mut system = Vec::new();
         let mut messages: Vec<Value> = Vec::new();
         for message in &request.messages {
-            let role = message.get("role").and_then(Value::as_str).unwrap_or("user");
+            let role = message
+                .get("role")
+                .and_then(Value::as_str)
+                .unwrap_or("user");
             let (role, blocks) = match role {
                 "system" | "developer" => {
                     system.push(content_text(message.get("content").unwrap_or(&Value::Null)));
@@ -135,7 +138,11 @@ impl Provider for Anthropic {
                 _ => {}
             }
         }
-        let model = value.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+        let model = value
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let usage = value.get("usage").and_then(anthropic_usage_to_usage);
         let mut message = json!({"role": "assistant", "content": text});
         if !tool_calls.is_empty() {
@@ -194,11 +201,15 @@ fn assistant_blocks(message: &Value) -> Result<Vec<Value>, GatewayError> {
     if let Some(Value::Array(calls)) = message.get("tool_calls") {
         for call in calls {
             let function = call.get("function").unwrap_or(&Value::Null);
-            let arguments = function.get("arguments").and_then(Value::as_str).unwrap_or("{}");
-            let input: Value = serde_json::from_str(arguments).map_err(|_| GatewayError::InvalidParam {
-                param: "messages".into(),
-                message: "tool call arguments must be a JSON object encoded as a string".into(),
-            })?;
+            let arguments = function
+                .get("arguments")
+                .and_then(Value::as_str)
+                .unwrap_or("{}");
+            let input: Value =
+                serde_json::from_str(arguments).map_err(|_| GatewayError::InvalidParam {
+                    param: "messages".into(),
+                    message: "tool call arguments must be a JSON object encoded as a string".into(),
+                })?;
             blocks.push(json!({
                 "type": "tool_use",
                 "id": call.get("id").cloned().unwrap_or(Value::Null),
@@ -306,14 +317,25 @@ impl StreamDecoder for AnthropicStreamDecoder {
         let chunks = match kind.as_str() {
             "message_start" => {
                 let message = value.get("message").unwrap_or(&Value::Null);
-                self.id = message.get("id").and_then(Value::as_str).unwrap_or("msg").to_string();
-                self.model = message.get("model").and_then(Value::as_str).map(str::to_string);
+                self.id = message
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("msg")
+                    .to_string();
+                self.model = message
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 self.input_tokens = message
                     .get("usage")
                     .and_then(anthropic_usage_to_usage)
                     .map(|u| u.prompt_tokens)
                     .unwrap_or(0);
-                vec![self.chunk(json!({"role": "assistant", "content": ""}), Value::Null, None)]
+                vec![self.chunk(
+                    json!({"role": "assistant", "content": ""}),
+                    Value::Null,
+                    None,
+                )]
             }
             "content_block_start" => {
                 let block = value.get("content_block").unwrap_or(&Value::Null);
@@ -341,14 +363,18 @@ impl StreamDecoder for AnthropicStreamDecoder {
                         vec![self.chunk(json!({"content": text}), Value::Null, None)]
                     }
                     Some("input_json_delta") => {
-                        let anthropic_index = value.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let anthropic_index =
+                            value.get("index").and_then(Value::as_u64).unwrap_or(0);
                         let index = self
                             .tool_index
                             .iter()
                             .find(|(a, _)| *a == anthropic_index)
                             .map(|(_, i)| *i)
                             .unwrap_or(0);
-                        let partial = delta.get("partial_json").and_then(Value::as_str).unwrap_or("");
+                        let partial = delta
+                            .get("partial_json")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
                         self.chars += partial.chars().count();
                         let call = json!({"index": index, "function": {"arguments": partial}});
                         vec![self.chunk(json!({"tool_calls": [call]}), Value::Null, None)]
@@ -430,21 +456,41 @@ mod tests {
         assert_eq!(messages[1]["content"][0]["input"]["city"], "Paris");
         assert_eq!(messages[2]["content"][0]["type"], "tool_result");
         assert_eq!(messages[2]["content"][1]["text"], "thanks");
-        assert_eq!(Anthropic.build_request(&request(json!({"model": "a", "messages": [{"role": "user", "content": "x"}]})), "m").unwrap()["max_tokens"], 4096);
+        assert_eq!(
+            Anthropic
+                .build_request(
+                    &request(json!({"model": "a", "messages": [{"role": "user", "content": "x"}]})),
+                    "m"
+                )
+                .unwrap()["max_tokens"],
+            4096
+        );
     }
 
     #[test]
     fn response_translation() {
         let c = Anthropic
-            .parse_response(include_bytes!("../../tests/fixtures/anthropic/message_tool_use.json"))
+            .parse_response(include_bytes!(
+                "../../tests/fixtures/anthropic/message_tool_use.json"
+            ))
             .unwrap();
         assert_eq!(c.answer, "Let me check.");
-        assert_eq!(c.usage, Some(Usage { prompt_tokens: 25, completion_tokens: 40 }));
+        assert_eq!(
+            c.usage,
+            Some(Usage {
+                prompt_tokens: 25,
+                completion_tokens: 40
+            })
+        );
         assert_eq!(c.body["object"], "chat.completion");
         assert_eq!(c.body["choices"][0]["finish_reason"], "tool_calls");
         let call = &c.body["choices"][0]["message"]["tool_calls"][0];
         assert_eq!(call["function"]["name"], "get_weather");
-        assert_eq!(serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap()["city"], "Paris");
+        assert_eq!(
+            serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap()
+                ["city"],
+            "Paris"
+        );
         assert_eq!(c.body["usage"]["total_tokens"], 65);
         assert!(Anthropic.parse_response(b"{}").is_err());
     }
@@ -453,13 +499,31 @@ mod tests {
     fn stream_translation() {
         let mut d = AnthropicStreamDecoder::default();
         let events = [
-            ("message_start", r#"{"type":"message_start","message":{"id":"msg_1","model":"claude-haiku-4-5","usage":{"input_tokens":12,"output_tokens":1}}}"#),
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"id":"msg_1","model":"claude-haiku-4-5","usage":{"input_tokens":12,"output_tokens":1}}}"#,
+            ),
             ("ping", r#"{"type":"ping"}"#),
-            ("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#),
-            ("content_block_start", r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_9","name":"f","input":{}}}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}"#),
-            ("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":30}}"#),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_9","name":"f","input":{}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":30}}"#,
+            ),
         ];
         let mut chunks = Vec::new();
         for (event, data) in events {
@@ -468,15 +532,35 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
-        let parsed: Vec<Value> = chunks.iter().map(|c| serde_json::from_str(c).unwrap()).collect();
+        let parsed: Vec<Value> = chunks
+            .iter()
+            .map(|c| serde_json::from_str(c).unwrap())
+            .collect();
         assert_eq!(parsed[0]["choices"][0]["delta"]["role"], "assistant");
         assert_eq!(parsed[1]["choices"][0]["delta"]["content"], "Hello");
-        assert_eq!(parsed[2]["choices"][0]["delta"]["tool_calls"][0]["id"], "toolu_9");
-        assert_eq!(parsed[3]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+        assert_eq!(
+            parsed[2]["choices"][0]["delta"]["tool_calls"][0]["id"],
+            "toolu_9"
+        );
+        assert_eq!(
+            parsed[3]["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"],
+            "{\"a\":1}"
+        );
         assert_eq!(parsed[4]["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(parsed[4]["usage"]["prompt_tokens"], 12);
-        assert!(parsed.iter().all(|c| c["object"] == "chat.completion.chunk" && c["model"] == "claude-haiku-4-5"));
-        assert_eq!(d.usage(), Some(Usage { prompt_tokens: 12, completion_tokens: 30 }));
-        assert_eq!(d.on_event("message_stop", r#"{"type":"message_stop"}"#), Decoded::Done);
+        assert!(parsed
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk" && c["model"] == "claude-haiku-4-5"));
+        assert_eq!(
+            d.usage(),
+            Some(Usage {
+                prompt_tokens: 12,
+                completion_tokens: 30
+            })
+        );
+        assert_eq!(
+            d.on_event("message_stop", r#"{"type":"message_stop"}"#),
+            Decoded::Done
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! What to retry and how long to wait come from the pure provider code.
 
 use futures_util::future::{select, Either};
-use worker::{AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use worker::{
+    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
+};
 
 use super::{is_retryable, retry_delay_ms, sanitise, Provider};
 use crate::error::GatewayError;
@@ -48,7 +50,11 @@ pub async fn call(upstream: &UpstreamCall<'_>, stream: bool) -> Result<UpstreamB
         }
         let outcome = attempt_once(upstream, remaining, stream).await;
         let (retryable, retry_after) = match &outcome {
-            Ok(Reply::Failed { status, retry_after, .. }) => (is_retryable(*status), retry_after.clone()),
+            Ok(Reply::Failed {
+                status,
+                retry_after,
+                ..
+            }) => (is_retryable(*status), retry_after.clone()),
             Ok(Reply::Ok(_)) | Err(Attempt::Timeout) => (false, None),
             Err(Attempt::Network(_)) => (true, None),
         };
@@ -63,9 +69,15 @@ pub async fn call(upstream: &UpstreamCall<'_>, stream: bool) -> Result<UpstreamB
         }
         return match outcome {
             Ok(Reply::Ok(body)) => Ok(body),
-            Ok(Reply::Failed { status, body, retry_after }) => Err(upstream
-                .provider
-                .classify_error(status, &body, retry_after, upstream.secret)),
+            Ok(Reply::Failed {
+                status,
+                body,
+                retry_after,
+            }) => {
+                Err(upstream
+                    .provider
+                    .classify_error(status, &body, retry_after, upstream.secret))
+            }
             Err(Attempt::Timeout) => Err(GatewayError::UpstreamTimeout { timeout_ms }),
             Err(Attempt::Network(message)) => Err(GatewayError::Upstream {
                 status: None,
@@ -100,9 +112,18 @@ async fn attempt_once(
     let network = |e: worker::Error| Attempt::Network(e.to_string());
     let exchange = async {
         let headers = Headers::new();
-        headers.set("content-type", "application/json").map_err(network)?;
         headers
-            .set("accept", if stream { "text/event-stream" } else { "application/json" })
+            .set("content-type", "application/json")
+            .map_err(network)?;
+        headers
+            .set(
+                "accept",
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            )
             .map_err(network)?;
         for (name, value) in &upstream.headers {
             headers.set(name, value).map_err(network)?;
@@ -125,7 +146,11 @@ async fn attempt_once(
         if (200..300).contains(&status) {
             Ok(Reply::Ok(UpstreamBody::Whole(body)))
         } else {
-            Ok(Reply::Failed { status, body, retry_after })
+            Ok(Reply::Failed {
+                status,
+                body,
+                retry_after,
+            })
         }
     };
     let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));

@@ -33,7 +33,10 @@ const ACCEPTED: [&str; 16] = [
 ];
 
 /// OpenAI names of fields Mistral calls otherwise.
-const RENAMED: [(&str, &str); 2] = [("seed", "random_seed"), ("max_completion_tokens", "max_tokens")];
+const RENAMED: [(&str, &str); 2] = [
+    ("seed", "random_seed"),
+    ("max_completion_tokens", "max_tokens"),
+];
 
 /// Fields each message role may carry in Mistral's schema.
 fn message_fields(role: &str) -> &'static [&'static str] {
@@ -95,7 +98,10 @@ impl Provider for Mistral {
 
 /// One message in Mistral's schema: only its fields, tool-call ids in Mistral's form.
 fn mistral_message(message: &Value) -> Value {
-    let role = message.get("role").and_then(Value::as_str).unwrap_or("user");
+    let role = message
+        .get("role")
+        .and_then(Value::as_str)
+        .unwrap_or("user");
     let role = if role == "developer" { "system" } else { role };
     let mut out = Map::new();
     for field in message_fields(role) {
@@ -168,10 +174,20 @@ mod tests {
         assert_eq!(body["temperature"], 0.3);
         assert_eq!(body["tool_choice"], "any");
         assert_eq!(body["stream"], false);
-        for dropped in ["seed", "max_completion_tokens", "stream_options", "user", "logprobs", "store"] {
+        for dropped in [
+            "seed",
+            "max_completion_tokens",
+            "stream_options",
+            "user",
+            "logprobs",
+            "store",
+        ] {
             assert!(body.get(dropped).is_none(), "{dropped} was sent");
         }
-        assert_eq!(body["messages"][0], json!({"role": "user", "content": "hi"}));
+        assert_eq!(
+            body["messages"][0],
+            json!({"role": "user", "content": "hi"})
+        );
     }
 
     #[test]
@@ -203,19 +219,27 @@ mod tests {
         assert_eq!(body["messages"][2]["tool_call_id"], call_id);
         assert_eq!(body["messages"][3]["role"], "system");
         assert_eq!(mistral_tool_call_id("D681PevKs"), "D681PevKs");
-        assert_ne!(mistral_tool_call_id("call_1"), mistral_tool_call_id("call_2"));
+        assert_ne!(
+            mistral_tool_call_id("call_1"),
+            mistral_tool_call_id("call_2")
+        );
     }
 
     #[test]
     fn parses_string_and_chunked_content() {
         let c = Mistral
-            .parse_response(include_bytes!("../../tests/fixtures/mistral/chat_completion.json"))
+            .parse_response(include_bytes!(
+                "../../tests/fixtures/mistral/chat_completion.json"
+            ))
             .unwrap();
         assert_eq!(c.model, "mistral-small-2603");
         assert!(c.answer.starts_with("Paris"));
         assert_eq!(
             c.usage,
-            Some(super::super::Usage { prompt_tokens: 8, completion_tokens: 12 })
+            Some(super::super::Usage {
+                prompt_tokens: 8,
+                completion_tokens: 12
+            })
         );
         assert_eq!(c.body["object"], "chat.completion");
         let c = Mistral
@@ -228,7 +252,12 @@ mod tests {
 
     #[test]
     fn garbage_is_an_upstream_error() {
-        for body in [&b"<html>oops</html>"[..], b"{}", br#"{"choices": []}"#, br#"{"choices": [{"message": {"content": 5}}]}"#] {
+        for body in [
+            &b"<html>oops</html>"[..],
+            b"{}",
+            br#"{"choices": []}"#,
+            br#"{"choices": [{"message": {"content": 5}}]}"#,
+        ] {
             let e = Mistral.parse_response(body).unwrap_err();
             assert_eq!(e.status(), 502, "{body:?}");
         }

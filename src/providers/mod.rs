@@ -296,7 +296,10 @@ impl StreamDecoder for OpenAiChunkDecoder {
         if needs_parse {
             if let Ok(chunk) = serde_json::from_str::<Value>(data) {
                 if self.model.is_none() {
-                    self.model = chunk.get("model").and_then(Value::as_str).map(str::to_string);
+                    self.model = chunk
+                        .get("model")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                 }
                 if let Some(usage) = chunk.get("usage").and_then(openai_usage) {
                     self.usage = Some(usage);
@@ -372,9 +375,16 @@ mod tests {
     fn backend_kinds_parse() {
         assert_eq!(BackendKind::parse("mistral"), Some(BackendKind::Mistral));
         assert_eq!(BackendKind::parse("openai"), Some(BackendKind::OpenAi));
-        assert_eq!(BackendKind::parse("anthropic"), Some(BackendKind::Anthropic));
+        assert_eq!(
+            BackendKind::parse("anthropic"),
+            Some(BackendKind::Anthropic)
+        );
         assert_eq!(BackendKind::parse("cohere"), None);
-        for kind in [BackendKind::Mistral, BackendKind::OpenAi, BackendKind::Anthropic] {
+        for kind in [
+            BackendKind::Mistral,
+            BackendKind::OpenAi,
+            BackendKind::Anthropic,
+        ] {
             assert_eq!(kind.provider().kind(), kind);
         }
     }
@@ -387,20 +397,43 @@ mod tests {
             Some("3".into()),
             "sk",
         );
-        assert!(matches!(&e, GatewayError::Upstream { status: Some(429), message, retry_after: Some(_) } if message.contains("Rate limit")));
-        let e = classify_error(422, include_bytes!("../../tests/fixtures/mistral/error_422.json"), None, "");
-        assert!(matches!(&e, GatewayError::Upstream { message, .. } if message.contains("extra_forbidden")));
+        assert!(
+            matches!(&e, GatewayError::Upstream { status: Some(429), message, retry_after: Some(_) } if message.contains("Rate limit"))
+        );
+        let e = classify_error(
+            422,
+            include_bytes!("../../tests/fixtures/mistral/error_422.json"),
+            None,
+            "",
+        );
+        assert!(
+            matches!(&e, GatewayError::Upstream { message, .. } if message.contains("extra_forbidden"))
+        );
         let e = classify_error(500, b"Internal Server Error", None, "");
-        assert!(matches!(&e, GatewayError::Upstream { message, .. } if message == "upstream server error"));
+        assert!(
+            matches!(&e, GatewayError::Upstream { message, .. } if message == "upstream server error")
+        );
         let e = classify_error(400, br#"{"message": {"detail": "bad"}}"#, None, "");
         assert!(matches!(&e, GatewayError::Upstream { message, .. } if message.contains("bad")));
-        let e = classify_error(400, br#"{"error": {"message": "openai says no", "type": "x"}}"#, None, "");
-        assert!(matches!(&e, GatewayError::Upstream { message, .. } if message == "openai says no"));
+        let e = classify_error(
+            400,
+            br#"{"error": {"message": "openai says no", "type": "x"}}"#,
+            None,
+            "",
+        );
+        assert!(
+            matches!(&e, GatewayError::Upstream { message, .. } if message == "openai says no")
+        );
     }
 
     #[test]
     fn secret_is_scrubbed_and_long_messages_truncated() {
-        let e = classify_error(401, br#"{"message": "key sk-live-123 invalid"}"#, None, "sk-live-123");
+        let e = classify_error(
+            401,
+            br#"{"message": "key sk-live-123 invalid"}"#,
+            None,
+            "sk-live-123",
+        );
         assert!(!e.client_message().contains("sk-live-123"));
         let long = "x".repeat(1000);
         assert!(sanitise(&long, "").chars().count() <= MAX_MESSAGE_CHARS + 3);
@@ -427,7 +460,13 @@ mod tests {
         assert_eq!(d.usage(), None);
         d.on_event("", middle);
         d.on_event("", last);
-        assert_eq!(d.usage(), Some(Usage { prompt_tokens: 5, completion_tokens: 3 }));
+        assert_eq!(
+            d.usage(),
+            Some(Usage {
+                prompt_tokens: 5,
+                completion_tokens: 3
+            })
+        );
         assert_eq!(d.model(), Some("mistral-small-2603"));
         assert_eq!(d.completion_chars(), 10);
         assert_eq!(d.on_event("", "[DONE]"), Decoded::Done);

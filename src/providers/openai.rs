@@ -13,7 +13,8 @@ use crate::error::GatewayError;
 pub struct OpenAi;
 
 /// Mistral-only fields a Mistral SDK may send, and their OpenAI names (None: dropped).
-const FROM_MISTRAL: [(&str, Option<&str>); 2] = [("random_seed", Some("seed")), ("safe_prompt", None)];
+const FROM_MISTRAL: [(&str, Option<&str>); 2] =
+    [("random_seed", Some("seed")), ("safe_prompt", None)];
 
 impl Provider for OpenAi {
     fn kind(&self) -> BackendKind {
@@ -91,18 +92,29 @@ mod tests {
 
     #[test]
     fn endpoint_accepts_base_with_or_without_v1() {
-        assert_eq!(OpenAi.endpoint("https://api.openai.com"), "https://api.openai.com/v1/chat/completions");
-        assert_eq!(OpenAi.endpoint("http://127.0.0.1:11434/v1"), "http://127.0.0.1:11434/v1/chat/completions");
+        assert_eq!(
+            OpenAi.endpoint("https://api.openai.com"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            OpenAi.endpoint("http://127.0.0.1:11434/v1"),
+            "http://127.0.0.1:11434/v1/chat/completions"
+        );
     }
 
     #[test]
     fn parses_openai_completion_with_tool_calls() {
         let c = OpenAi
-            .parse_response(include_bytes!("../../tests/fixtures/openai/chat_completion_tool_call.json"))
+            .parse_response(include_bytes!(
+                "../../tests/fixtures/openai/chat_completion_tool_call.json"
+            ))
             .unwrap();
         assert_eq!(c.model, "gpt-4o-mini-2024-07-18");
         assert_eq!(c.answer, "");
-        assert_eq!(c.body["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+        assert_eq!(
+            c.body["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+            "get_weather"
+        );
         assert_eq!(c.usage.unwrap().prompt_tokens, 82);
     }
 }

@@ -94,9 +94,18 @@ mod tests {
             assert_eq!(
                 events,
                 vec![
-                    SseEvent { event: "message_start".into(), data: "{\"a\":1}".into() },
-                    SseEvent { event: String::new(), data: "x\ny".into() },
-                    SseEvent { event: String::new(), data: "[DONE]".into() },
+                    SseEvent {
+                        event: "message_start".into(),
+                        data: "{\"a\":1}".into()
+                    },
+                    SseEvent {
+                        event: String::new(),
+                        data: "x\ny".into()
+                    },
+                    SseEvent {
+                        event: String::new(),
+                        data: "[DONE]".into()
+                    },
                 ],
                 "split at {split}"
             );
