@@ -152,6 +152,8 @@ pub struct QueryMetrics {
 /// Why a query went where it did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoutingInfo {
+    /// Scorer that produced the score (`heuristic` or `learned`).
+    pub router: crate::routing::RouterKind,
     /// Complexity score in [0, 1].
     pub score: f64,
     /// Tier chosen.
@@ -166,8 +168,13 @@ pub struct RoutingInfo {
 
 impl RoutingInfo {
     /// Builds the routing block from a decision and the scorer's features.
-    pub fn new(decision: &RoutingDecision, features: Vec<FeatureContribution>) -> Self {
+    pub fn new(
+        router: crate::routing::RouterKind,
+        decision: &RoutingDecision,
+        features: Vec<FeatureContribution>,
+    ) -> Self {
         Self {
+            router,
             score: decision.score,
             tier: decision.tier_name.clone(),
             threshold: decision.threshold,

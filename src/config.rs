@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 use crate::error::GatewayError;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::BackendKind;
-use crate::routing::{self, FeatureCondition, Requested, TierPolicy};
+use crate::routing::{self, FeatureCondition, Requested, RouterKind, TierPolicy};
 use crate::scoring;
 
 /// A secret string that never prints its value.
@@ -96,6 +96,8 @@ pub struct Config {
     pub tiers: Vec<TierConfig>,
     /// The tiers' selection policies (same order), for the router.
     pub policies: Vec<TierPolicy>,
+    /// Scorer of query complexity.
+    pub router: RouterKind,
     /// Score threshold of the most expensive plain tier.
     pub routing_threshold: f64,
     /// Bearer tokens accepted by the API; empty means no auth.
@@ -189,8 +191,17 @@ impl Config {
         let small_model = model("SMALL_MODEL", DEFAULT_SMALL_MODEL)?;
         let large_model = model("LARGE_MODEL", DEFAULT_LARGE_MODEL)?;
 
+        let router = match get("ROUTER").filter(|v| !v.is_empty()) {
+            None => routing::DEFAULT_ROUTER,
+            Some(raw) => RouterKind::parse(&raw).ok_or_else(|| {
+                invalid(
+                    "ROUTER",
+                    format!("expected \"heuristic\" or \"learned\", got {raw:?}"),
+                )
+            })?,
+        };
         let routing_threshold = match get("ROUTING_THRESHOLD").filter(|v| !v.is_empty()) {
-            None => scoring::DEFAULT_THRESHOLD,
+            None => router.default_threshold(),
             Some(raw) => match raw.parse::<f64>() {
                 Ok(t) if (0.0..=1.0).contains(&t) => t,
                 _ => {
@@ -272,6 +283,7 @@ impl Config {
         Ok(Self {
             tiers,
             policies,
+            router,
             routing_threshold,
             api_keys,
             max_query_bytes,
@@ -535,8 +547,9 @@ mod tests {
             ("large", "mistral-large-latest")
         );
         assert_eq!(small.base_url, "https://api.mistral.ai");
-        assert_eq!(large.policy.min_score, scoring::DEFAULT_THRESHOLD);
-        assert_eq!(c.routing_threshold, scoring::DEFAULT_THRESHOLD);
+        assert_eq!(c.router, routing::DEFAULT_ROUTER);
+        assert_eq!(large.policy.min_score, c.router.default_threshold());
+        assert_eq!(c.routing_threshold, c.router.default_threshold());
         assert!(small.api_key.is_none());
         assert_eq!(
             small.key(),
@@ -613,6 +626,18 @@ mod tests {
             "MODEL_PRICES"
         );
         assert_eq!(invalid_variable(config(&[("TIERS", "[]")])), "TIERS");
+        assert_eq!(invalid_variable(config(&[("ROUTER", "neural")])), "ROUTER");
+    }
+
+    #[test]
+    fn router_choice_sets_the_default_threshold() {
+        let c = config(&[("ROUTER", "learned")]).unwrap();
+        assert_eq!(c.router, RouterKind::Learned);
+        assert_eq!(c.routing_threshold, crate::learned::DEFAULT_THRESHOLD);
+        let c = config(&[("ROUTER", "heuristic")]).unwrap();
+        assert_eq!(c.routing_threshold, scoring::DEFAULT_THRESHOLD);
+        let c = config(&[("ROUTER", "learned"), ("ROUTING_THRESHOLD", "0.7")]).unwrap();
+        assert_eq!(c.routing_threshold, 0.7);
     }
 
     #[test]

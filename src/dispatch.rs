@@ -8,7 +8,7 @@ use crate::config::{Config, Secret};
 use crate::error::GatewayError;
 use crate::metrics::MetricsEvent;
 use crate::providers::{estimate_tokens, BackendKind, Provider, Usage};
-use crate::routing::{self, Requested, RoutingDecision};
+use crate::routing::{self, Requested, RouterKind, RoutingDecision};
 use crate::scoring::{self, FeatureContribution};
 
 /// Everything decided before the upstream is called.
@@ -17,6 +17,8 @@ pub struct Dispatch {
     pub decision: RoutingDecision,
     /// Named feature contributions behind the score.
     pub features: Vec<FeatureContribution>,
+    /// The scorer that produced them.
+    pub router: RouterKind,
     /// Backend of the chosen tier.
     pub backend: BackendKind,
     /// Model the chosen tier sends upstream (the configured id).
@@ -52,10 +54,19 @@ pub fn dispatch(
     requested: Requested,
     routing_text: &str,
 ) -> Result<Dispatch, GatewayError> {
-    let complexity = scoring::score(routing_text);
+    let complexity = config.router.score(routing_text);
+    // Conditional tiers test the heuristic's named features, whatever the router.
+    let has_conditions = config.policies.iter().any(|p| p.when.is_some());
+    let heuristic = match config.router {
+        RouterKind::Learned if has_conditions => Some(scoring::score(routing_text)),
+        _ => None,
+    };
+    let condition_features = heuristic
+        .as_ref()
+        .map_or(&complexity.features, |h| &h.features);
     let decision = routing::decide(
         complexity.score,
-        &complexity.features,
+        condition_features,
         &config.policies,
         requested,
     );
@@ -68,6 +79,7 @@ pub fn dispatch(
     let body = provider.build_request(request, &tier.model)?;
     Ok(Dispatch {
         features: complexity.features,
+        router: config.router,
         backend: tier.backend,
         model: tier.model.clone(),
         url: provider.endpoint(&tier.base_url),
@@ -200,6 +212,15 @@ mod tests {
                 .tier_name,
             "large"
         );
+    }
+
+    #[test]
+    fn learned_router_is_used_when_configured() {
+        let c = config(&[("ROUTER", "learned")]);
+        let r = ChatRequest::single_turn("auto", "hi", None, false);
+        let d = dispatch(&c, &r, Requested::Auto, "hi").unwrap();
+        assert_eq!(d.decision.score, crate::learned::score("hi").score);
+        assert_eq!(d.decision.threshold, crate::learned::DEFAULT_THRESHOLD);
     }
 
     #[test]

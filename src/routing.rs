@@ -7,7 +7,49 @@
 
 use serde::Serialize;
 
-use crate::scoring::FeatureContribution;
+use crate::learned;
+use crate::scoring::{self, ComplexityScore, FeatureContribution};
+
+/// Which scorer turns a query into its complexity score (`ROUTER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouterKind {
+    /// The transparent heuristic (`scoring`).
+    Heuristic,
+    /// The learned model over n-grams and the heuristic's features (`learned`).
+    Learned,
+}
+
+impl RouterKind {
+    /// Parses the `ROUTER` value.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "heuristic" => Some(Self::Heuristic),
+            "learned" => Some(Self::Learned),
+            _ => None,
+        }
+    }
+
+    /// Scores a query.
+    pub fn score(self, text: &str) -> ComplexityScore {
+        match self {
+            Self::Heuristic => scoring::score(text),
+            Self::Learned => learned::score(text),
+        }
+    }
+
+    /// The calibrated default threshold of this router.
+    pub fn default_threshold(self) -> f64 {
+        match self {
+            Self::Heuristic => scoring::DEFAULT_THRESHOLD,
+            Self::Learned => learned::DEFAULT_THRESHOLD,
+        }
+    }
+}
+
+/// The router used when `ROUTER` is unset: the one that does better on the test split of
+/// the routing evaluation (docs/routing-eval.md).
+pub const DEFAULT_ROUTER: RouterKind = RouterKind::Heuristic;
 
 /// A feature condition: the named feature's raw value must be at least `min_value`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -82,7 +82,11 @@ pub fn query_response(
             cost_usd: accounting.cost_usd,
             tokens_estimated: accounting.estimated,
         },
-        routing: RoutingInfo::new(&dispatch.decision, dispatch.features.clone()),
+        routing: RoutingInfo::new(
+            dispatch.router,
+            &dispatch.decision,
+            dispatch.features.clone(),
+        ),
     }
 }
 
