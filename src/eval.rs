@@ -786,7 +786,7 @@ pub fn quality_share_svg(
     ));
     s.push_str(&format!(
         "<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n<text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n",
-        left + pw / 2.0,
+        w / 2.0,
         xml_escape(title)
     ));
     // Grid and axes.
