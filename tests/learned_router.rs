@@ -14,19 +14,11 @@ struct GoldenCase {
 
 const GOLDEN: &str = include_str!("golden/routing_golden.jsonl");
 
-fn golden() -> Vec<GoldenCase> {
-    GOLDEN
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("golden line is valid JSON"))
-        .collect()
-}
-
 #[test]
 fn shipped_model_loads_with_its_threshold() {
     let m = learned::model().expect("embedded weights load");
     assert_eq!(m.threshold, DEFAULT_THRESHOLD);
-    assert!(DEFAULT_THRESHOLD > 0.0 && DEFAULT_THRESHOLD < 1.0);
+    const { assert!(DEFAULT_THRESHOLD > 0.0 && DEFAULT_THRESHOLD < 1.0) };
 }
 
 #[test]
@@ -57,7 +49,11 @@ fn score_snapshot() {
 
 #[test]
 fn golden_prompts_mostly_land_in_their_tier() {
-    let cases = golden();
+    let cases: Vec<GoldenCase> = GOLDEN
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("golden line is valid JSON"))
+        .collect();
     let (mut agree, mut small_sum, mut large_sum, mut n_small, mut n_large) = (0, 0.0, 0.0, 0, 0);
     let mut misses = Vec::new();
     for c in &cases {
