@@ -29,8 +29,15 @@ export const WORKER_DIR = process.env.LLM_MUX_E2E_WORKER_DIR
   ? path.resolve(process.env.LLM_MUX_E2E_WORKER_DIR)
   : PROJECT_ROOT;
 
-/** Vars passed as secrets (env file -> secret_text bindings) instead of `--var`. */
+/** Vars passed as secrets (env file -> secret_text bindings) instead of `--var`: these, and
+ * any variable whose name ends in _API_KEY or _API_KEYS (OPENAI_API_KEY, ANTHROPIC_API_KEY, a
+ * tier's own api_key_var...). */
 export const SECRET_VARS = new Set(["MISTRAL_API_KEY", "LLM_MUX_API_KEYS"]);
+
+/** Whether a variable is passed as a secret. */
+export function isSecretVar(name) {
+  return SECRET_VARS.has(name) || /_API_KEYS?$/.test(name);
+}
 
 /** A free TCP port on 127.0.0.1. */
 export function freePort() {
@@ -133,7 +140,7 @@ export async function startGateway({
   const envLines = [];
   for (const [k, v] of Object.entries(vars)) {
     if (v === undefined || v === null) continue;
-    if (SECRET_VARS.has(k)) envLines.push(dotenvLine(k, v));
+    if (isSecretVar(k)) envLines.push(dotenvLine(k, v));
     else cliVars.push("--var", `${k}:${v}`);
   }
   writeFileSync(envFile, envLines.join("\n") + "\n", { mode: 0o600 });
@@ -156,7 +163,7 @@ export async function startGateway({
 
   const env = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (/^(MISTRAL_|LLM_MUX_|CLOUDFLARE_|CF_|WRANGLER_)/.test(k)) continue;
+    if (/^(MISTRAL_|OPENAI_|ANTHROPIC_|LLM_MUX_|CLOUDFLARE_|CF_|WRANGLER_)/.test(k) || /_API_KEYS?$/.test(k)) continue;
     env[k] = v;
   }
   Object.assign(env, {

@@ -27,6 +27,8 @@
 //                  first 60 chars>` unless [[stub:answer=...]] is given.
 //   prompt_tokens  ceil(total characters of all message contents / 4), at least 1.
 //   completion_tokens  ceil(answer length / 4), at least 1.
+//   Tool-call ids in requests (assistant tool_calls[].id, tool messages' tool_call_id) must be
+//   exactly 9 characters of [a-zA-Z0-9], as Mistral requires: others get a 422.
 //   With `stream: true`: SSE `data: {chunk}\n\n` lines; the first chunk has
 //   delta.role "assistant"; usage is only on the last content chunk (with finish_reason);
 //   then `data: [DONE]`.
@@ -48,7 +50,22 @@
 //   [[stub:bad-shape]]         200 JSON without `choices`.
 //   [[stub:no-usage]]          200 JSON without `usage`.
 //   [[stub:delay=MS]]          wait MS milliseconds before answering (timeout tests).
-//   [[stub:stream-cut]]        streaming: stop after the first content chunk, no usage, no [DONE].
+//   [[stub:stream-cut]]        streaming: stop after the first content chunk, no usage, no [DONE]
+//                              (the HTTP response itself ends cleanly).
+//   [[stub:stream-abort]]      streaming: after the first content chunk, destroy the connection
+//                              (the chunked body never terminates: a network failure mid-stream).
+//   [[stub:chunk-delay=MS]]    streaming: wait MS milliseconds before each chunk after the first
+//                              (role) chunk, so a client can see chunks arrive over time. The
+//                              recorded response has `writes` (Date.now() of each chunk written)
+//                              and `endedAt`.
+//   [[stub:tool-call=NAME]]    answer with a call of tool NAME instead of text: message.tool_calls
+//                              [{id (9 chars of [a-zA-Z0-9], as Mistral issues), type "function",
+//                              function {name, arguments}, index 0}], content "", finish_reason
+//                              "tool_calls"; streamed as one tool_calls delta. Only while the
+//                              conversation has no tool result after the last user message: once
+//                              the client sends the tool's answer, the stub answers in text
+//                              `Stub answer from <id> with tool result: <tool content, 60 chars>`.
+//   [[stub:tool-args=JSON]]    the call's arguments (a JSON object without `]]`; default {}).
 //   [[stub:answer=TEXT]]       answer TEXT (up to the closing `]]`).
 //   [[stub:tokens=IN,OUT]]     report these usage numbers instead of the computed ones.
 //   [[stub:model=ID]]          report this model id in the response.
@@ -144,13 +161,21 @@ export function expectedCompletion(body) {
   const last = lastUserContent(messages);
   const markers = parseMarkers(last);
   const model = typeof markers.model === "string" ? markers.model : datedModel(body.model);
-  const answer =
-    typeof markers.answer === "string"
+  const toolResults = toolResultsAfterLastUser(messages);
+  let toolCall = null;
+  if (typeof markers["tool-call"] === "string" && toolResults.length === 0) {
+    toolCall = { name: markers["tool-call"], arguments: typeof markers["tool-args"] === "string" ? markers["tool-args"] : "{}" };
+  }
+  const answer = toolCall
+    ? ""
+    : typeof markers.answer === "string"
       ? markers.answer
-      : `Stub answer from ${model} to: ${stripMarkers(last).slice(0, 60)}`;
+      : toolResults.length
+        ? `Stub answer from ${model} with tool result: ${toolResults.join(" | ").slice(0, 60)}`
+        : `Stub answer from ${model} to: ${stripMarkers(last).slice(0, 60)}`;
   const promptChars = messages.reduce((n, m) => n + [...contentText(m.content)].length, 0);
   let prompt_tokens = Math.max(1, Math.ceil(promptChars / 4));
-  let completion_tokens = countTokens(answer);
+  let completion_tokens = toolCall ? countTokens(toolCall.name + toolCall.arguments) : countTokens(answer);
   if (typeof markers.tokens === "string") {
     const [a, b] = markers.tokens.split(",").map((s) => Number.parseInt(s, 10));
     if (Number.isInteger(a) && Number.isInteger(b)) [prompt_tokens, completion_tokens] = [a, b];
@@ -158,9 +183,30 @@ export function expectedCompletion(body) {
   return {
     model,
     answer,
+    toolCall,
     usage: { prompt_tokens, completion_tokens, total_tokens: prompt_tokens + completion_tokens },
     markers,
   };
+}
+
+/** Contents of the tool messages that follow the last user message. */
+export function toolResultsAfterLastUser(messages) {
+  const out = [];
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i];
+    if (m?.role === "user") break;
+    if (m?.role === "tool") out.unshift(contentText(m.content));
+  }
+  return out;
+}
+
+/** Mistral's tool-call id form: exactly 9 characters of [a-zA-Z0-9]. */
+export const MISTRAL_TOOL_CALL_ID = /^[a-zA-Z0-9]{9}$/;
+
+/** A fresh tool-call id in Mistral's form. */
+export function mistralToolCallId() {
+  const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  return [...randomBytes(9)].map((b) => alphabet[b % alphabet.length]).join("");
 }
 
 /** Mistral-style validation; returns null or a list of pydantic-like error details. */
@@ -188,6 +234,18 @@ export function validateBody(body) {
         errors.push({ type: "union_tag_invalid", loc: ["body", "messages", i], msg: "Input tag does not match any of the expected tags: 'system', 'user', 'assistant', 'tool'", input: m });
       } else if (!(m.content === null || m.content === undefined || typeof m.content === "string" || Array.isArray(m.content))) {
         errors.push({ type: "string_type", loc: ["body", "messages", i, "content"], msg: "Input should be a valid string", input: m.content });
+      }
+      if (m && typeof m === "object" && m.role === "assistant" && Array.isArray(m.tool_calls)) {
+        m.tool_calls.forEach((call, j) => {
+          if (call?.id !== undefined && call?.id !== null && !(typeof call.id === "string" && MISTRAL_TOOL_CALL_ID.test(call.id))) {
+            errors.push({ type: "value_error", loc: ["body", "messages", i, "tool_calls", j, "id"], msg: "Value error, Tool call id has to be a string of length 9 with only a-z, A-Z, 0-9", input: call.id });
+          }
+        });
+      }
+      if (m && typeof m === "object" && m.role === "tool" && m.tool_call_id !== undefined && m.tool_call_id !== null) {
+        if (!(typeof m.tool_call_id === "string" && MISTRAL_TOOL_CALL_ID.test(m.tool_call_id))) {
+          errors.push({ type: "value_error", loc: ["body", "messages", i, "tool_call_id"], msg: "Value error, Tool call id has to be a string of length 9 with only a-z, A-Z, 0-9", input: m.tool_call_id });
+        }
       }
     });
   }
@@ -369,22 +427,55 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
       }
 
       if (body.stream === true) {
-        entry.response = { status: 200, stream: true, expected };
+        const writes = [];
+        const toolCallId = expected.toolCall ? mistralToolCallId() : undefined;
+        entry.response = { status: 200, stream: true, expected, writes, endedAt: undefined, toolCallId };
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", ...rl });
         const chunk = (delta, finish_reason = null, usage = null) =>
           `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: expected.model, choices: [{ index: 0, delta, finish_reason }], ...(usage ? { usage } : {}) })}\n\n`;
-        const pieces = expected.answer.match(/.{1,16}/gs) ?? [""];
-        res.write(chunk({ role: "assistant", content: "" }));
-        if (markers["stream-cut"]) {
-          res.write(chunk({ content: pieces[0] }));
-          res.end();
+        const chunkDelay = Number(markers["chunk-delay"]) || 0;
+        const write = async (text, { wait = true } = {}) => {
+          if (wait && chunkDelay > 0) await sleep(chunkDelay, abort.signal);
+          if (abort.signal.aborted || res.destroyed) return false;
+          res.write(text);
+          writes.push(Date.now());
+          return true;
+        };
+        const pieces = expected.toolCall
+          ? [null]
+          : expected.answer.match(/.{1,16}/gs) ?? [""];
+        const contentDelta = (p) =>
+          p === null
+            ? { content: "", tool_calls: [{ id: toolCallId, type: "function", function: { name: expected.toolCall.name, arguments: expected.toolCall.arguments }, index: 0 }] }
+            : { content: p };
+        await write(chunk({ role: "assistant", content: "" }), { wait: false });
+        if (markers["stream-cut"] || markers["stream-abort"]) {
+          if (await write(chunk(contentDelta(pieces[0])))) {
+            if (markers["stream-abort"]) {
+              // Give the bytes a moment to leave, then kill the socket mid-body.
+              setTimeout(() => res.destroy(), 50);
+              entry.response.endedAt = Date.now();
+              return;
+            }
+            res.end();
+          }
+          entry.response.endedAt = Date.now();
           return;
         }
-        pieces.forEach((p, i) => {
+        const finishReason = expected.toolCall ? "tool_calls" : finish;
+        for (let i = 0; i < pieces.length; i++) {
           const lastPiece = i === pieces.length - 1;
-          res.write(lastPiece ? chunk({ content: p }, finish, markers["no-usage"] ? null : expected.usage) : chunk({ content: p }));
-        });
+          const text = lastPiece
+            ? chunk(contentDelta(pieces[i]), finishReason, markers["no-usage"] ? null : expected.usage)
+            : chunk(contentDelta(pieces[i]));
+          if (!(await write(text))) {
+            entry.response.endedAt = Date.now();
+            entry.response.clientGone = true;
+            return;
+          }
+        }
         res.end("data: [DONE]\n\n");
+        entry.response.endedAt = Date.now();
         return;
       }
 
@@ -395,6 +486,12 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
         model: expected.model,
         choices: [{ index: 0, message: { role: "assistant", content: expected.answer, tool_calls: null }, finish_reason: finish }],
       };
+      if (expected.toolCall) {
+        response.choices[0].message.tool_calls = [
+          { id: mistralToolCallId(), type: "function", function: { name: expected.toolCall.name, arguments: expected.toolCall.arguments }, index: 0 },
+        ];
+        response.choices[0].finish_reason = "tool_calls";
+      }
       if (!markers["no-usage"]) response.usage = expected.usage;
       return send(200, response, rl);
     } catch (err) {
