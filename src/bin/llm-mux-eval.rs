@@ -31,6 +31,7 @@ report evaluates both routers at their default thresholds (override with --thres
 heuristic, --learned-threshold for the learned one) and the random, length and oracle baselines.
 train fits the learned router on the dev split only (5-fold CV within dev picks the settings
 from a fixed grid; --quick skips the grid) and writes the weights file.
+calibrate --router learned on dev scores each prompt out-of-fold (the model was trained on dev).
 Models are priced from the embedded price table (default mistral-small-latest / mistral-large-latest).";
 
 /// Which router to score with.
@@ -614,15 +615,19 @@ fn cmd_calibrate(args: &Args) -> Result<(), String> {
     if split == Split::Test {
         eprintln!("warning: calibrating on the test split; report numbers will be optimistic");
     }
-    if args.router == Router::Learned && split != Split::Test {
-        eprintln!(
-            "note: the learned router was trained on dev, so its dev scores are in-sample; \
-             its DEFAULT_THRESHOLD comes from out-of-fold dev scores (see `train`)"
-        );
-    }
     let data = load_dataset(args, Split::Dev)?;
     let target = args.target.ok_or("missing calibration target")?;
-    let scores = args.router.scores(&data);
+    let scores = if args.router == Router::Learned && split == Split::Dev {
+        // The shipped model was trained on dev: its dev scores are in-sample and far too
+        // confident. Score each dev prompt with a model that did not see it instead.
+        eprintln!(
+            "note: dev is the learned router's training split; using out-of-fold scores \
+             ({FOLDS}-fold retraining with the default settings, as `train` does)"
+        );
+        learned_out_of_fold(&data, &train::TrainConfig::default())
+    } else {
+        args.router.scores(&data)
+    };
     let cal = eval::calibrate(&data.items, &scores, target)?;
     let p = cal.point;
     println!(
@@ -642,6 +647,24 @@ fn cmd_calibrate(args: &Args) -> Result<(), String> {
         p.cost_per_1k
     );
     Ok(())
+}
+
+/// Scores of the learned router on `data` from models that did not see the prompt.
+fn learned_out_of_fold(data: &Dataset, cfg: &train::TrainConfig) -> Vec<f64> {
+    let folds: Vec<usize> = data
+        .records
+        .iter()
+        .map(|r| train::fold_of_id(&r.id, FOLDS))
+        .collect();
+    let examples: Vec<train::Example> = data
+        .records
+        .iter()
+        .map(|r| train::example(&r.prompt, r.small.score, r.large.score, cfg))
+        .collect();
+    train::out_of_fold(&examples, &folds, FOLDS, cfg)
+        .into_iter()
+        .map(learned::sigmoid)
+        .collect()
 }
 
 /// Number of cross-validation folds within dev.
