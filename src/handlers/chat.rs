@@ -112,7 +112,9 @@ async fn run(
         }
         UpstreamBody::Stream(upstream) => {
             let meter = StreamMeter::new(
-                dispatch.provider().stream_decoder(),
+                dispatch
+                    .provider()
+                    .stream_decoder(chat.wants_stream_usage()),
                 ClientFormat::OpenAiChunks,
             );
             let decision = dispatch.decision.clone();

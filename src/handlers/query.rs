@@ -150,7 +150,7 @@ async fn run(
         }
         UpstreamBody::Stream(upstream) => {
             let meter = StreamMeter::new(
-                dispatch.provider().stream_decoder(),
+                dispatch.provider().stream_decoder(false),
                 ClientFormat::QueryDeltas,
             );
             let decision = dispatch.decision.clone();

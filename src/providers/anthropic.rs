@@ -167,7 +167,7 @@ impl Provider for Anthropic {
         })
     }
 
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, _client_wants_usage: bool) -> Box<dyn StreamDecoder> {
         Box::new(AnthropicStreamDecoder::default())
     }
 }

@@ -91,7 +91,7 @@ impl Provider for Mistral {
         parse_openai_shaped(body, "mistral")
     }
 
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, _client_wants_usage: bool) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiChunkDecoder::default())
     }
 }

@@ -72,8 +72,9 @@ pub trait Provider: Sync {
     fn build_request(&self, request: &ChatRequest, model: &str) -> Result<Value, GatewayError>;
     /// Parses a 2xx body into an OpenAI `chat.completion`.
     fn parse_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError>;
-    /// A decoder for a streamed answer.
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder>;
+    /// A decoder for a streamed answer; `client_wants_usage` is the client's
+    /// `stream_options.include_usage`.
+    fn stream_decoder(&self, client_wants_usage: bool) -> Box<dyn StreamDecoder>;
     /// Turns a non-2xx answer into a sanitised upstream error.
     fn classify_error(
         &self,
@@ -283,6 +284,17 @@ pub struct OpenAiChunkDecoder {
     usage: Option<Usage>,
     chars: usize,
     model: Option<String>,
+    hide_usage_only: bool,
+}
+
+impl OpenAiChunkDecoder {
+    /// A decoder that drops usage-only chunks (`choices: []`) instead of forwarding them.
+    pub fn hiding_usage_only_chunks(hide: bool) -> Self {
+        Self {
+            hide_usage_only: hide,
+            ..Self::default()
+        }
+    }
 }
 
 impl StreamDecoder for OpenAiChunkDecoder {
@@ -303,6 +315,13 @@ impl StreamDecoder for OpenAiChunkDecoder {
                 }
                 if let Some(usage) = chunk.get("usage").and_then(openai_usage) {
                     self.usage = Some(usage);
+                    let no_choices = chunk
+                        .get("choices")
+                        .and_then(Value::as_array)
+                        .is_some_and(Vec::is_empty);
+                    if no_choices && self.hide_usage_only {
+                        return Decoded::Chunks(Vec::new());
+                    }
                 }
             }
         }
@@ -363,6 +382,7 @@ fn delta_content_len(data: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openai::OpenAi;
 
     #[test]
     fn estimate_is_about_four_chars_per_token() {
@@ -470,5 +490,22 @@ mod tests {
         assert_eq!(d.model(), Some("mistral-small-2603"));
         assert_eq!(d.completion_chars(), 10);
         assert_eq!(d.on_event("", "[DONE]"), Decoded::Done);
+    }
+
+    #[test]
+    fn usage_only_chunk_is_hidden_from_clients_that_did_not_ask() {
+        let usage_only = r#"{"id":"c","model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}"#;
+        let mut hidden = OpenAiChunkDecoder::hiding_usage_only_chunks(true);
+        assert_eq!(hidden.on_event("", usage_only), Decoded::Chunks(Vec::new()));
+        assert_eq!(
+            hidden.usage(),
+            Some(Usage {
+                prompt_tokens: 4,
+                completion_tokens: 2
+            })
+        );
+        let mut shown = OpenAiChunkDecoder::hiding_usage_only_chunks(false);
+        assert_eq!(shown.on_event("", usage_only), Decoded::Forward);
+        assert_eq!(OpenAi.stream_decoder(false).usage(), None);
     }
 }

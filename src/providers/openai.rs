@@ -61,8 +61,12 @@ impl Provider for OpenAi {
         parse_openai_shaped(body, "openai-compatible backend")
     }
 
-    fn stream_decoder(&self) -> Box<dyn StreamDecoder> {
-        Box::new(OpenAiChunkDecoder::default())
+    fn stream_decoder(&self, client_wants_usage: bool) -> Box<dyn StreamDecoder> {
+        // The gateway always asks for usage; a client that did not ask must not receive
+        // the usage-only chunk (`choices: []`): code reading `choices[0]` would break.
+        Box::new(OpenAiChunkDecoder::hiding_usage_only_chunks(
+            !client_wants_usage,
+        ))
     }
 }
 
