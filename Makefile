@@ -22,16 +22,19 @@ build: setup
 dev: build
 	node_modules/.bin/wrangler dev --ip 127.0.0.1 --port $(PORT)
 
-## test: native tests of the core, then end-to-end tests over the built worker in workerd
+## test: native tests of the core, then end-to-end tests over the built worker in workerd,
+## then the official openai and mistralai Python SDKs against it (tests/sdk)
 test: build
 	cargo test --lib --bins --tests
 	node --test --test-concurrency=1 tests/e2e/
+	.venv/bin/python -m pytest -q tests/sdk
 
 test-native:
 	cargo test --lib --bins --tests
 
 test-e2e: build
 	node --test --test-concurrency=1 tests/e2e/
+	.venv/bin/python -m pytest -q tests/sdk
 
 ## demo: send ~20 queries to a gateway and print a table and the /metrics summary
 demo: build

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing llm-mux needs, skipping whatever is already there:
-# the wasm32 target, worker-build, the wasm-bindgen CLI matching Cargo.lock, npm packages.
+# the wasm32 target, worker-build, the wasm-bindgen CLI matching Cargo.lock, npm packages,
+# and the Python virtualenv of the SDK tests.
 # Works without GitHub access: nothing here downloads a prebuilt binary from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +37,18 @@ fi
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund
+fi
+
+# Python SDK tests (tests/sdk): a virtualenv at .venv with the pinned official clients;
+# reinstalled only when requirements-test.txt changed (its hash is kept in the venv).
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  say "creating the Python virtualenv .venv"
+  "$PYTHON" -m venv .venv
+fi
+req_hash=$(sha256sum requirements-test.txt | cut -d' ' -f1)
+if [ "$(cat .venv/.requirements-test.sha256 2>/dev/null)" != "$req_hash" ]; then
+  say "installing Python test packages (requirements-test.txt)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+  echo "$req_hash" > .venv/.requirements-test.sha256
 fi
