@@ -17,6 +17,12 @@ setup:
 ## build: compile the worker to build/index.js + build/index_bg.wasm
 build: setup
 	$(BUILD_ENV) worker-build --release
+	@# Drop the wasm name and producers sections (~138 KB raw, ~36 KB gzipped): only
+	@# debugging uses them. Stripping after wasm-bindgen is safe; `strip = true` in the
+	@# cargo profile is not (shared/reference/toolchain.md).
+	node_modules/.bin/wasm-opt build/index_bg.wasm --strip-debug --strip-producers \
+	  --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int \
+	  --enable-sign-ext --enable-mutable-globals --enable-multivalue -o build/index_bg.wasm
 
 ## dev: run the gateway at http://127.0.0.1:$(PORT) with wrangler dev (reads .dev.vars)
 dev: build
