@@ -115,9 +115,11 @@ pub struct RoutingDecision {
 impl RoutingDecision {
     /// `Routed to LARGE (score: 0.90)`.
     pub fn describe(&self) -> String {
+        // Tier names are validated ASCII; ASCII upper-casing keeps Unicode case tables
+        // out of the wasm.
         format!(
             "Routed to {} (score: {:.2})",
-            self.tier_name.to_uppercase(),
+            self.tier_name.to_ascii_uppercase(),
             self.score
         )
     }
