@@ -41,7 +41,9 @@ describe("POST /v1/chat/completions on Mistral (default tiers)", () => {
   let stub, gw;
   before(async () => {
     stub = await startMistralStub({ apiKey: MISTRAL_KEY });
-    gw = await startGateway({ vars: { MISTRAL_API_KEY: MISTRAL_KEY, MISTRAL_BASE_URL: stub.url } });
+    // Routing assertions below use the heuristic scorer (transparent, stable scale); the
+    // default router is exercised in streaming.test.mjs.
+    gw = await startGateway({ vars: { ROUTER: "heuristic", MISTRAL_API_KEY: MISTRAL_KEY, MISTRAL_BASE_URL: stub.url } });
   });
   after(async () => {
     await gw?.stop();

@@ -185,7 +185,7 @@ describe("streaming", () => {
       const res = await fetch(`${gw.url}/query`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ query: `What is the capital of France? ${t} [[stub:chunk-delay=100]]`, stream: true }),
+        body: JSON.stringify({ query: `What is the capital of France? ${t} [[stub:chunk-delay=100]]`, tier: "small", stream: true }),
         signal: AbortSignal.timeout(30_000),
       });
       return { res, sse: await readSse(res) };
@@ -245,6 +245,30 @@ describe("streaming", () => {
     assert.equal(f.answer, "Stub answer from");
     assert.equal(d.incompleteTotal, 1);
     assert.equal(d.estimated, 1);
+  });
+
+  it("auto with the default router: the tier follows score >= threshold, streamed or not", async () => {
+    const probe = await fetch(`${gw.url}/query`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: "hi" }) });
+    const threshold = (await probe.json()).routing.threshold;
+    const queries = [
+      "hi",
+      "Compare and contrast the economic policies of Keynesian and Austrian schools, analyze their implications for inflation, and prove step by step why one would dominate in a liquidity trap. Derive the equilibrium conditions.",
+    ];
+    const tiers = new Set();
+    for (const q of queries) {
+      const res = await chat(gw, { model: "auto", messages: [user(q)] });
+      assertCompletion(res);
+      const h = routingHeaders(res, { cost: true });
+      assert.equal(h.tier, h.score >= threshold ? "large" : "small", `score ${h.score} vs threshold ${threshold}`);
+      assert.equal(h.model, h.tier === "large" ? LARGE : SMALL);
+      const s = await chatStream(gw, { model: "auto", messages: [user(q)] });
+      const hs = routingHeaders(s, { cost: false });
+      assert.equal(hs.tier, h.tier, "same routing when streamed");
+      assert.equal(hs.score, h.score);
+      assert.equal(assembleChunks(chunksOf(s)).model, h.tier === "large" ? "mistral-large-2512" : "mistral-small-2603");
+      tiers.add(h.tier);
+    }
+    assert.deepEqual([...tiers].sort(), ["large", "small"], "a greeting and a hard analysis land on different tiers");
   });
 
   it("/query without stream still answers whole JSON", async () => {

@@ -34,7 +34,8 @@ describe("TIERS: tiny / small / code / large", () => {
   let stub, gw;
   before(async () => {
     stub = await startMistralStub({ apiKey: MISTRAL_KEY });
-    gw = await startGateway({ vars: { TIERS: JSON.stringify(TIERS), MISTRAL_API_KEY: MISTRAL_KEY, MISTRAL_BASE_URL: stub.url } });
+    // The thresholds above are on the heuristic scorer's scale.
+    gw = await startGateway({ vars: { TIERS: JSON.stringify(TIERS), ROUTER: "heuristic", MISTRAL_API_KEY: MISTRAL_KEY, MISTRAL_BASE_URL: stub.url } });
   });
   after(async () => {
     await gw?.stop();
@@ -121,7 +122,7 @@ describe("TIERS: tiny / small / code / large", () => {
   });
 });
 
-describe("TIERS configuration errors", () => {
+describe("TIERS with the default router; configuration errors", () => {
   let stub;
   before(async () => {
     stub = await startMistralStub({ apiKey: MISTRAL_KEY });
@@ -130,16 +131,24 @@ describe("TIERS configuration errors", () => {
     await stub?.close();
   });
 
-  it("a tier whose key variable is unset answers 503 naming it; other tiers keep working", async () => {
+  it("the code tier follows its feature under the default router; a tier without its key answers 503", async () => {
     const tiers = [
       { name: "small", model: "mistral-small-latest" },
-      { name: "gpt", backend: "openai", base_url: "http://127.0.0.1:9", model: "gpt-4o-mini", min_score: 0.9, prices: { input: 0.15, output: 0.6 } },
+      { name: "code", model: "codestral-latest", when: { feature: "code", min_value: 0.5 } },
+      { name: "gpt", backend: "openai", base_url: "http://127.0.0.1:9", model: "gpt-4o-mini", min_score: 0.99, prices: { input: 0.15, output: 0.6 } },
     ];
     const gw = await startGateway({ vars: { TIERS: JSON.stringify(tiers), MISTRAL_API_KEY: MISTRAL_KEY, MISTRAL_BASE_URL: stub.url } });
     try {
+      // Conditional tiers test the heuristic's named features whatever the router scores with.
+      for (const [q, tier] of [[QUERIES.code, "code"], [QUERIES.tiny, "small"], [QUERIES.large, "small"]]) {
+        const res = await chat(gw, { model: "auto", messages: [user(q)] });
+        assertCompletion(res);
+        assert.equal(routingHeaders(res).tier, tier, q.slice(0, 40));
+      }
       const res = await chat(gw, { model: "gpt", messages: [user("hi")] });
       const e = assertOpenAiError(res, 503, "missing OPENAI_API_KEY");
       assert.match(e.message, /OPENAI_API_KEY/);
+      assert.ok(!/127\.0\.0\.1:9/.test(res.text), "no upstream call attempted");
       assertCompletion(await chat(gw, { model: "small", messages: [user("hi")] }));
     } finally {
       await gw.stop();

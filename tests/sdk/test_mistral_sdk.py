@@ -48,14 +48,14 @@ def test_complete(mistral, mistral_gateway):
         response_format={"type": "text"},
     )
     assert res.object == "chat.completion"
-    assert res.model == "mistral-small-2603"
-    assert res.choices[0].message.content.startswith("Stub answer from mistral-small-2603 to: What is the capital")
+    assert res.model in ("mistral-small-2603", "mistral-large-2512")  # routed by the default router
+    assert res.choices[0].message.content.startswith(f"Stub answer from {res.model} to: What is the capital")
     assert res.choices[0].finish_reason == "stop"
     assert res.usage.prompt_tokens > 0 and res.usage.completion_tokens > 0
     up = upstream_request(mistral_gateway["stub"], t)
     assert up["response"]["status"] == 200
     assert up["body"]["random_seed"] == 7 and up["body"]["max_tokens"] == 64
-    assert up["body"]["model"] == "mistral-small-latest"
+    assert up["body"]["model"] == {"mistral-small-2603": "mistral-small-latest", "mistral-large-2512": "mistral-large-latest"}[res.model]
 
 
 def test_complete_large_tier_and_model_id(mistral, mistral_gateway):
