@@ -69,6 +69,9 @@ pub struct TierConfig {
     pub key_variable: String,
     /// The key, when configured.
     pub api_key: Option<Secret>,
+    /// Prices given in the tier itself; they win over the price table, whatever model id
+    /// the upstream reports.
+    pub price: Option<ModelPrice>,
 }
 
 impl TierConfig {
@@ -256,6 +259,7 @@ impl Config {
                     model,
                     key_variable: "MISTRAL_API_KEY".into(),
                     api_key: secret("MISTRAL_API_KEY"),
+                    price: None,
                 };
                 for (variable, model) in
                     [("SMALL_MODEL", &small_model), ("LARGE_MODEL", &large_model)]
@@ -290,6 +294,14 @@ impl Config {
             upstream_timeout_ms,
             prices,
         })
+    }
+
+    /// Price of a tier's calls: the tier's own prices, else the table's price of the model
+    /// id the upstream reported, else of the configured model.
+    pub fn price_of(&self, tier: usize, reported_model: &str) -> Option<ModelPrice> {
+        let tier = self.tiers.get(tier)?;
+        tier.price
+            .or_else(|| self.prices.lookup(reported_model, &tier.model))
     }
 
     /// Index of the most expensive plain tier (the "always large" reference).
@@ -456,7 +468,7 @@ fn parse_tiers(
                 })
             }
         };
-        if let Some(price) = spec.prices {
+        if let Some(price) = &spec.prices {
             prices
                 .apply_overrides(&serde_json::json!({ spec.model.clone(): price }).to_string())
                 .map_err(|m| bad(format!("tier {name:?}: {m}")))?;
@@ -483,6 +495,7 @@ fn parse_tiers(
             model: spec.model,
             key_variable,
             api_key,
+            price: spec.prices,
         });
     }
     if last_plain_min.is_none() {

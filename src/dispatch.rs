@@ -127,14 +127,16 @@ pub fn account(
         ),
     };
     let routed = config
-        .prices
-        .lookup(reported_model, &dispatch.model)
+        .price_of(dispatch.decision.tier, reported_model)
         .ok_or_else(|| GatewayError::Internal(format!("no price for {}", dispatch.model)))?;
-    let top = config.tiers.get(config.top_tier()).map(|t| &t.model);
-    let top_price = match top {
-        Some(_) if dispatch.decision.tier == config.top_tier() => Some(routed),
-        Some(model) => config.prices.lookup(model, model),
-        None => None,
+    let top = config.top_tier();
+    let top_price = if dispatch.decision.tier == top {
+        Some(routed)
+    } else {
+        config
+            .tiers
+            .get(top)
+            .and_then(|t| config.price_of(top, &t.model))
     }
     .ok_or_else(|| GatewayError::Internal("no price for the top tier".into()))?;
     Ok(Accounting {
@@ -251,6 +253,28 @@ mod tests {
         let e = completed_event(&c, "r1", &d, &a, 42, None);
         assert!(
             matches!(e, MetricsEvent::Completed { ref tier, top_tier: false, latency_ms: 42, .. } if tier == "small")
+        );
+    }
+
+    #[test]
+    fn a_tier_price_wins_over_the_table_for_any_reported_id() {
+        let tiers = r#"[
+          {"name": "small", "model": "mistral-small-latest", "prices": {"input": 1, "output": 2}},
+          {"name": "large", "model": "mistral-large-latest", "min_score": 1}
+        ]"#;
+        let c = config(&[("TIERS", tiers)]);
+        let r = ChatRequest::single_turn("auto", "hi", None, false);
+        let d = dispatch(&c, &r, Requested::Tier(0), "hi").unwrap();
+        let usage = Usage {
+            prompt_tokens: 100_000,
+            completion_tokens: 20_000,
+        };
+        let a = account(&c, &d, "mistral-small-2603", Some(usage), 0).unwrap();
+        assert!((a.cost_usd - 0.14).abs() < 1e-12, "{}", a.cost_usd);
+        assert!(
+            (a.cost_if_top_usd - (0.05 + 0.03)).abs() < 1e-12,
+            "{}",
+            a.cost_if_top_usd
         );
     }
 

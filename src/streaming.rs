@@ -49,6 +49,10 @@ impl StreamSummary {
         match end {
             StreamEnd::ClientGone => Some("client_disconnected"),
             StreamEnd::UpstreamFailed => Some("upstream_cut"),
+            // Ended without its end marker and without usage: cut short.
+            StreamEnd::UpstreamFinished if self.usage.is_none() && !self.saw_done => {
+                Some("upstream_cut")
+            }
             StreamEnd::UpstreamFinished if self.usage.is_none() => Some("no_usage"),
             StreamEnd::UpstreamFinished => None,
         }
@@ -218,6 +222,14 @@ mod tests {
         assert!(s.completion_chars > 0);
         assert_eq!(
             s.incomplete_reason(StreamEnd::UpstreamFinished),
+            Some("upstream_cut")
+        );
+        let done_without_usage = StreamSummary {
+            saw_done: true,
+            ..s.clone()
+        };
+        assert_eq!(
+            done_without_usage.incomplete_reason(StreamEnd::UpstreamFinished),
             Some("no_usage")
         );
         assert_eq!(

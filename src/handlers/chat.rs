@@ -13,6 +13,7 @@ use crate::dispatch;
 use crate::error::GatewayError;
 use crate::metrics::MetricsEvent;
 use crate::providers::http::{self, UpstreamBody, UpstreamCall};
+use crate::providers::StreamOptions;
 use crate::streaming::{ClientFormat, StreamMeter};
 
 /// Smallest body bound of chat requests: conversations carry history.
@@ -112,9 +113,10 @@ async fn run(
         }
         UpstreamBody::Stream(upstream) => {
             let meter = StreamMeter::new(
-                dispatch
-                    .provider()
-                    .stream_decoder(chat.wants_stream_usage()),
+                dispatch.provider().stream_decoder(StreamOptions {
+                    client_wants_usage: chat.wants_stream_usage(),
+                    created: Date::now().as_millis() / 1000,
+                }),
                 ClientFormat::OpenAiChunks,
             );
             let decision = dispatch.decision.clone();

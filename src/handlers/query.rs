@@ -11,6 +11,7 @@ use crate::dispatch::{self, Accounting, Dispatch};
 use crate::error::GatewayError;
 use crate::metrics::MetricsEvent;
 use crate::providers::http::{self, UpstreamBody, UpstreamCall};
+use crate::providers::StreamOptions;
 use crate::routing::Requested;
 use crate::streaming::{sse_data, ClientFormat, StreamMeter};
 
@@ -150,7 +151,10 @@ async fn run(
         }
         UpstreamBody::Stream(upstream) => {
             let meter = StreamMeter::new(
-                dispatch.provider().stream_decoder(false),
+                dispatch.provider().stream_decoder(StreamOptions {
+                    client_wants_usage: false,
+                    created: Date::now().as_millis() / 1000,
+                }),
                 ClientFormat::QueryDeltas,
             );
             let decision = dispatch.decision.clone();

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::{BackendKind, ChatResponse, Decoded, Provider, StreamDecoder, Usage};
+use super::{BackendKind, ChatResponse, Decoded, Provider, StreamDecoder, StreamOptions, Usage};
 use crate::chat::{content_text, ChatRequest};
 use crate::error::GatewayError;
 
@@ -167,8 +167,11 @@ impl Provider for Anthropic {
         })
     }
 
-    fn stream_decoder(&self, _client_wants_usage: bool) -> Box<dyn StreamDecoder> {
-        Box::new(AnthropicStreamDecoder::default())
+    fn stream_decoder(&self, options: StreamOptions) -> Box<dyn StreamDecoder> {
+        Box::new(AnthropicStreamDecoder {
+            created: options.created,
+            ..AnthropicStreamDecoder::default()
+        })
     }
 }
 
@@ -279,6 +282,7 @@ fn usage_json(u: Usage) -> Value {
 /// Translates Anthropic stream events into OpenAI `chat.completion.chunk`s.
 #[derive(Debug, Default)]
 pub struct AnthropicStreamDecoder {
+    created: u64,
     id: String,
     model: Option<String>,
     input_tokens: u64,
@@ -293,7 +297,7 @@ impl AnthropicStreamDecoder {
         let mut chunk = json!({
             "id": self.id,
             "object": "chat.completion.chunk",
-            "created": 0,
+            "created": self.created,
             "model": self.model.as_deref().unwrap_or(""),
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
         });
@@ -400,6 +404,22 @@ impl StreamDecoder for AnthropicStreamDecoder {
                 vec![self.chunk(json!({}), finish_reason(stop), self.usage)]
             }
             "message_stop" => return Decoded::Done,
+            "error" => {
+                // Pass the failure on the way OpenAI-compatible streams do, so SDKs raise.
+                let error = value.get("error").unwrap_or(&Value::Null);
+                let message = error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upstream stream error");
+                let kind = error
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("upstream_error");
+                let body = json!({
+                    "error": {"message": message, "type": kind, "param": null, "code": null}
+                });
+                vec![body.to_string()]
+            }
             _ => Vec::new(),
         };
         Decoded::Chunks(chunks)
@@ -562,5 +582,28 @@ mod tests {
             d.on_event("message_stop", r#"{"type":"message_stop"}"#),
             Decoded::Done
         );
+    }
+
+    #[test]
+    fn stream_error_event_becomes_an_openai_error_chunk_and_chunks_carry_the_time() {
+        let options = StreamOptions {
+            client_wants_usage: false,
+            created: 1_764_000_000,
+        };
+        let mut d = Anthropic.stream_decoder(options);
+        let start = r#"{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":3,"output_tokens":1}}}"#;
+        let Decoded::Chunks(start) = d.on_event("message_start", start) else {
+            panic!("no chunk")
+        };
+        let start: Value = serde_json::from_str(&start[0]).unwrap();
+        assert_eq!(start["created"], 1_764_000_000u64);
+        let error =
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let Decoded::Chunks(error) = d.on_event("error", error) else {
+            panic!("no chunk")
+        };
+        let error: Value = serde_json::from_str(&error[0]).unwrap();
+        assert_eq!(error["error"]["message"], "Overloaded");
+        assert_eq!(error["error"]["type"], "overloaded_error");
     }
 }

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use super::{
     parse_openai_shaped, BackendKind, ChatResponse, OpenAiChunkDecoder, Provider, StreamDecoder,
+    StreamOptions,
 };
 use crate::chat::ChatRequest;
 use crate::error::GatewayError;
@@ -91,7 +92,7 @@ impl Provider for Mistral {
         parse_openai_shaped(body, "mistral")
     }
 
-    fn stream_decoder(&self, _client_wants_usage: bool) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, _options: StreamOptions) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiChunkDecoder::default())
     }
 }

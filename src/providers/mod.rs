@@ -36,6 +36,15 @@ pub struct ChatResponse {
     pub usage: Option<Usage>,
 }
 
+/// What a stream decoder needs to know about the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StreamOptions {
+    /// The client's `stream_options.include_usage`.
+    pub client_wants_usage: bool,
+    /// Unix time (seconds) for chunks the gateway writes itself.
+    pub created: u64,
+}
+
 /// What a stream decoder makes of one upstream event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decoded {
@@ -72,9 +81,8 @@ pub trait Provider: Sync {
     fn build_request(&self, request: &ChatRequest, model: &str) -> Result<Value, GatewayError>;
     /// Parses a 2xx body into an OpenAI `chat.completion`.
     fn parse_response(&self, body: &[u8]) -> Result<ChatResponse, GatewayError>;
-    /// A decoder for a streamed answer; `client_wants_usage` is the client's
-    /// `stream_options.include_usage`.
-    fn stream_decoder(&self, client_wants_usage: bool) -> Box<dyn StreamDecoder>;
+    /// A decoder for a streamed answer.
+    fn stream_decoder(&self, options: StreamOptions) -> Box<dyn StreamDecoder>;
     /// Turns a non-2xx answer into a sanitised upstream error.
     fn classify_error(
         &self,
@@ -506,6 +514,9 @@ mod tests {
         );
         let mut shown = OpenAiChunkDecoder::hiding_usage_only_chunks(false);
         assert_eq!(shown.on_event("", usage_only), Decoded::Forward);
-        assert_eq!(OpenAi.stream_decoder(false).usage(), None);
+        assert_eq!(
+            OpenAi.stream_decoder(StreamOptions::default()).usage(),
+            None
+        );
     }
 }

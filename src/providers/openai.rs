@@ -5,6 +5,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     parse_openai_shaped, BackendKind, ChatResponse, OpenAiChunkDecoder, Provider, StreamDecoder,
+    StreamOptions,
 };
 use crate::chat::ChatRequest;
 use crate::error::GatewayError;
@@ -61,11 +62,11 @@ impl Provider for OpenAi {
         parse_openai_shaped(body, "openai-compatible backend")
     }
 
-    fn stream_decoder(&self, client_wants_usage: bool) -> Box<dyn StreamDecoder> {
+    fn stream_decoder(&self, options: StreamOptions) -> Box<dyn StreamDecoder> {
         // The gateway always asks for usage; a client that did not ask must not receive
         // the usage-only chunk (`choices: []`): code reading `choices[0]` would break.
         Box::new(OpenAiChunkDecoder::hiding_usage_only_chunks(
-            !client_wants_usage,
+            !options.client_wants_usage,
         ))
     }
 }

@@ -80,10 +80,9 @@ describe("TIERS: tiny / small / code / large", () => {
     assert.match((await bad.json()).error.message, /tiny.*small.*code.*large/);
   });
 
-  // Worker bug (reported): a tier's own `prices` are ignored when the upstream reports a dated id
-  // the embedded table knows (mistral-small-latest -> mistral-small-2603 is billed 0.15/0.60,
-  // not the tier's 1/2). Remove `todo` once fixed.
-  it("each tier is billed at its prices: the embedded table, or the tier's own `prices`", { todo: "tier prices lose to the embedded price of the dated id" }, async () => {
+  // A tier's own `prices` win over the embedded table, even when the upstream reports a dated id
+  // the table knows (mistral-small-latest -> mistral-small-2603).
+  it("each tier is billed at its prices: the embedded table, or the tier's own `prices`", async () => {
     for (const tier of Object.keys(QUERIES)) {
       const t = tag();
       const res = await chat(gw, { model: tier, messages: [user(`price me ${t} [[stub:tokens=100000,20000]]`)] });
@@ -100,7 +99,7 @@ describe("TIERS: tiny / small / code / large", () => {
     for (const [tier, count] of Object.entries(n)) {
       for (let i = 0; i < count; i++) {
         // small reports a dated id the price table does not know, so the tier's own prices
-        // apply (see the todo above for the dated id it normally reports).
+        // apply (as they also do for the dated id it normally reports, tested above).
         const model = tier === "small" ? " [[stub:model=mistral-small-2699]]" : "";
         const s = await chatStream(gw, { model: tier, messages: [user(`count ${tier} ${i} [[stub:tokens=1000,100]]${model}`)] });
         assembleChunks(chunksOf(s));
