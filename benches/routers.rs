@@ -12,6 +12,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use llm_mux::config::Config;
+use llm_mux::routing::{self, Requested};
 use llm_mux::scoring;
 
 /// Query sizes in bytes.
@@ -53,24 +55,40 @@ fn query_of(len: usize) -> String {
 /// One router as the worker runs it: query text -> something that depends on the decision.
 struct Router {
     name: &'static str,
-    run: fn(&str) -> f64,
+    run: Box<dyn Fn(&str) -> f64>,
 }
 
 /// Every router the worker ships (plus the scorer's parts, to see where time goes).
+/// Adding one is one entry here.
 fn routers() -> Vec<Router> {
-    vec![
+    let mut routers = vec![
         Router {
             name: "features (scanner only)",
-            run: |q| scoring::extract_features(q).length,
+            run: Box::new(|q| scoring::extract_features(q).length),
         },
         Router {
-            name: "heuristic scorer (score + contributions)",
-            run: |q| scoring::score(q).score,
+            name: "heuristic scorer",
+            run: Box::new(|q| scoring::score(q).score),
         },
-        // The routing policy after the score is a comparison with a threshold (nanoseconds);
-        // the scorer is the router's cost. Add the learned router here when it ships, e.g.:
-        // Router { name: "learned scorer", run: |q| llm_mux::learned::score(q).score },
-    ]
+    ];
+    // What the worker does per request: score, then the tier policy of the default
+    // configuration (the one wrangler.toml ships).
+    match Config::from_lookup(|_| None) {
+        Ok(config) => routers.push(Router {
+            name: "heuristic router (score + tier policy)",
+            run: Box::new(move |q| {
+                let s = scoring::score(q);
+                let d = routing::decide(s.score, &s.features, &config.policies, Requested::Auto);
+                d.tier as f64
+            }),
+        }),
+        Err(e) => eprintln!("default configuration does not load ({e:?}); router row skipped"),
+    }
+    routers.push(Router {
+        name: "learned scorer",
+        run: Box::new(|q| llm_mux::learned::score(q).score),
+    });
+    routers
 }
 
 struct Measurement {

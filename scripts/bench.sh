@@ -29,7 +29,10 @@ cargo build --release --quiet --manifest-path bench/upstream/Cargo.toml
 
 if [ "${BENCH_SKIP_NATIVE:-0}" != 1 ]; then
   say "native scorer/router benchmark"
-  BENCH_JSON="$OUT/native.json" cargo bench --quiet --bench routers >&2
+  # Its own target dir and panic = unwind: with the release profile's panic = "abort", cargo
+  # would build the library twice into one directory (the bench harness needs unwind).
+  CARGO_TARGET_DIR=target/bench-native CARGO_PROFILE_RELEASE_PANIC=unwind \
+    BENCH_JSON="$OUT/native.json" cargo bench --quiet --bench routers >&2
 fi
 
 say "end to end (wrangler dev, loopback)"

@@ -360,24 +360,74 @@ const fn bucket_of(word: &[u8]) -> usize {
 }
 
 /// Flags of a lowercase ASCII word (0 if it is no keyword).
+#[cfg(test)]
 fn keyword_flags(word: &[u8]) -> u16 {
+    let mut padded = [0u8; 16];
+    let n = word.len().min(16);
+    padded[..n].copy_from_slice(&word[..n]);
+    keyword_flags_padded(word, u128::from_le_bytes(padded))
+}
+
+/// [`keyword_flags`] given also the word's first 16 bytes, zero-padded, as a
+/// little-endian integer: each stem is then compared with one masked integer comparison.
+fn keyword_flags_padded(word: &[u8], head: u128) -> u16 {
     if word.len() < 2 || !word[0].is_ascii_lowercase() || !word[1].is_ascii_lowercase() {
         return 0;
     }
     let bucket = bucket_of(word);
     let (start, end) = (BUCKETS[bucket] as usize, BUCKETS[bucket + 1] as usize);
     let mut flags = 0;
-    for &(stem, f) in &KEYWORDS[start..end] {
-        let hit = if f & EXACT != 0 {
-            word == stem
-        } else {
-            stem.len() <= word.len() && stem.iter().zip(word).all(|(a, b)| a == b)
-        };
+    for stem in &PACKED[start..end] {
+        // Bytes of `head` past the word are zero and stems have none, so a stem longer
+        // than the word never matches.
+        let prefix = head & stem.mask == stem.bytes;
+        let hit = prefix && (stem.flags & EXACT == 0 || word.len() == stem.len as usize);
         if hit {
-            flags |= f;
+            flags |= stem.flags;
         }
     }
     flags & !EXACT
+}
+
+/// A keyword stem as a zero-padded little-endian integer, for [`keyword_flags_padded`].
+#[derive(Clone, Copy)]
+struct PackedStem {
+    bytes: u128,
+    mask: u128,
+    len: u8,
+    flags: u16,
+}
+
+/// [`KEYWORDS`], packed (stems are at most 16 bytes: checked by a test).
+static PACKED: [PackedStem; KEYWORDS.len()] = pack_keywords();
+
+const fn pack_keywords() -> [PackedStem; KEYWORDS.len()] {
+    let mut out = [PackedStem {
+        bytes: 0,
+        mask: 0,
+        len: 0,
+        flags: 0,
+    }; KEYWORDS.len()];
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        let (stem, flags) = KEYWORDS[i];
+        let mut bytes = 0u128;
+        let mut mask = 0u128;
+        let mut k = 0;
+        while k < stem.len() && k < 16 {
+            bytes |= (stem[k] as u128) << (8 * k);
+            mask |= 0xFFu128 << (8 * k);
+            k += 1;
+        }
+        out[i] = PackedStem {
+            bytes,
+            mask,
+            len: stem.len() as u8,
+            flags,
+        };
+        i += 1;
+    }
+    out
 }
 
 /// Flags of a two-word phrase ending with `word`, given the previous word.
@@ -550,14 +600,13 @@ pub fn extract_features(text: &str) -> Features {
                 // continuation byte). Wide characters end it.
                 let start = i;
                 let mut ascii = true;
-                while i < n {
-                    match CLASS[bytes[i] as usize] {
-                        C_WORD => i += 1,
-                        C_LEAD2 => {
-                            ascii = false;
-                            i += 2;
-                        }
-                        _ => break,
+                loop {
+                    i = ascii_word_end(bytes, i);
+                    if i < n && CLASS[bytes[i] as usize] == C_LEAD2 {
+                        ascii = false;
+                        i += 2;
+                    } else {
+                        break;
                     }
                 }
                 let end = i.min(n);
@@ -633,6 +682,28 @@ pub fn extract_features(text: &str) -> Features {
     features_from_counts(&c, chars)
 }
 
+/// End of the run of ASCII word bytes (letters, digits, `_`) that starts at `from`.
+///
+/// Eight bytes at a time: a mask of which bytes are word bytes, then its first zero bit,
+/// so that a short word costs one branch instead of one per byte.
+#[inline(always)]
+fn ascii_word_end(bytes: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let bit = |k: usize| u32::from(CLASS[chunk[k] as usize] == C_WORD) << k;
+        let mask = bit(0) | bit(1) | bit(2) | bit(3) | bit(4) | bit(5) | bit(6) | bit(7);
+        let run = (!mask).trailing_zeros() as usize;
+        i += run;
+        if run < 8 {
+            return i;
+        }
+    }
+    while i < bytes.len() && CLASS[bytes[i] as usize] == C_WORD {
+        i += 1;
+    }
+    i
+}
+
 /// First byte at or after `from` that is not a space or tab (a space if there is none).
 fn next_non_blank(bytes: &[u8], from: usize) -> u8 {
     let mut j = from;
@@ -687,33 +758,57 @@ fn line_start_marker(bytes: &[u8], i: usize, c: &mut Counts) {
 /// snake_case (inner underscore) or camelCase (lowercase then uppercase) words, but not
 /// acronyms (DNA) or names (McDonald is the rare false positive).
 fn is_identifier(raw: &[u8]) -> bool {
-    raw.windows(2).any(|p| {
-        (p[1] == b'_' && p[0] != b'_') || (p[0].is_ascii_lowercase() && p[1].is_ascii_uppercase())
-    }) && raw.len() > 2
+    raw.len() > 2
+        && raw.windows(2).any(|p| {
+            (p[1] == b'_' && p[0] != b'_')
+                || (p[0].is_ascii_lowercase() && p[1].is_ascii_uppercase())
+        })
 }
 
 /// Updates the counts with one word (`raw` as written; `ascii` if it has no 2-byte chars).
 fn finish_word(raw: &[u8], ascii: bool, c: &mut Counts, prev: &mut PrevWord) {
     c.words += 1;
-    let chars = if ascii {
-        raw.len()
-    } else {
-        raw.iter().filter(|&&x| (x & 0xC0) != 0x80).count()
-    };
-    let all_digits = ascii && raw.iter().all(u8::is_ascii_digit);
-    if chars >= 9 && !all_digits {
-        c.long_words += 1;
-    }
     let prev_numeric = prev.numeric;
     let prev_enumerator = prev.enumerator;
-    prev.numeric = all_digits;
     prev.enumerator = false;
-    if !ascii || raw.len() > WORD_BUF {
+    if !ascii {
+        // Characters, not bytes; a word with a 2-byte character is neither a number nor
+        // a keyword.
+        let chars = raw.iter().filter(|&&x| (x & 0xC0) != 0x80).count();
+        if chars >= 9 {
+            c.long_words += 1;
+        }
+        prev.numeric = false;
         prev.len = 0;
-        if ascii && is_identifier(raw) {
+        return;
+    }
+    // One pass over the word (bytes are ASCII letters, digits and `_` here): lowercase
+    // copy of the first WORD_BUF bytes, largest byte (all digits iff it is <= '9'), and
+    // whether any byte is in 'A'..='_' (upper case or `_`), without which the word cannot
+    // be a snake_case or camelCase identifier.
+    let len = raw.len();
+    let mut buf = [0u8; WORD_BUF];
+    let mut max = 0u8;
+    let mut upper_or_underscore = false;
+    for (k, &x) in raw.iter().enumerate() {
+        max = max.max(x);
+        upper_or_underscore |= x.wrapping_sub(b'A') <= b'_' - b'A';
+        if k < WORD_BUF {
+            buf[k] = x.to_ascii_lowercase();
+        }
+    }
+    let all_digits = max <= b'9';
+    let identifier = upper_or_underscore && is_identifier(raw);
+    if len >= 9 && !all_digits {
+        c.long_words += 1;
+    }
+    prev.numeric = all_digits;
+    if len > WORD_BUF {
+        prev.len = 0;
+        if identifier {
             c.identifiers += 1;
         }
-        return; // longer than any keyword, or not ASCII
+        return; // longer than any keyword
     }
     if all_digits {
         c.numbers += 1;
@@ -723,21 +818,20 @@ fn finish_word(raw: &[u8], ascii: bool, c: &mut Counts, prev: &mut PrevWord) {
         prev.len = 0;
         return;
     }
-    let mut buf = [0u8; WORD_BUF];
-    for (k, &x) in raw.iter().enumerate() {
-        buf[k] = x.to_ascii_lowercase();
-    }
-    if is_identifier(raw) {
+    if identifier {
         c.identifiers += 1;
     }
-    let w = &buf[..raw.len()];
-    let mut flags = keyword_flags(w) | phrase_flags(&prev.buf[..prev.len], w);
+    let w = &buf[..len];
+    let mut head = [0u8; 16];
+    head.copy_from_slice(&buf[..16]);
+    let mut flags =
+        keyword_flags_padded(w, u128::from_le_bytes(head)) | phrase_flags(&prev.buf[..prev.len], w);
     if prev_numeric && is_unit_constraint(w) {
         flags |= CONSTRAINT;
     }
-    prev.buf[..w.len()].copy_from_slice(w);
-    prev.len = w.len();
     prev.enumerator = is_enumerator(w);
+    prev.buf = buf;
+    prev.len = len;
     if flags == 0 {
         return;
     }
@@ -813,7 +907,7 @@ mod tests {
     #[test]
     fn keyword_table_is_sorted_lowercase_and_reachable() {
         for (stem, _) in KEYWORDS {
-            assert!(stem.len() >= 2);
+            assert!(stem.len() >= 2 && stem.len() <= 16);
             assert!(
                 stem.iter().all(|b| b.is_ascii_lowercase()),
                 "{:?}",
