@@ -21,7 +21,8 @@ usage:
   llm-mux-eval report    [--split test] [--benchmark NAME] [--json OUT] [--markdown OUT] [--svg OUT]
                          [--threshold T] [--learned-threshold T] [--small-model M] [--large-model M] PATH...
   llm-mux-eval tune      [--split dev] [--regularization R] [--small-model M] [--large-model M] PATH...
-  llm-mux-eval train     [--out data/learned_router.bin] [--quick] PATH...
+  llm-mux-eval train     [--out data/learned_router.bin] [--quick] [--bits N] [--chars MIN-MAX|none]
+                         [--seed N] PATH...
   llm-mux-eval calibrate (--target-large-share X | --target-quality X | --max-cost-per-1k USD)
                          [--router heuristic|learned] [--split dev] [--benchmark NAME]
                          [--small-model M] [--large-model M] PATH...
@@ -30,7 +31,9 @@ PATH is a routing-eval JSONL file or a directory of them (all *.jsonl).
 report evaluates both routers at their default thresholds (override with --threshold for the
 heuristic, --learned-threshold for the learned one) and the random, length and oracle baselines.
 train fits the learned router on the dev split only (5-fold CV within dev picks the settings
-from a fixed grid; --quick skips the grid) and writes the weights file.
+from a fixed grid; --quick skips the grid) and writes the weights file. --bits, --chars
+and --seed replace the default table size, character n-gram range and shuffle seed (for
+size trade-off and noise studies).
 calibrate --router learned on dev scores each prompt out-of-fold (the model was trained on dev).
 Models are priced from the embedded price table (default mistral-small-latest / mistral-large-latest).";
 
@@ -91,6 +94,9 @@ struct Args {
     svg: Option<PathBuf>,
     out: Option<PathBuf>,
     quick: bool,
+    bits: Option<u8>,
+    chars: Option<(u8, u8)>,
+    seed: Option<u64>,
     router: Router,
     threshold: Option<f64>,
     learned_threshold: Option<f64>,
@@ -107,6 +113,21 @@ fn parse_number(flag: &str, value: &str) -> Result<f64, String> {
         .ok()
         .filter(|v| v.is_finite())
         .ok_or_else(|| format!("{flag} expects a number, got {value:?}"))
+}
+
+/// `MIN-MAX` (e.g. `3-5`) or `none` (no character n-grams).
+fn parse_char_range(v: &str) -> Result<(u8, u8), String> {
+    if v == "none" {
+        return Ok((0, 0));
+    }
+    let bad = || format!("--chars expects MIN-MAX or none, got {v:?}");
+    let (lo, hi) = v.split_once('-').ok_or_else(bad)?;
+    let lo = lo.parse::<u8>().map_err(|_| bad())?;
+    let hi = hi.parse::<u8>().map_err(|_| bad())?;
+    if lo == 0 {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 fn parse_args(raw: &[String]) -> Result<Args, String> {
@@ -127,6 +148,9 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         svg: None,
         out: None,
         quick: false,
+        bits: None,
+        chars: None,
+        seed: None,
         router: Router::Heuristic,
         threshold: None,
         learned_threshold: None,
@@ -154,6 +178,21 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
             "--svg" => args.svg = Some(PathBuf::from(value()?)),
             "--out" => args.out = Some(PathBuf::from(value()?)),
             "--quick" => args.quick = true,
+            "--bits" => {
+                let v = value()?;
+                args.bits = Some(
+                    v.parse::<u8>()
+                        .map_err(|_| format!("--bits expects an integer, got {v:?}"))?,
+                );
+            }
+            "--chars" => args.chars = Some(parse_char_range(&value()?)?),
+            "--seed" => {
+                let v = value()?;
+                args.seed = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("--seed expects an integer, got {v:?}"))?,
+                );
+            }
             "--router" => args.router = Router::parse(&value()?)?,
             "--threshold" => args.threshold = Some(parse_number(a, &value()?)?),
             "--learned-threshold" => args.learned_threshold = Some(parse_number(a, &value()?)?),
@@ -624,7 +663,7 @@ fn cmd_calibrate(args: &Args) -> Result<(), String> {
             "note: dev is the learned router's training split; using out-of-fold scores \
              ({FOLDS}-fold retraining with the default settings, as `train` does)"
         );
-        learned_out_of_fold(&data, &train::TrainConfig::default())
+        learned_out_of_fold(&data, &base_config(args)?)
     } else {
         args.router.scores(&data)
     };
@@ -667,28 +706,50 @@ fn learned_out_of_fold(data: &Dataset, cfg: &train::TrainConfig) -> Vec<f64> {
         .collect()
 }
 
+/// The default training settings with the command line's `--bits` / `--chars` applied.
+fn base_config(args: &Args) -> Result<train::TrainConfig, String> {
+    let mut cfg = train::TrainConfig::default();
+    if let Some(bits) = args.bits {
+        cfg.ngrams.bits = bits;
+    }
+    if let Some((lo, hi)) = args.chars {
+        cfg.ngrams.char_min_n = lo;
+        cfg.ngrams.char_max_n = hi;
+    }
+    if let Some(seed) = args.seed {
+        cfg.seed = seed;
+    }
+    cfg.ngrams.validate()?;
+    Ok(cfg)
+}
+
 /// Number of cross-validation folds within dev.
 const FOLDS: usize = 5;
 
 /// The settings `train` compares by 5-fold cross-validation on dev (in this order; the
-/// first best wins ties). The first entry is what `--quick` uses.
-fn train_grid() -> Vec<train::TrainConfig> {
+/// first best wins ties). The first entry, `base`, is what `--quick` uses.
+fn train_grid(base: train::TrainConfig) -> Vec<train::TrainConfig> {
     use learned::NgramConfig;
     use train::TrainConfig;
-    let base = TrainConfig::default();
     let mut grid = Vec::new();
-    let ngram_options = [
-        base.ngrams,
-        NgramConfig {
+    let mut ngram_options = vec![base.ngrams];
+    if base.ngrams.char_min_n > 0 {
+        ngram_options.push(NgramConfig {
             char_min_n: 0,
             char_max_n: 0,
             ..base.ngrams
-        },
-    ];
+        });
+    }
+    // The base value of each setting first, so the first entry is `base` itself.
+    fn base_first<T: Copy + PartialEq>(base: T, options: &[T]) -> Vec<T> {
+        let mut out = vec![base];
+        out.extend(options.iter().copied().filter(|&o| o != base));
+        out
+    }
     for ngrams in ngram_options {
-        for table_learning_rate in [0.01, 0.003, 0.03] {
-            for l2 in [1e-2, 1e-3] {
-                for epochs in [5, 2] {
+        for table_learning_rate in base_first(base.table_learning_rate, &[0.01, 0.003, 0.03]) {
+            for l2 in base_first(base.l2, &[1e-2, 1e-3]) {
+                for epochs in base_first(base.epochs, &[5, 2]) {
                     grid.push(TrainConfig {
                         ngrams,
                         l2,
@@ -761,7 +822,7 @@ fn cmd_train(args: &Args) -> Result<(), String> {
         .iter()
         .map(|r| train::fold_of_id(&r.id, FOLDS))
         .collect();
-    let grid = train_grid();
+    let grid = train_grid(base_config(args)?);
     let grid = if args.quick { &grid[..1] } else { &grid[..] };
     let heuristic = eval::evaluate("heuristic", &data.items, &heuristic_scores(&data.features))?;
     println!(

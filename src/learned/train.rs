@@ -53,12 +53,12 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             ngrams: NgramConfig {
-                bits: 16,
+                bits: 14,
                 word_max_n: 2,
                 char_min_n: 3,
-                char_max_n: 5,
+                char_max_n: 3,
             },
-            l2: 1e-2,
+            l2: 1e-3,
             l2_dense: 1e-4,
             dense_epochs: 30,
             learning_rate: 0.1,
