@@ -99,10 +99,14 @@ async fn run(
                 None,
             );
             let mut body = completion.body;
-            if body.get("created").and_then(Value::as_u64).unwrap_or(0) == 0 {
+            let mut response = if body.get("created").and_then(Value::as_u64).unwrap_or(0) == 0 {
+                // Translated answers (Anthropic) get the gateway's clock.
                 body["created"] = json!(Date::now().as_millis() / 1000);
-            }
-            let mut response = super::json_response(200, &body).map_err(internal)?;
+                super::json_response(200, &body).map_err(internal)?
+            } else {
+                // An OpenAI-shaped answer goes back byte for byte.
+                super::json_bytes_response(200, bytes).map_err(internal)?
+            };
             super::set_routing_headers(&mut response, &dispatch.decision, &dispatch.model)
                 .map_err(internal)?;
             response

@@ -19,10 +19,15 @@ use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
 
 /// A JSON response with the given status; struct fields keep their declared order.
 pub fn json_response<T: serde::Serialize>(status: u16, body: &T) -> worker::Result<Response> {
+    json_bytes_response(status, serde_json::to_vec(body)?)
+}
+
+/// A response whose body is JSON already serialised (passed through as it came).
+pub fn json_bytes_response(status: u16, body: Vec<u8>) -> worker::Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
-    Ok(Response::from_bytes(serde_json::to_vec(body)?)?
+    Ok(Response::from_bytes(body)?
         .with_status(status)
         .with_headers(headers))
 }
