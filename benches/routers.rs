@@ -3,8 +3,9 @@
 //! build of the tests; run with `cargo bench --bench routers` (or `make bench`).
 //!
 //! Method: for each case the iteration count is calibrated so that one sample takes about
-//! 20 ms, then `SAMPLES` samples are timed and the median time per query is reported (with
-//! the minimum and maximum). `BENCH_JSON=path` also writes the results as JSON for
+//! 10 ms; then 31 rounds each take one sample of every case (so that bursts of load from
+//! other processes spread over all cases), and the median, fastest and slowest time per
+//! query are reported. `BENCH_JSON=path` also writes the results as JSON for
 //! scripts/bench.sh. `BENCH_QUICK=1` shortens the run (fewer, shorter samples).
 //!
 //! Adding a router is one line in `routers()`.
@@ -99,38 +100,30 @@ struct Measurement {
     max_ns: f64,
 }
 
-fn measure(router: &Router, query: &str, samples: usize, sample_time: Duration) -> Measurement {
-    // Warm up and calibrate: double the count until one batch takes `sample_time`.
+/// Iterations of `router` on `query` that take about `sample_time`.
+fn calibrate(router: &Router, query: &str, sample_time: Duration) -> u64 {
     let mut iters: u64 = 1;
     loop {
         let t = Instant::now();
         for _ in 0..iters {
             black_box((router.run)(black_box(query)));
         }
-        if t.elapsed() >= sample_time / 4 || iters >= 1 << 30 {
-            let per = t.elapsed().as_secs_f64() / iters as f64;
-            iters = ((sample_time.as_secs_f64() / per.max(1e-9)) as u64).max(1);
-            break;
+        let elapsed = t.elapsed();
+        if elapsed >= sample_time / 4 || iters >= 1 << 30 {
+            let per = elapsed.as_secs_f64() / iters as f64;
+            return ((sample_time.as_secs_f64() / per.max(1e-9)) as u64).max(1);
         }
         iters *= 2;
     }
-    let mut per_iter: Vec<f64> = (0..samples)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                black_box((router.run)(black_box(query)));
-            }
-            t.elapsed().as_nanos() as f64 / iters as f64
-        })
-        .collect();
-    per_iter.sort_by(f64::total_cmp);
-    Measurement {
-        router: router.name,
-        bytes: query.len(),
-        median_ns: per_iter[per_iter.len() / 2],
-        min_ns: per_iter[0],
-        max_ns: per_iter[per_iter.len() - 1],
+}
+
+/// Nanoseconds per call of one sample of `iters` calls.
+fn sample(router: &Router, query: &str, iters: u64) -> f64 {
+    let t = Instant::now();
+    for _ in 0..iters {
+        black_box((router.run)(black_box(query)));
     }
+    t.elapsed().as_nanos() as f64 / iters as f64
 }
 
 fn main() {
@@ -140,26 +133,48 @@ fn main() {
     let (samples, sample_time) = if quick {
         (5, Duration::from_millis(if smoke { 1 } else { 10 }))
     } else {
-        (15, Duration::from_millis(20))
+        (31, Duration::from_millis(10))
     };
     let queries: Vec<String> = SIZES.iter().map(|&n| query_of(n)).collect();
-    let mut results = Vec::new();
-    println!("| router | query | median per query | min | max | per KB |");
-    println!("|---|---|---|---|---|---|");
-    for router in routers() {
-        for q in &queries {
-            let m = measure(&router, q, samples, sample_time);
-            println!(
-                "| {} | {} B | {:.2} us | {:.2} us | {:.2} us | {:.2} us |",
-                m.router,
-                m.bytes,
-                m.median_ns / 1e3,
-                m.min_ns / 1e3,
-                m.max_ns / 1e3,
-                m.median_ns / 1e3 / (m.bytes as f64 / 1024.0)
-            );
-            results.push(m);
+    // Samples are taken in rounds over all cases, so that a burst of load from other
+    // processes hits every case alike rather than a few cases entirely.
+    let routers = routers();
+    let cases: Vec<(&Router, &String)> = routers
+        .iter()
+        .flat_map(|r| queries.iter().map(move |q| (r, q)))
+        .collect();
+    let iters: Vec<u64> = cases
+        .iter()
+        .map(|(r, q)| calibrate(r, q, sample_time))
+        .collect();
+    let mut per_case: Vec<Vec<f64>> = vec![Vec::with_capacity(samples); cases.len()];
+    for _ in 0..samples {
+        for (k, (r, q)) in cases.iter().enumerate() {
+            per_case[k].push(sample(r, q, iters[k]));
         }
+    }
+    let mut results = Vec::new();
+    println!("| router | query | median per query | fastest | slowest | per KB (median) |");
+    println!("|---|---|---|---|---|---|");
+    for ((r, q), mut xs) in cases.iter().zip(per_case) {
+        xs.sort_by(f64::total_cmp);
+        let m = Measurement {
+            router: r.name,
+            bytes: q.len(),
+            median_ns: xs[xs.len() / 2],
+            min_ns: xs[0],
+            max_ns: xs[xs.len() - 1],
+        };
+        println!(
+            "| {} | {} B | {:.2} us | {:.2} us | {:.2} us | {:.2} us |",
+            m.router,
+            m.bytes,
+            m.median_ns / 1e3,
+            m.min_ns / 1e3,
+            m.max_ns / 1e3,
+            m.median_ns / 1e3 / (m.bytes as f64 / 1024.0)
+        );
+        results.push(m);
     }
     if let Some(path) = std::env::var_os("BENCH_JSON") {
         let rows: Vec<String> = results
