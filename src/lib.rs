@@ -32,6 +32,20 @@ fn load_config(env: &Env) -> Result<Config, error::GatewayError> {
     Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()))
 }
 
+thread_local! {
+    /// The configuration, parsed once per isolate: vars and secrets cannot change under a
+    /// running isolate (a new deployment or `wrangler secret put` starts new ones).
+    static CONFIG: std::cell::OnceCell<std::rc::Rc<Result<Config, error::GatewayError>>> =
+        const { std::cell::OnceCell::new() };
+}
+
+fn config(env: &Env) -> std::rc::Rc<Result<Config, error::GatewayError>> {
+    CONFIG.with(|cell| {
+        cell.get_or_init(|| std::rc::Rc::new(load_config(env)))
+            .clone()
+    })
+}
+
 /// A random request id (16 hex digits).
 fn new_request_id() -> String {
     let mut bytes = [0u8; 8];
@@ -48,7 +62,8 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     let request_id = new_request_id();
     let method = req.method().to_string();
     let path = req.path();
-    let config = load_config(&env);
+    let config = config(&env);
+    let config = config.as_ref();
 
     let error_response = |e: &error::GatewayError| {
         if routes::is_openai_path(&path) {
@@ -59,18 +74,18 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     };
     let result = match routes::resolve(&method, &path) {
         Ok(Route::Query) => {
-            handlers::query::handle(req, &env, &ctx, &config, &request_id, started_ms).await
+            handlers::query::handle(req, &env, &ctx, config, &request_id, started_ms).await
         }
         Ok(Route::ChatCompletions) => {
-            handlers::chat::handle(req, &env, &ctx, &config, &request_id, started_ms).await
+            handlers::chat::handle(req, &env, &ctx, config, &request_id, started_ms).await
         }
-        Ok(Route::Metrics) => match &config {
+        Ok(Route::Metrics) => match config {
             Ok(config) => handlers::metrics::handle(&req, &env, config)
                 .await
                 .or_else(|e| error_response(&e)),
             Err(e) => error_response(e),
         },
-        Ok(Route::Models) => match &config {
+        Ok(Route::Models) => match config {
             Ok(config) => match config.authorize(handlers::authorization(&req).as_deref()) {
                 Ok(()) => handlers::models::handle(config),
                 Err(e) => error_response(&e),
@@ -88,13 +103,18 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         }
     };
     response.headers_mut().set("x-request-id", &request_id)?;
-    if let Err(error) = &config {
-        worker::console_error!("{request_id} {}", error.client_message());
+    // Only failures are logged: Workers observability already records every invocation,
+    // and a console call per request costs measurable CPU (BENCHMARKS.md).
+    if response.status_code() >= 500 {
+        let reason = match config {
+            Err(error) => error.client_message(),
+            Ok(_) => String::new(),
+        };
+        worker::console_error!(
+            "{request_id} {method} {path} {} {}ms {reason}",
+            response.status_code(),
+            Date::now().as_millis().saturating_sub(started_ms)
+        );
     }
-    worker::console_log!(
-        "{request_id} {method} {path} {} {}ms",
-        response.status_code(),
-        Date::now().as_millis().saturating_sub(started_ms)
-    );
     Ok(response)
 }
