@@ -148,6 +148,38 @@ pub fn account(
     })
 }
 
+/// Prices an answer and builds the metrics event that records it.
+#[allow(clippy::too_many_arguments)]
+pub fn settle(
+    config: &Config,
+    request_id: &str,
+    dispatch: &Dispatch,
+    reported_model: &str,
+    usage: Option<Usage>,
+    completion_chars: usize,
+    latency_ms: u64,
+    incomplete: Option<&str>,
+) -> Result<(Accounting, MetricsEvent), GatewayError> {
+    let accounting = account(config, dispatch, reported_model, usage, completion_chars)?;
+    let event = completed_event(
+        config,
+        request_id,
+        dispatch,
+        &accounting,
+        latency_ms,
+        incomplete,
+    );
+    Ok((accounting, event))
+}
+
+/// The metrics event of a failed request.
+pub fn failed_event(request_id: &str, error: &GatewayError) -> MetricsEvent {
+    MetricsEvent::Failed {
+        id: request_id.to_string(),
+        reason: error.metric_label().to_string(),
+    }
+}
+
 /// The metrics event of an answered request.
 pub fn completed_event(
     config: &Config,

@@ -11,8 +11,7 @@ use crate::chat::{openai_error_body, ChatRequest};
 use crate::config::Config;
 use crate::dispatch;
 use crate::error::GatewayError;
-use crate::metrics::MetricsEvent;
-use crate::providers::http::{self, UpstreamBody, UpstreamCall};
+use crate::providers::http::UpstreamBody;
 use crate::providers::StreamOptions;
 use crate::streaming::{ClientFormat, StreamMeter};
 
@@ -28,22 +27,8 @@ pub async fn handle(
     request_id: &str,
     started_ms: u64,
 ) -> worker::Result<Response> {
-    match run(&mut req, env, ctx, config, request_id, started_ms).await {
-        Ok((response, event)) => {
-            if let Some(event) = event {
-                super::record_after_response(env, ctx, event);
-            }
-            Ok(response)
-        }
-        Err(error) => {
-            let event = MetricsEvent::Failed {
-                id: request_id.to_string(),
-                reason: error.metric_label().to_string(),
-            };
-            super::record_after_response(env, ctx, event);
-            openai_error(&error)
-        }
-    }
+    let outcome = run(&mut req, env, ctx, config, request_id, started_ms).await;
+    super::conclude(env, ctx, request_id, outcome, openai_error)
 }
 
 /// An error in OpenAI's format.
@@ -58,46 +43,29 @@ async fn run(
     config: &Result<Config, GatewayError>,
     request_id: &str,
     started_ms: u64,
-) -> Result<(Response, Option<MetricsEvent>), GatewayError> {
+) -> super::Outcome {
     let config = config.as_ref().map_err(Clone::clone)?;
     config.authorize(super::authorization(req).as_deref())?;
-    let body = req
-        .bytes()
-        .await
-        .map_err(|e| GatewayError::BadRequest(format!("cannot read request body: {e}")))?;
+    let body = super::read_body(req).await?;
     let limit = max_body_bytes(config.max_query_bytes).max(MIN_CHAT_BODY_BYTES);
     let chat = ChatRequest::parse(&body, limit)?;
     let requested = config.resolve_model(&chat.model)?;
     let routing_text = chat.routing_text(config.max_query_bytes);
     let dispatch = dispatch::dispatch(config, &chat, requested, &routing_text)?;
-    let call = UpstreamCall {
-        url: &dispatch.url,
-        headers: dispatch.headers(),
-        body: dispatch.body.to_string(),
-        timeout_ms: config.upstream_timeout_ms,
-        secret: dispatch.key.expose(),
-        provider: dispatch.provider(),
-    };
     let internal = |e: worker::Error| GatewayError::Internal(e.to_string());
-    match http::call(&call, dispatch.stream).await? {
+    match super::call_upstream(config, &dispatch).await? {
         UpstreamBody::Whole(bytes) => {
             let completion = dispatch.provider().parse_response(&bytes)?;
-            let latency_ms = Date::now().as_millis().saturating_sub(started_ms);
-            let accounting = dispatch::account(
+            let (accounting, event) = dispatch::settle(
                 config,
+                request_id,
                 &dispatch,
                 &completion.model,
                 completion.usage,
                 completion.answer.chars().count(),
-            )?;
-            let event = dispatch::completed_event(
-                config,
-                request_id,
-                &dispatch,
-                &accounting,
-                latency_ms,
+                super::elapsed_ms(started_ms),
                 None,
-            );
+            )?;
             let mut body = completion.body;
             let mut response = if body.get("created").and_then(Value::as_u64).unwrap_or(0) == 0 {
                 // Translated answers (Anthropic) get the gateway's clock.
@@ -128,28 +96,20 @@ async fn run(
             let config = config.clone();
             let request_id = request_id.to_string();
             let finish = move |summary: crate::streaming::StreamSummary, end| {
-                let latency_ms = Date::now().as_millis().saturating_sub(started_ms);
                 let incomplete = summary.incomplete_reason(end);
                 let reported = summary.model.clone().unwrap_or_default();
-                let event = match dispatch::account(
+                let event = match dispatch::settle(
                     &config,
+                    &request_id,
                     &dispatch,
                     &reported,
                     summary.usage,
                     summary.completion_chars,
+                    super::elapsed_ms(started_ms),
+                    incomplete,
                 ) {
-                    Ok(accounting) => dispatch::completed_event(
-                        &config,
-                        &request_id,
-                        &dispatch,
-                        &accounting,
-                        latency_ms,
-                        incomplete,
-                    ),
-                    Err(error) => MetricsEvent::Failed {
-                        id: request_id.clone(),
-                        reason: error.metric_label().into(),
-                    },
+                    Ok((_, event)) => event,
+                    Err(error) => dispatch::failed_event(&request_id, &error),
                 };
                 (Vec::new(), event)
             };

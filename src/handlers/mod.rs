@@ -63,6 +63,61 @@ pub fn error_response(error: &GatewayError) -> worker::Result<Response> {
     error_response_with(error, &error.to_body())
 }
 
+/// What an endpoint's work ends in: the response and, unless a stream records it later,
+/// the metrics event.
+pub type Outcome = Result<(Response, Option<MetricsEvent>), GatewayError>;
+
+/// Turns an endpoint's outcome into the response, recording the event (or the failure)
+/// after it; `error_response` writes errors in the endpoint's format.
+pub fn conclude(
+    env: &Env,
+    ctx: &Context,
+    request_id: &str,
+    outcome: Outcome,
+    error_response: fn(&GatewayError) -> worker::Result<Response>,
+) -> worker::Result<Response> {
+    match outcome {
+        Ok((response, event)) => {
+            if let Some(event) = event {
+                record_after_response(env, ctx, event);
+            }
+            Ok(response)
+        }
+        Err(error) => {
+            record_after_response(env, ctx, crate::dispatch::failed_event(request_id, &error));
+            error_response(&error)
+        }
+    }
+}
+
+/// The request body.
+pub async fn read_body(req: &mut worker::Request) -> Result<Vec<u8>, GatewayError> {
+    req.bytes()
+        .await
+        .map_err(|e| GatewayError::BadRequest(format!("cannot read request body: {e}")))
+}
+
+/// Makes the upstream call a dispatch describes.
+pub async fn call_upstream(
+    config: &crate::config::Config,
+    dispatch: &crate::dispatch::Dispatch,
+) -> Result<crate::providers::http::UpstreamBody, GatewayError> {
+    let call = crate::providers::http::UpstreamCall {
+        url: &dispatch.url,
+        headers: dispatch.headers(),
+        body: dispatch.body.to_string(),
+        timeout_ms: config.upstream_timeout_ms,
+        secret: dispatch.key.expose(),
+        provider: dispatch.provider(),
+    };
+    crate::providers::http::call(&call, dispatch.stream).await
+}
+
+/// Milliseconds since `started_ms`.
+pub fn elapsed_ms(started_ms: u64) -> u64 {
+    worker::Date::now().as_millis().saturating_sub(started_ms)
+}
+
 /// Records `event` in the metrics Durable Object after the response is sent.
 pub fn record_after_response(env: &Env, ctx: &Context, event: MetricsEvent) {
     let env = env.clone();

@@ -9,8 +9,7 @@ use crate::chat::ChatRequest;
 use crate::config::Config;
 use crate::dispatch::{self, Accounting, Dispatch};
 use crate::error::GatewayError;
-use crate::metrics::MetricsEvent;
-use crate::providers::http::{self, UpstreamBody, UpstreamCall};
+use crate::providers::http::UpstreamBody;
 use crate::providers::StreamOptions;
 use crate::routing::Requested;
 use crate::streaming::{sse_data, ClientFormat, StreamMeter};
@@ -24,22 +23,8 @@ pub async fn handle(
     request_id: &str,
     started_ms: u64,
 ) -> worker::Result<Response> {
-    match run(&mut req, env, ctx, config, request_id, started_ms).await {
-        Ok((response, event)) => {
-            if let Some(event) = event {
-                super::record_after_response(env, ctx, event);
-            }
-            Ok(response)
-        }
-        Err(error) => {
-            let event = MetricsEvent::Failed {
-                id: request_id.to_string(),
-                reason: error.metric_label().to_string(),
-            };
-            super::record_after_response(env, ctx, event);
-            super::error_response(&error)
-        }
-    }
+    let outcome = run(&mut req, env, ctx, config, request_id, started_ms).await;
+    super::conclude(env, ctx, request_id, outcome, super::error_response)
 }
 
 /// Resolves the request's `tier` field against the configured tiers.
@@ -98,45 +83,29 @@ async fn run(
     config: &Result<Config, GatewayError>,
     request_id: &str,
     started_ms: u64,
-) -> Result<(Response, Option<MetricsEvent>), GatewayError> {
+) -> super::Outcome {
     let config = config.as_ref().map_err(Clone::clone)?;
     config.authorize(super::authorization(req).as_deref())?;
-    let body = req
-        .bytes()
-        .await
-        .map_err(|e| GatewayError::BadRequest(format!("cannot read request body: {e}")))?;
+    let body = super::read_body(req).await?;
     let query = QueryRequest::parse(&body, config.max_query_bytes)?;
     let requested = requested_tier(config, query.tier.as_deref())?;
     let chat = ChatRequest::single_turn("auto", &query.query, query.max_tokens, query.stream);
     let dispatch = dispatch::dispatch(config, &chat, requested, &query.query)?;
-    let call = UpstreamCall {
-        url: &dispatch.url,
-        headers: dispatch.headers(),
-        body: dispatch.body.to_string(),
-        timeout_ms: config.upstream_timeout_ms,
-        secret: dispatch.key.expose(),
-        provider: dispatch.provider(),
-    };
     let internal = |e: worker::Error| GatewayError::Internal(e.to_string());
-    match http::call(&call, dispatch.stream).await? {
+    match super::call_upstream(config, &dispatch).await? {
         UpstreamBody::Whole(bytes) => {
             let completion = dispatch.provider().parse_response(&bytes)?;
-            let latency_ms = Date::now().as_millis().saturating_sub(started_ms);
-            let accounting = dispatch::account(
+            let latency_ms = super::elapsed_ms(started_ms);
+            let (accounting, event) = dispatch::settle(
                 config,
+                request_id,
                 &dispatch,
                 &completion.model,
                 completion.usage,
                 completion.answer.chars().count(),
-            )?;
-            let event = dispatch::completed_event(
-                config,
-                request_id,
-                &dispatch,
-                &accounting,
                 latency_ms,
                 None,
-            );
+            )?;
             let body = query_response(
                 &dispatch,
                 completion.answer,
@@ -162,25 +131,20 @@ async fn run(
             let config = config.clone();
             let request_id = request_id.to_string();
             let finish = move |summary: crate::streaming::StreamSummary, end| {
-                let latency_ms = Date::now().as_millis().saturating_sub(started_ms);
+                let latency_ms = super::elapsed_ms(started_ms);
                 let incomplete = summary.incomplete_reason(end);
                 let reported = summary.model.clone().unwrap_or_default();
-                let (tail, event) = match dispatch::account(
+                let (tail, event) = match dispatch::settle(
                     &config,
+                    &request_id,
                     &dispatch,
                     &reported,
                     summary.usage,
                     summary.completion_chars,
+                    latency_ms,
+                    incomplete,
                 ) {
-                    Ok(accounting) => {
-                        let event = dispatch::completed_event(
-                            &config,
-                            &request_id,
-                            &dispatch,
-                            &accounting,
-                            latency_ms,
-                            incomplete,
-                        );
+                    Ok((accounting, event)) => {
                         let mut last = serde_json::to_value(query_response(
                             &dispatch,
                             summary.answer,
@@ -195,10 +159,7 @@ async fn run(
                     }
                     Err(error) => (
                         json!({"type": "error", "error": error.to_body()["error"]}),
-                        MetricsEvent::Failed {
-                            id: request_id.clone(),
-                            reason: error.metric_label().into(),
-                        },
+                        dispatch::failed_event(&request_id, &error),
                     ),
                 };
                 let mut bytes = sse_data(&tail);
