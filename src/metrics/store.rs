@@ -2,7 +2,8 @@
 //! client that sends it events and reads snapshots.
 //!
 //! Storage design: the whole aggregate is one row (`id = 1`, JSON), kept in memory and
-//! rewritten per event, so each recorded request costs one row written and no row read.
+//! rewritten per event, so each recorded request costs one row written (and the one row
+//! read by the upsert's conflict check); the aggregate is read from storage only on start.
 //! A Durable Object runs one event at a time and `SqlStorage::exec` is synchronous, so the
 //! read-modify-write below never interleaves with another event.
 
