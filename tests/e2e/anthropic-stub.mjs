@@ -35,7 +35,7 @@
 import http from "node:http";
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
-import { countTokens, parseMarkers, stripMarkers } from "./mistral-stub.mjs";
+import { countTokens, listenStub, parseMarkers, stripMarkers } from "./mistral-stub.mjs";
 
 export const ANTHROPIC_DATED_MODELS = {
   "claude-haiku-4-5": "claude-haiku-4-5-20251001",
@@ -288,28 +288,10 @@ export async function startAnthropicStub({ port = 0, host = "127.0.0.1", apiKey,
       else res.destroy();
     }
   });
-  server.keepAliveTimeout = 65_000;
-  await new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, resolve);
-  });
-  const actualPort = server.address().port;
+  const stub = await listenStub(server, { host, port, requests });
   return {
-    url: `http://${host}:${actualPort}`,
-    port: actualPort,
-    server,
-    requests,
+    ...stub,
     messageRequests: () => requests.filter((r) => r.path === "/v1/messages" && r.method === "POST"),
-    lastRequest: () => requests[requests.length - 1],
-    reset() {
-      requests.length = 0;
-    },
-    close() {
-      return new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections?.();
-      });
-    },
   };
 }
 

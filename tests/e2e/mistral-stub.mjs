@@ -499,26 +499,35 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
       else res.destroy();
     }
   });
-  server.keepAliveTimeout = 65_000;
+  const stub = await listenStub(server, { host, port, requests, onReset: () => failCounts.clear() });
+  return {
+    ...stub,
+    /** Recorded POST /v1/chat/completions requests. */
+    chatRequests: () => requests.filter((r) => r.path === "/v1/chat/completions" && r.method === "POST"),
+  };
+}
 
+/**
+ * Starts a stand-in's server on host:port and returns the handle every stand-in shares:
+ * {url, port, server, requests, lastRequest(), reset(), close()}. `onReset` clears what a
+ * stand-in keeps besides the recorded requests.
+ */
+export async function listenStub(server, { host, port, requests, onReset = () => {} }) {
+  server.keepAliveTimeout = 65_000;
   await new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, resolve);
   });
   const actualPort = server.address().port;
-  const url = `http://${host}:${actualPort}`;
-
   return {
-    url,
+    url: `http://${host}:${actualPort}`,
     port: actualPort,
     server,
     requests,
-    /** Recorded POST /v1/chat/completions requests. */
-    chatRequests: () => requests.filter((r) => r.path === "/v1/chat/completions" && r.method === "POST"),
     lastRequest: () => requests[requests.length - 1],
     reset() {
       requests.length = 0;
-      failCounts.clear();
+      onReset();
     },
     close() {
       return new Promise((resolve) => {

@@ -32,7 +32,7 @@
 import http from "node:http";
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
-import { contentText, expectedCompletion, parseMarkers } from "./mistral-stub.mjs";
+import { contentText, expectedCompletion, listenStub, parseMarkers } from "./mistral-stub.mjs";
 
 /** Alias -> dated id OpenAI reports. */
 export const OPENAI_DATED_MODELS = {
@@ -261,28 +261,10 @@ export async function startOpenAiStub({ port = 0, host = "127.0.0.1", apiKey, ma
       else res.destroy();
     }
   });
-  server.keepAliveTimeout = 65_000;
-  await new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, resolve);
-  });
-  const actualPort = server.address().port;
+  const stub = await listenStub(server, { host, port, requests });
   return {
-    url: `http://${host}:${actualPort}`,
-    port: actualPort,
-    server,
-    requests,
+    ...stub,
     chatRequests: () => requests.filter((r) => r.path === "/v1/chat/completions" && r.method === "POST"),
-    lastRequest: () => requests[requests.length - 1],
-    reset() {
-      requests.length = 0;
-    },
-    close() {
-      return new Promise((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections?.();
-      });
-    },
   };
 }
 
