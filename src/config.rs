@@ -49,6 +49,12 @@ pub const DEFAULT_LARGE_MODEL: &str = "mistral-large-latest";
 pub const DEFAULT_MAX_QUERY_BYTES: usize = 32 * 1024;
 /// Default UPSTREAM_TIMEOUT_MS.
 pub const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 60_000;
+/// Default METRICS_BATCH_MS: how long an isolate gathers metrics events before sending
+/// them to the Durable Object in one call.
+pub const DEFAULT_METRICS_BATCH_MS: u64 = 100;
+/// Upper bound of METRICS_BATCH_MS (a flusher lives in a request's `waitUntil`, which the
+/// runtime keeps for 30 s after the response).
+pub const MAX_METRICS_BATCH_MS: u64 = 10_000;
 /// Upper bound of MAX_QUERY_BYTES: beyond it a single request risks the 128 MB isolate.
 pub const MAX_MAX_QUERY_BYTES: usize = 4 * 1024 * 1024;
 /// Upper bound of UPSTREAM_TIMEOUT_MS (15 minutes).
@@ -109,6 +115,8 @@ pub struct Config {
     pub max_query_bytes: usize,
     /// Time allowed for the upstream call, in milliseconds.
     pub upstream_timeout_ms: u64,
+    /// Batch window of metrics events, in milliseconds; 0 sends each event on its own.
+    pub metrics_batch_ms: u64,
     /// Prices used for cost accounting (embedded table, MODEL_PRICES, tier prices).
     pub prices: PriceTable,
 }
@@ -238,6 +246,15 @@ impl Config {
             MAX_UPSTREAM_TIMEOUT_MS,
         )
         .map_err(|m| invalid("UPSTREAM_TIMEOUT_MS", m))?;
+        let metrics_batch_ms = match get("METRICS_BATCH_MS").as_deref() {
+            Some("0") => 0,
+            raw => parse_bounded(
+                raw.map(str::to_string),
+                DEFAULT_METRICS_BATCH_MS,
+                MAX_METRICS_BATCH_MS,
+            )
+            .map_err(|m| invalid("METRICS_BATCH_MS", m.replacen("from 1", "from 0", 1)))?,
+        };
 
         let mut prices = PriceTable::embedded();
         if let Some(raw) = get("MODEL_PRICES").filter(|v| !v.is_empty()) {
@@ -292,6 +309,7 @@ impl Config {
             api_keys,
             max_query_bytes,
             upstream_timeout_ms,
+            metrics_batch_ms,
             prices,
         })
     }
@@ -573,6 +591,7 @@ mod tests {
         assert!(c.api_keys.is_empty());
         assert_eq!(c.max_query_bytes, 32768);
         assert_eq!(c.upstream_timeout_ms, 60000);
+        assert_eq!(c.metrics_batch_ms, DEFAULT_METRICS_BATCH_MS);
         assert_eq!(c.top_tier(), 1);
     }
 
@@ -585,8 +604,12 @@ mod tests {
             ("LLM_MUX_API_KEYS", "k1, k2,,"),
             ("MAX_QUERY_BYTES", "100"),
             ("UPSTREAM_TIMEOUT_MS", "1500"),
+            ("METRICS_BATCH_MS", "250"),
         ])
         .unwrap();
+        assert_eq!(c.metrics_batch_ms, 250);
+        let unbatched = config(&[("METRICS_BATCH_MS", "0")]).unwrap();
+        assert_eq!(unbatched.metrics_batch_ms, 0);
         assert_eq!(c.tiers[0].key(), Ok("sk-abc"));
         assert_eq!(c.tiers[1].base_url, "http://127.0.0.1:9999");
         assert_eq!(c.routing_threshold, 0.25);
@@ -614,6 +637,12 @@ mod tests {
             invalid_variable(config(&[("UPSTREAM_TIMEOUT_MS", "1.5")])),
             "UPSTREAM_TIMEOUT_MS"
         );
+        for bad in ["-1", "abc", "10001"] {
+            assert_eq!(
+                invalid_variable(config(&[("METRICS_BATCH_MS", bad)])),
+                "METRICS_BATCH_MS"
+            );
+        }
         assert_eq!(
             invalid_variable(config(&[("ROUTING_THRESHOLD", "1.5")])),
             "ROUTING_THRESHOLD"

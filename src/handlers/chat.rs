@@ -28,7 +28,7 @@ pub async fn handle(
     started_ms: u64,
 ) -> worker::Result<Response> {
     let outcome = run(&mut req, env, ctx, config, request_id, started_ms).await;
-    super::conclude(env, ctx, request_id, outcome, openai_error)
+    super::conclude(env, ctx, config, request_id, outcome, openai_error)
 }
 
 /// An error in OpenAI's format.
@@ -93,6 +93,7 @@ async fn run(
             );
             let decision = dispatch.decision.clone();
             let model = dispatch.model.clone();
+            let window_ms = config.metrics_batch_ms;
             let config = config.clone();
             let request_id = request_id.to_string();
             let finish = move |summary: crate::streaming::StreamSummary, end| {
@@ -113,8 +114,8 @@ async fn run(
                 };
                 (Vec::new(), event)
             };
-            let mut response =
-                super::stream_response(env, ctx, upstream, meter, finish).map_err(internal)?;
+            let mut response = super::stream_response(env, ctx, window_ms, upstream, meter, finish)
+                .map_err(internal)?;
             super::set_routing_headers(&mut response, &decision, &model).map_err(internal)?;
             Ok((response, None))
         }

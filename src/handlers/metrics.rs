@@ -1,4 +1,5 @@
-//! `GET /metrics`: the cumulative aggregate from the Durable Object, as a report.
+//! `GET /metrics`: the cumulative aggregate from the Durable Object, as a report (after
+//! sending the events this isolate still holds).
 
 use worker::{Env, Request, Response};
 
@@ -22,6 +23,8 @@ struct MetricsBody<'a> {
 pub async fn handle(req: &Request, env: &Env, config: &Config) -> Result<Response, GatewayError> {
     let authorization = req.headers().get("authorization").ok().flatten();
     config.authorize(authorization.as_deref())?;
+    // This isolate's queued events first, so a client reads its own requests.
+    super::flush_metrics(env).await;
     let snapshot = async { MetricsClient::connect(env)?.snapshot().await }
         .await
         .map_err(|e| GatewayError::Internal(format!("metrics store: {e}")))?;

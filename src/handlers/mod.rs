@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use worker::{Context, Env, Headers, Response};
 
 use crate::error::GatewayError;
+use crate::metrics::outbox::{Outbox, Push};
 use crate::metrics::store::MetricsClient;
 use crate::metrics::MetricsEvent;
 use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
@@ -72,19 +73,22 @@ pub type Outcome = Result<(Response, Option<MetricsEvent>), GatewayError>;
 pub fn conclude(
     env: &Env,
     ctx: &Context,
+    config: &Result<crate::config::Config, GatewayError>,
     request_id: &str,
     outcome: Outcome,
     error_response: fn(&GatewayError) -> worker::Result<Response>,
 ) -> worker::Result<Response> {
+    let window_ms = batch_window_ms(config);
     match outcome {
         Ok((response, event)) => {
             if let Some(event) = event {
-                record_after_response(env, ctx, event);
+                record_after_response(env, ctx, event, window_ms);
             }
             Ok(response)
         }
         Err(error) => {
-            record_after_response(env, ctx, crate::dispatch::failed_event(request_id, &error));
+            let event = crate::dispatch::failed_event(request_id, &error);
+            record_after_response(env, ctx, event, window_ms);
             error_response(&error)
         }
     }
@@ -118,25 +122,78 @@ pub fn elapsed_ms(started_ms: u64) -> u64 {
     worker::Date::now().as_millis().saturating_sub(started_ms)
 }
 
-/// Records `event` in the metrics Durable Object after the response is sent.
-pub fn record_after_response(env: &Env, ctx: &Context, event: MetricsEvent) {
-    let env = env.clone();
-    ctx.wait_until(async move { record(&env, &event).await });
+/// The batch window of `config`, or the default when the configuration is invalid (its
+/// failures are recorded too).
+fn batch_window_ms(config: &Result<crate::config::Config, GatewayError>) -> u64 {
+    config
+        .as_ref()
+        .map_or(crate::config::DEFAULT_METRICS_BATCH_MS, |c| {
+            c.metrics_batch_ms
+        })
 }
 
-async fn record(env: &Env, event: &MetricsEvent) {
-    let recorded = async { MetricsClient::connect(env)?.record(event).await }.await;
-    if let Err(e) = recorded {
-        worker::console_error!("metrics: event {} not recorded: {e}", event.id());
+thread_local! {
+    /// This isolate's metrics events not yet sent to the Durable Object.
+    static OUTBOX: std::cell::RefCell<Outbox> = std::cell::RefCell::new(Outbox::default());
+}
+
+/// Records `event` in the metrics Durable Object after the response is sent: it joins the
+/// isolate's batch, and this request's `wait_until` keeps the batch's flusher alive when
+/// it is the first event of the batch (see [`crate::metrics::outbox`]).
+pub fn record_after_response(env: &Env, ctx: &Context, event: MetricsEvent, window_ms: u64) {
+    if let Some(flush) = enqueue(env, event, window_ms) {
+        ctx.wait_until(flush);
+    }
+}
+
+/// Queues `event`; returns the work the current request must keep alive, if any.
+fn enqueue(
+    env: &Env,
+    event: MetricsEvent,
+    window_ms: u64,
+) -> Option<impl std::future::Future<Output = ()> + 'static> {
+    let now_ms = worker::Date::now().as_millis();
+    let push = OUTBOX.with(|outbox| outbox.borrow_mut().push(event, now_ms, window_ms));
+    let env = env.clone();
+    match push {
+        Push::Queued => None,
+        Push::SendNow => {
+            let batch = OUTBOX.with(|outbox| outbox.borrow_mut().take_now());
+            Some(futures_util::future::Either::Left(async move {
+                send_batch(&env, &batch).await;
+            }))
+        }
+        Push::StartFlusher { window_ms } => Some(futures_util::future::Either::Right(async move {
+            worker::Delay::from(std::time::Duration::from_millis(window_ms)).await;
+            let batch = OUTBOX.with(|outbox| outbox.borrow_mut().take_batch());
+            send_batch(&env, &batch).await;
+        })),
+    }
+}
+
+/// Sends this isolate's queued events now (before `/metrics` reads the aggregate).
+pub async fn flush_metrics(env: &Env) {
+    let batch = OUTBOX.with(|outbox| outbox.borrow_mut().take_now());
+    send_batch(env, &batch).await;
+}
+
+async fn send_batch(env: &Env, batch: &[MetricsEvent]) {
+    if batch.is_empty() {
+        return;
+    }
+    let sent = async { MetricsClient::connect(env)?.record(batch).await }.await;
+    if let Err(e) = sent {
+        worker::console_error!("metrics: {} events not recorded: {e}", batch.len());
     }
 }
 
 /// Relays an upstream SSE response through `meter`. When the stream ends (or the client
 /// goes away), `finish` turns the summary into the last bytes to send and the metrics
-/// event, which is recorded through `ctx.wait_until`.
+/// event, which is recorded (batched, `window_ms`) through `ctx.wait_until`.
 pub fn stream_response<F>(
     env: &Env,
     ctx: &Context,
+    window_ms: u64,
     mut upstream: Response,
     meter: StreamMeter,
     finish: F,
@@ -155,7 +212,9 @@ where
     let env = env.clone();
     ctx.wait_until(async move {
         if let Ok(event) = receiver.await {
-            record(&env, &event).await;
+            if let Some(flush) = enqueue(&env, event, window_ms) {
+                flush.await;
+            }
         }
     });
     let headers = Headers::new();

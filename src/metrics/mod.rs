@@ -2,6 +2,7 @@
 //! that owns it.
 
 pub mod aggregate;
+pub mod outbox;
 pub mod store;
 
 pub use aggregate::{Aggregate, MetricsEvent, MetricsReport};

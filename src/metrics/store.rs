@@ -2,10 +2,12 @@
 //! client that sends it events and reads snapshots.
 //!
 //! Storage design: the whole aggregate is one row (`id = 1`, JSON), kept in memory and
-//! rewritten per event, so each recorded request costs one row written (and the one row
-//! read by the upsert's conflict check); the aggregate is read from storage only on start.
-//! A Durable Object runs one event at a time and `SqlStorage::exec` is synchronous, so the
-//! read-modify-write below never interleaves with another event.
+//! rewritten per batch of events (the worker batches them per isolate, see
+//! [`super::outbox`]), so a batch costs one row written (and the one row read by the
+//! upsert's conflict check) however many requests it holds; the aggregate is read from
+//! storage only on start. A Durable Object runs one request at a time and
+//! `SqlStorage::exec` is synchronous, so the read-modify-write below never interleaves
+//! with another batch.
 
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
@@ -55,6 +57,8 @@ impl RecentIds {
 pub struct StorageCounters {
     /// Events recorded.
     pub events: u64,
+    /// Batches that recorded at least one event (one row write each).
+    pub batches: u64,
     /// Duplicate deliveries ignored.
     pub duplicates: u64,
     /// SQLite rows written.
@@ -105,13 +109,22 @@ impl MetricsStore {
         Ok(aggregate)
     }
 
-    fn record(&self, event: &MetricsEvent) -> Result<bool> {
-        if !self.recent.borrow_mut().insert(event.id()) {
-            self.counters.borrow_mut().duplicates += 1;
-            return Ok(false);
-        }
+    /// Folds in the events not seen before and writes the row once; returns how many
+    /// were new.
+    fn record(&self, events: &[MetricsEvent]) -> Result<u64> {
         let mut aggregate = self.load()?;
-        aggregate.apply(event);
+        let mut recorded = 0;
+        for event in events {
+            if self.recent.borrow_mut().insert(event.id()) {
+                aggregate.apply(event);
+                recorded += 1;
+            } else {
+                self.counters.borrow_mut().duplicates += 1;
+            }
+        }
+        if recorded == 0 {
+            return Ok(0);
+        }
         let cursor = self.state.storage().sql().exec(
             "INSERT INTO aggregate (id, state) VALUES (1, ?) \
              ON CONFLICT(id) DO UPDATE SET state = excluded.state",
@@ -120,10 +133,11 @@ impl MetricsStore {
         let mut counters = self.counters.borrow_mut();
         counters.rows_written += cursor.rows_written() as u64;
         counters.rows_read += cursor.rows_read() as u64;
-        counters.events += 1;
+        counters.events += recorded;
+        counters.batches += 1;
         drop(counters);
         *self.aggregate.borrow_mut() = Some(aggregate);
-        Ok(true)
+        Ok(recorded)
     }
 }
 
@@ -144,8 +158,8 @@ impl DurableObject for MetricsStore {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/record") => {
-                let event: MetricsEvent = req.json().await?;
-                let recorded = self.record(&event)?;
+                let batch: Batch = req.json().await?;
+                let recorded = self.record(&batch.events)?;
                 Response::from_json(&serde_json::json!({ "recorded": recorded }))
             }
             (Method::Get, "/snapshot") => {
@@ -174,13 +188,19 @@ impl MetricsClient {
         Ok(Self { stub })
     }
 
-    /// Records one event; a failed delivery is retried once (the object ignores duplicates).
-    pub async fn record(&self, event: &MetricsEvent) -> Result<()> {
-        let body = serde_json::to_string(event)?;
-        match self.send(&body).await {
-            Ok(()) => Ok(()),
-            Err(_) => self.send(&body).await,
+    /// Records a batch of events; a failed delivery is retried after 100 ms and 1 s (the
+    /// object ignores events it has already recorded, so a retry never counts twice).
+    pub async fn record(&self, events: &[MetricsEvent]) -> Result<()> {
+        let body = serde_json::to_string(&BatchRef { events })?;
+        let mut result = self.send(&body).await;
+        for backoff_ms in [100, 1_000] {
+            if result.is_ok() {
+                break;
+            }
+            worker::Delay::from(std::time::Duration::from_millis(backoff_ms)).await;
+            result = self.send(&body).await;
         }
+        result
     }
 
     async fn send(&self, body: &str) -> Result<()> {
@@ -201,6 +221,18 @@ impl MetricsClient {
         let mut response = self.stub.fetch_with_str("https://metrics/snapshot").await?;
         response.json().await
     }
+}
+
+/// The body of `POST /record`.
+#[derive(serde::Deserialize)]
+struct Batch {
+    events: Vec<MetricsEvent>,
+}
+
+/// [`Batch`] as sent, borrowing the events.
+#[derive(Serialize)]
+struct BatchRef<'a> {
+    events: &'a [MetricsEvent],
 }
 
 /// What the metrics object returns for `/snapshot`.

@@ -1,0 +1,192 @@
+//! Metrics events waiting in the isolate to be sent to the Durable Object in one batch.
+//!
+//! Sending every event on its own costs a Durable Object subrequest and a SQLite upsert
+//! per request, the largest part of the gateway's CPU over a pass-through (BENCHMARKS.md).
+//! Instead, the first event after a flush starts a *flusher*: a task kept alive by that
+//! request's `ctx.wait_until`, which sleeps for the batch window and then sends everything
+//! queued meanwhile in one call. Events that arrive while a flusher is waiting only join
+//! the queue. Nothing waits on a timer that no request keeps alive, so an isolate is not
+//! evicted with events in it while the runtime still honours `waitUntil`.
+//!
+//! Safety nets, all decided here and tested natively:
+//! - a full batch ([`Outbox::MAX_BATCH`]) is sent at once by the request that filled it;
+//! - a flusher that has not taken its batch long after its window (its request was
+//!   cancelled) is replaced by the next event's request;
+//! - `GET /metrics` takes the queue and sends it before reading, so a reader never misses
+//!   this isolate's own events.
+//!
+//! Pure: the shell (handlers) owns the clock, the timer and the Durable Object call.
+
+use super::MetricsEvent;
+
+/// What the caller of [`Outbox::push`] must do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Nothing: a flusher is waiting and will send the event.
+    Queued,
+    /// Start a flusher in this request's `wait_until`: sleep `window_ms`, then
+    /// [`Outbox::take_batch`] and send it.
+    StartFlusher {
+        /// How long to wait before flushing.
+        window_ms: u64,
+    },
+    /// Send [`Outbox::take_now`] now, in this request's `wait_until`.
+    SendNow,
+}
+
+/// The queue of events of one isolate.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    events: Vec<MetricsEvent>,
+    /// When the waiting flusher started (ms since the epoch), if one is waiting.
+    flusher_since_ms: Option<u64>,
+}
+
+impl Outbox {
+    /// Events sent at once rather than waiting for the window (bounds memory and the size
+    /// of one Durable Object request).
+    pub const MAX_BATCH: usize = 256;
+    /// A flusher this late past its window is presumed dead (its request was cancelled).
+    pub const STALE_AFTER_MS: u64 = 10_000;
+
+    /// Queues `event` at `now_ms`; with `window_ms == 0` there is no batching.
+    pub fn push(&mut self, event: MetricsEvent, now_ms: u64, window_ms: u64) -> Push {
+        self.events.push(event);
+        if window_ms == 0 || self.events.len() >= Self::MAX_BATCH {
+            return Push::SendNow;
+        }
+        let flusher_alive = self
+            .flusher_since_ms
+            .is_some_and(|since| now_ms.saturating_sub(since) <= window_ms + Self::STALE_AFTER_MS);
+        if flusher_alive {
+            Push::Queued
+        } else {
+            self.flusher_since_ms = Some(now_ms);
+            Push::StartFlusher { window_ms }
+        }
+    }
+
+    /// The flusher's batch: everything queued; the next event starts a new flusher.
+    pub fn take_batch(&mut self) -> Vec<MetricsEvent> {
+        self.flusher_since_ms = None;
+        std::mem::take(&mut self.events)
+    }
+
+    /// Everything queued, for an immediate send; a waiting flusher keeps waiting (and
+    /// finds less, or nothing, to send).
+    pub fn take_now(&mut self) -> Vec<MetricsEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Events queued.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// No event queued.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str) -> MetricsEvent {
+        MetricsEvent::Failed {
+            id: id.into(),
+            reason: "bad_request".into(),
+        }
+    }
+
+    fn ids(events: &[MetricsEvent]) -> Vec<&str> {
+        events.iter().map(MetricsEvent::id).collect()
+    }
+
+    #[test]
+    fn first_event_starts_a_flusher_later_ones_join_its_batch() {
+        let mut outbox = Outbox::default();
+        assert_eq!(
+            outbox.push(event("a"), 1_000, 100),
+            Push::StartFlusher { window_ms: 100 }
+        );
+        assert_eq!(outbox.push(event("b"), 1_050, 100), Push::Queued);
+        assert_eq!(outbox.push(event("c"), 1_100, 100), Push::Queued);
+        assert_eq!(ids(&outbox.take_batch()), ["a", "b", "c"]);
+        assert!(outbox.is_empty());
+        // after the flusher took its batch, the next event starts a new one
+        assert_eq!(
+            outbox.push(event("d"), 1_101, 100),
+            Push::StartFlusher { window_ms: 100 }
+        );
+        assert_eq!(ids(&outbox.take_batch()), ["d"]);
+    }
+
+    #[test]
+    fn no_window_means_every_event_is_sent_at_once() {
+        let mut outbox = Outbox::default();
+        assert_eq!(outbox.push(event("a"), 0, 0), Push::SendNow);
+        assert_eq!(ids(&outbox.take_now()), ["a"]);
+        assert_eq!(outbox.push(event("b"), 1, 0), Push::SendNow);
+        assert_eq!(ids(&outbox.take_now()), ["b"]);
+    }
+
+    #[test]
+    fn a_full_batch_is_sent_by_the_request_that_filled_it() {
+        let mut outbox = Outbox::default();
+        assert!(matches!(
+            outbox.push(event("0"), 0, 1_000),
+            Push::StartFlusher { .. }
+        ));
+        for i in 1..Outbox::MAX_BATCH - 1 {
+            assert_eq!(outbox.push(event(&i.to_string()), 1, 1_000), Push::Queued);
+        }
+        assert_eq!(outbox.push(event("last"), 2, 1_000), Push::SendNow);
+        let batch = outbox.take_now();
+        assert_eq!(batch.len(), Outbox::MAX_BATCH);
+        // the waiting flusher is still there: new events join it
+        assert_eq!(outbox.push(event("x"), 3, 1_000), Push::Queued);
+        assert_eq!(ids(&outbox.take_batch()), ["x"]);
+    }
+
+    #[test]
+    fn a_stale_flusher_is_replaced() {
+        let mut outbox = Outbox::default();
+        assert!(matches!(
+            outbox.push(event("a"), 0, 100),
+            Push::StartFlusher { .. }
+        ));
+        // within window + grace: still trusted
+        assert_eq!(
+            outbox.push(event("b"), 100 + Outbox::STALE_AFTER_MS, 100),
+            Push::Queued
+        );
+        // beyond it: the flusher's request is presumed gone, a new one takes over and
+        // sends what the old one left
+        assert_eq!(
+            outbox.push(event("c"), 101 + Outbox::STALE_AFTER_MS, 100),
+            Push::StartFlusher { window_ms: 100 }
+        );
+        assert_eq!(ids(&outbox.take_batch()), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_reader_takes_the_queue_without_cancelling_the_flusher() {
+        let mut outbox = Outbox::default();
+        outbox.push(event("a"), 0, 100);
+        outbox.push(event("b"), 1, 100);
+        assert_eq!(outbox.len(), 2);
+        assert_eq!(ids(&outbox.take_now()), ["a", "b"]);
+        assert_eq!(outbox.push(event("c"), 2, 100), Push::Queued);
+        assert_eq!(ids(&outbox.take_batch()), ["c"]);
+        assert!(outbox.take_batch().is_empty());
+    }
+
+    #[test]
+    fn a_clock_going_backwards_keeps_the_flusher() {
+        let mut outbox = Outbox::default();
+        outbox.push(event("a"), 5_000, 100);
+        assert_eq!(outbox.push(event("b"), 4_000, 100), Push::Queued);
+    }
+}
