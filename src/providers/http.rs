@@ -2,9 +2,10 @@
 //! What to retry and how long to wait come from the pure provider code.
 
 use futures_util::future::{select, Either};
-use worker::{
-    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
-};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::{self, AbortController, AbortSignal};
+use worker::{js_sys, Date, Delay, Response};
 
 use super::{is_retryable, retry_delay_ms, sanitise, Provider};
 use crate::error::GatewayError;
@@ -107,59 +108,103 @@ async fn attempt_once(
     timeout_ms: u64,
     stream: bool,
 ) -> Result<Reply, Attempt> {
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let network = |e: worker::Error| Attempt::Network(e.to_string());
-    let exchange = async {
-        let headers = Headers::new();
-        headers
-            .set("content-type", "application/json")
-            .map_err(network)?;
-        headers
-            .set(
-                "accept",
-                if stream {
-                    "text/event-stream"
-                } else {
-                    "application/json"
-                },
-            )
-            .map_err(network)?;
-        for (name, value) in &upstream.headers {
-            headers.set(name, value).map_err(network)?;
+    let deadline = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
+    if stream {
+        // The deadline covers the time to the response headers only: a stream may run for
+        // longer than UPSTREAM_TIMEOUT_MS, so the abort is cancelled once they arrive.
+        let controller = AbortController::new().map_err(js_attempt)?;
+        let exchange = async {
+            let response = send(upstream, stream, &controller.signal()).await?;
+            let status = response.status();
+            if (200..300).contains(&status) {
+                Ok(Reply::Ok(UpstreamBody::Stream(Response::from(response))))
+            } else {
+                failed(status, &response).await
+            }
+        };
+        let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
+        futures_util::pin_mut!(exchange);
+        match select(exchange, timer).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => {
+                controller.abort();
+                Err(Attempt::Timeout)
+            }
         }
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_headers(headers)
-            .with_body(Some(upstream.body.as_str().into()));
-        let request = Request::new_with_init(upstream.url, &init).map_err(network)?;
-        let mut response = Fetch::Request(request)
-            .send_with_signal(&signal)
-            .await
-            .map_err(network)?;
-        let status = response.status_code();
-        if (200..300).contains(&status) && stream {
-            return Ok(Reply::Ok(UpstreamBody::Stream(response)));
-        }
-        let retry_after = response.headers().get("retry-after").ok().flatten();
-        let body = response.bytes().await.map_err(network)?;
+    } else {
+        // A whole answer: the runtime's own timeout signal bounds the call and the body
+        // read (no timer of ours, no JS closure), and the body is read in one piece.
+        let response = send(upstream, stream, &AbortSignal::timeout_with_u32(deadline)).await?;
+        let status = response.status();
         if (200..300).contains(&status) {
-            Ok(Reply::Ok(UpstreamBody::Whole(body)))
+            Ok(Reply::Ok(UpstreamBody::Whole(body_bytes(&response).await?)))
         } else {
-            Ok(Reply::Failed {
-                status,
-                body,
-                retry_after,
-            })
+            failed(status, &response).await
         }
+    }
+}
+
+/// Sends the POST with `signal` and waits for the response headers.
+async fn send(
+    upstream: &UpstreamCall<'_>,
+    stream: bool,
+    signal: &AbortSignal,
+) -> Result<web_sys::Response, Attempt> {
+    let headers = web_sys::Headers::new().map_err(js_attempt)?;
+    let accept = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
     };
-    let timer = Delay::from(std::time::Duration::from_millis(timeout_ms));
-    futures_util::pin_mut!(exchange);
-    match select(exchange, timer).await {
-        Either::Left((result, _)) => result,
-        Either::Right(((), _)) => {
-            controller.abort();
-            Err(Attempt::Timeout)
-        }
+    for (name, value) in [("content-type", "application/json"), ("accept", accept)]
+        .into_iter()
+        .chain(upstream.headers.iter().map(|(n, v)| (*n, v.as_str())))
+    {
+        headers.set(name, value).map_err(js_attempt)?;
+    }
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_headers(&headers);
+    init.set_body(&JsValue::from_str(&upstream.body));
+    init.set_signal(Some(signal));
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let response = JsFuture::from(global.fetch_with_str_and_init(upstream.url, &init))
+        .await
+        .map_err(js_attempt)?;
+    response.dyn_into().map_err(js_attempt)
+}
+
+/// The whole body of `response`.
+async fn body_bytes(response: &web_sys::Response) -> Result<Vec<u8>, Attempt> {
+    let promise = response.array_buffer().map_err(js_attempt)?;
+    let buffer = JsFuture::from(promise).await.map_err(js_attempt)?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// A non-2xx answer, its body read for the error classification.
+async fn failed(status: u16, response: &web_sys::Response) -> Result<Reply, Attempt> {
+    let retry_after = response.headers().get("retry-after").ok().flatten();
+    let body = body_bytes(response).await?;
+    Ok(Reply::Failed {
+        status,
+        body,
+        retry_after,
+    })
+}
+
+/// A rejected fetch or body read: the deadline's abort, or a network failure.
+fn js_attempt(error: JsValue) -> Attempt {
+    let field = |name: &str| {
+        js_sys::Reflect::get(&error, &JsValue::from_str(name))
+            .ok()
+            .and_then(|v| v.as_string())
+    };
+    match field("name").as_deref() {
+        Some("TimeoutError") => Attempt::Timeout,
+        _ => Attempt::Network(
+            field("message")
+                .or_else(|| error.as_string())
+                .unwrap_or_else(|| "network error".into()),
+        ),
     }
 }
