@@ -20,7 +20,7 @@ pub mod routing;
 pub mod scoring;
 pub mod streaming;
 
-use worker::{event, Context, Date, Env, Request, Response};
+use worker::{event, Context, Env, Response};
 
 use crate::config::Config;
 use crate::routes::Route;
@@ -46,33 +46,55 @@ fn config(env: &Env) -> std::rc::Rc<Result<Config, error::GatewayError>> {
     })
 }
 
-/// A random request id (16 hex digits).
+thread_local! {
+    /// State of the request-id sequence: seeded once per isolate from the runtime's CSPRNG.
+    static ID_STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// A request id (16 hex digits): a per-isolate random seed stepped through splitmix64, so
+/// ids never repeat within an isolate, are unpredictable across isolates, and cost no call
+/// into the runtime after the first.
 fn new_request_id() -> String {
-    let mut bytes = [0u8; 8];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        // No entropy: fall back to the clock, still unique enough for de-duplication.
-        bytes = Date::now().as_millis().to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    ID_STATE.with(|state| {
+        if state.get() == 0 {
+            let mut bytes = [0u8; 8];
+            if getrandom::getrandom(&mut bytes).is_err() {
+                // No entropy: the clock, still unique enough for de-duplication.
+                bytes = handlers::now_ms().to_le_bytes();
+            }
+            state.set(u64::from_le_bytes(bytes) | 1);
+        }
+        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(next);
+        format!("{:016x}", splitmix64(next))
+    })
+}
+
+/// splitmix64's output function: a bijection on u64 that spreads every bit.
+fn splitmix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response> {
-    let started_ms = Date::now().as_millis();
+async fn fetch(req: handlers::Incoming, env: Env, ctx: Context) -> worker::Result<Response> {
+    let started_ms = handlers::now_ms();
     let request_id = new_request_id();
-    let method = req.method().to_string();
-    let path = req.path();
+    let method = req.method();
+    let url = req.url();
+    let path = routes::path_of(&url);
     let config = config(&env);
     let config = config.as_ref();
 
     let error_response = |e: &error::GatewayError| {
-        if routes::is_openai_path(&path) {
+        if routes::is_openai_path(path) {
             handlers::chat::openai_error(e)
         } else {
             handlers::error_response(e)
         }
     };
-    let result = match routes::resolve(&method, &path) {
+    let result = match routes::resolve(&method, path) {
         Ok(Route::Query) => {
             handlers::query::handle(req, &env, &ctx, config, &request_id, started_ms).await
         }
@@ -113,8 +135,30 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         worker::console_error!(
             "{request_id} {method} {path} {} {}ms {reason}",
             response.status_code(),
-            Date::now().as_millis().saturating_sub(started_ms)
+            handlers::elapsed_ms(started_ms)
         );
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_16_hex_digits_and_never_repeat() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_request_id()).collect();
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())));
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn splitmix64_is_a_bijection_on_a_sample() {
+        let outs: std::collections::HashSet<u64> = (0..100_000u64).map(splitmix64).collect();
+        assert_eq!(outs.len(), 100_000);
+        assert_ne!(splitmix64(1), 1);
+    }
 }

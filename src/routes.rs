@@ -22,6 +22,18 @@ pub fn is_openai_path(path: &str) -> bool {
     path.starts_with("/v1/")
 }
 
+/// The path of a request URL as the runtime serialises it (`scheme://host[:port]/path?query`):
+/// what follows the host, without query or fragment.
+pub fn path_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(url, |i| &url[i + 3..]);
+    let path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
+    let end = path.find(['?', '#']).unwrap_or(path.len());
+    match &path[..end] {
+        "" => "/",
+        path => path,
+    }
+}
+
 /// Resolves a method and path. HEAD is served as GET would be, without a body.
 pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
     let path = if path.len() > 1 {
@@ -55,6 +67,20 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_of_a_url() {
+        assert_eq!(path_of("http://127.0.0.1:8787/query"), "/query");
+        assert_eq!(
+            path_of("https://gw.example.com/v1/chat/completions?x=1#f"),
+            "/v1/chat/completions"
+        );
+        assert_eq!(path_of("https://gw.example.com"), "/");
+        assert_eq!(path_of("https://gw.example.com/"), "/");
+        assert_eq!(path_of("https://gw.example.com?q=1"), "/");
+        assert_eq!(path_of("http://h/metrics/"), "/metrics/");
+        assert_eq!(path_of("http://h/a%3Fb"), "/a%3Fb");
+    }
 
     #[test]
     fn known_routes() {

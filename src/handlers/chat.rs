@@ -4,7 +4,9 @@
 //! errors use OpenAI's error body so SDKs raise their usual exceptions.
 
 use serde_json::{json, Value};
-use worker::{Context, Date, Env, Request, Response};
+use worker::{Context, Env, Response};
+
+use super::Incoming;
 
 use crate::api::max_body_bytes;
 use crate::chat::{openai_error_body, ChatRequest};
@@ -20,14 +22,14 @@ const MIN_CHAT_BODY_BYTES: usize = 1 << 20;
 
 /// Serves one chat completion; the outcome is recorded after the response.
 pub async fn handle(
-    mut req: Request,
+    req: Incoming,
     env: &Env,
     ctx: &Context,
     config: &Result<Config, GatewayError>,
     request_id: &str,
     started_ms: u64,
 ) -> worker::Result<Response> {
-    let outcome = run(&mut req, env, ctx, config, request_id, started_ms).await;
+    let outcome = run(&req, env, ctx, config, request_id, started_ms).await;
     super::conclude(env, ctx, config, request_id, outcome, openai_error)
 }
 
@@ -37,7 +39,7 @@ pub fn openai_error(error: &GatewayError) -> worker::Result<Response> {
 }
 
 async fn run(
-    req: &mut Request,
+    req: &Incoming,
     env: &Env,
     ctx: &Context,
     config: &Result<Config, GatewayError>,
@@ -69,7 +71,7 @@ async fn run(
             let mut body = completion.body;
             let mut response = if body.get("created").and_then(Value::as_u64).unwrap_or(0) == 0 {
                 // Translated answers (Anthropic) get the gateway's clock.
-                body["created"] = json!(Date::now().as_millis() / 1000);
+                body["created"] = json!(super::now_ms() / 1000);
                 super::json_response(200, &body).map_err(internal)?
             } else {
                 // An OpenAI-shaped answer goes back byte for byte.
@@ -87,7 +89,7 @@ async fn run(
             let meter = StreamMeter::new(
                 dispatch.provider().stream_decoder(StreamOptions {
                     client_wants_usage: chat.wants_stream_usage(),
-                    created: Date::now().as_millis() / 1000,
+                    created: super::now_ms() / 1000,
                 }),
                 ClientFormat::OpenAiChunks,
             );

@@ -1,7 +1,7 @@
 //! `GET /metrics`: the cumulative aggregate from the Durable Object, as a report (after
 //! sending the events this isolate still holds).
 
-use worker::{Env, Request, Response};
+use worker::{Env, Response};
 
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -20,9 +20,12 @@ struct MetricsBody<'a> {
 }
 
 /// Serves the metrics report.
-pub async fn handle(req: &Request, env: &Env, config: &Config) -> Result<Response, GatewayError> {
-    let authorization = req.headers().get("authorization").ok().flatten();
-    config.authorize(authorization.as_deref())?;
+pub async fn handle(
+    req: &super::Incoming,
+    env: &Env,
+    config: &Config,
+) -> Result<Response, GatewayError> {
+    config.authorize(super::authorization(req).as_deref())?;
     // This isolate's queued events first, so a client reads its own requests.
     super::flush_metrics(env).await;
     let snapshot = async { MetricsClient::connect(env)?.snapshot().await }

@@ -94,11 +94,25 @@ pub fn conclude(
     }
 }
 
-/// The request body.
-pub async fn read_body(req: &mut worker::Request) -> Result<Vec<u8>, GatewayError> {
-    req.bytes()
+/// The incoming request as the runtime hands it over. Not converted to `worker::Request`:
+/// that conversion reads the `cf` object (which the runtime parses from JSON) and copies
+/// the URL and method on every request; handlers only need a header and the body.
+pub type Incoming = worker::web_sys::Request;
+
+/// The request body, read in one piece.
+pub async fn read_body(req: &Incoming) -> Result<Vec<u8>, GatewayError> {
+    let unreadable = |e: worker::wasm_bindgen::JsValue| {
+        let reason = worker::js_sys::Reflect::get(&e, &"message".into())
+            .ok()
+            .and_then(|m| m.as_string())
+            .unwrap_or_else(|| "unreadable".into());
+        GatewayError::BadRequest(format!("cannot read request body: {reason}"))
+    };
+    let promise = req.array_buffer().map_err(unreadable)?;
+    let buffer = worker::wasm_bindgen_futures::JsFuture::from(promise)
         .await
-        .map_err(|e| GatewayError::BadRequest(format!("cannot read request body: {e}")))
+        .map_err(unreadable)?;
+    Ok(worker::js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
 /// Makes the upstream call a dispatch describes.
@@ -117,9 +131,14 @@ pub async fn call_upstream(
     crate::providers::http::call(&call, dispatch.stream).await
 }
 
+/// Milliseconds since the epoch (`Date.now()`, one call, no `Date` object).
+pub fn now_ms() -> u64 {
+    worker::js_sys::Date::now() as u64
+}
+
 /// Milliseconds since `started_ms`.
 pub fn elapsed_ms(started_ms: u64) -> u64 {
-    worker::Date::now().as_millis().saturating_sub(started_ms)
+    now_ms().saturating_sub(started_ms)
 }
 
 /// The batch window of `config`, or the default when the configuration is invalid (its
@@ -152,8 +171,7 @@ fn enqueue(
     event: MetricsEvent,
     window_ms: u64,
 ) -> Option<impl std::future::Future<Output = ()> + 'static> {
-    let now_ms = worker::Date::now().as_millis();
-    let push = OUTBOX.with(|outbox| outbox.borrow_mut().push(event, now_ms, window_ms));
+    let push = OUTBOX.with(|outbox| outbox.borrow_mut().push(event, now_ms(), window_ms));
     let env = env.clone();
     match push {
         Push::Queued => None,
@@ -237,6 +255,6 @@ pub fn set_routing_headers(
 }
 
 /// The `Authorization` header of a request.
-pub fn authorization(req: &worker::Request) -> Option<String> {
+pub fn authorization(req: &Incoming) -> Option<String> {
     req.headers().get("authorization").ok().flatten()
 }

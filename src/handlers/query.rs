@@ -2,7 +2,9 @@
 //! and record the outcome after the response.
 
 use serde_json::json;
-use worker::{Context, Date, Env, Request, Response};
+use worker::{Context, Env, Response};
+
+use super::Incoming;
 
 use crate::api::{QueryMetrics, QueryRequest, QueryResponse, RoutingInfo};
 use crate::chat::ChatRequest;
@@ -16,14 +18,14 @@ use crate::streaming::{sse_data, ClientFormat, StreamMeter};
 
 /// Serves one query; every outcome, success or failure, is recorded after the response.
 pub async fn handle(
-    mut req: Request,
+    req: Incoming,
     env: &Env,
     ctx: &Context,
     config: &Result<Config, GatewayError>,
     request_id: &str,
     started_ms: u64,
 ) -> worker::Result<Response> {
-    let outcome = run(&mut req, env, ctx, config, request_id, started_ms).await;
+    let outcome = run(&req, env, ctx, config, request_id, started_ms).await;
     super::conclude(env, ctx, config, request_id, outcome, super::error_response)
 }
 
@@ -77,7 +79,7 @@ pub fn query_response(
 }
 
 async fn run(
-    req: &mut Request,
+    req: &Incoming,
     env: &Env,
     ctx: &Context,
     config: &Result<Config, GatewayError>,
@@ -122,7 +124,7 @@ async fn run(
             let meter = StreamMeter::new(
                 dispatch.provider().stream_decoder(StreamOptions {
                     client_wants_usage: false,
-                    created: Date::now().as_millis() / 1000,
+                    created: super::now_ms() / 1000,
                 }),
                 ClientFormat::QueryDeltas,
             );

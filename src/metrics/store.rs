@@ -158,7 +158,9 @@ impl DurableObject for MetricsStore {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/record") => {
-                let batch: Batch = req.json().await?;
+                // serde_json over the text: `req.json()` would parse in JS and then walk
+                // the JS objects back into Rust.
+                let batch: Batch = serde_json::from_str(&req.text().await?)?;
                 let recorded = self.record(&batch.events)?;
                 Response::from_json(&serde_json::json!({ "recorded": recorded }))
             }

@@ -5,7 +5,7 @@ use futures_util::future::{select, Either};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, AbortController, AbortSignal};
-use worker::{js_sys, Date, Delay, Response};
+use worker::{js_sys, Delay, Response};
 
 use super::{is_retryable, retry_delay_ms, sanitise, Provider};
 use crate::error::GatewayError;
@@ -40,11 +40,11 @@ const MAX_ATTEMPTS: u32 = 2;
 /// Makes the call. Retries 429/5xx and network errors once while the deadline allows;
 /// non-2xx answers come back classified as upstream errors.
 pub async fn call(upstream: &UpstreamCall<'_>, stream: bool) -> Result<UpstreamBody, GatewayError> {
-    let started = Date::now().as_millis();
+    let started = crate::handlers::now_ms();
     let timeout_ms = upstream.timeout_ms;
     let mut attempt = 1;
     loop {
-        let elapsed = Date::now().as_millis().saturating_sub(started);
+        let elapsed = crate::handlers::now_ms().saturating_sub(started);
         let remaining = timeout_ms.saturating_sub(elapsed);
         if remaining == 0 {
             return Err(GatewayError::UpstreamTimeout { timeout_ms });
@@ -60,7 +60,7 @@ pub async fn call(upstream: &UpstreamCall<'_>, stream: bool) -> Result<UpstreamB
             Err(Attempt::Network(_)) => (true, None),
         };
         if retryable && attempt < MAX_ATTEMPTS {
-            let elapsed = Date::now().as_millis().saturating_sub(started);
+            let elapsed = crate::handlers::now_ms().saturating_sub(started);
             let budget = timeout_ms.saturating_sub(elapsed);
             if let Some(delay) = retry_delay_ms(attempt, retry_after.as_deref(), budget) {
                 Delay::from(std::time::Duration::from_millis(delay)).await;
