@@ -91,7 +91,7 @@ pub enum Group {
 }
 
 /// murmur3's 64-bit finalizer: spreads every input bit over the output.
-#[inline]
+#[inline(always)]
 fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -100,13 +100,13 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 33)
 }
 
-#[inline]
+#[inline(always)]
 fn bucket(h: u64, bits: u8) -> usize {
     (mix(h) >> (64 - u32::from(bits))) as usize
 }
 
 /// Lowercase ASCII, digits folded to `0`; other bytes unchanged.
-#[inline]
+#[inline(always)]
 fn fold(b: u8) -> u8 {
     if b.is_ascii_digit() {
         b'0'
@@ -160,25 +160,23 @@ pub fn visit_ngrams(text: &str, cfg: &NgramConfig, mut f: impl FnMut(Group, usiz
         }
     }
     if cfg.char_min_n > 0 {
-        // Characters of the normalized text, with a space before and after.
-        let (lo, hi) = (u32::from(cfg.char_min_n), u32::from(cfg.char_max_n));
+        // Characters of the normalized text, with a space before and after. The last
+        // 8 characters live in one register; an n-gram (n <= 7, see `validate`) is its
+        // low n bytes, salted by n. Masks and salts per n are computed once.
+        let (lo, hi) = (
+            usize::from(cfg.char_min_n),
+            usize::from(cfg.char_max_n.min(7)),
+        );
+        let mut keys = [(0u64, 0u64); 8];
+        for (n, key) in keys.iter_mut().enumerate().take(hi + 1).skip(lo) {
+            *key = ((1u64 << (8 * n)) - 1, (0xa0 + n as u64) << 56);
+        }
+        let keys = &keys[lo..=hi];
         let mut reg: u64 = u64::from(b' ');
-        let mut len: u32 = 1;
+        let mut len: usize = 1;
         let mut last_space = true;
-        let mut push = |c: u8, reg: &mut u64, len: &mut u32| {
-            *reg = (*reg << 8) | u64::from(c);
-            *len += 1;
-            for n in lo..=hi.min(*len) {
-                let mask = if n >= 8 {
-                    u64::MAX
-                } else {
-                    (1u64 << (8 * n)) - 1
-                };
-                let salt = (0xa0 + u64::from(n)) << 56;
-                f(Group::Char, bucket((*reg & mask) ^ salt, bits));
-            }
-        };
-        for &b in bytes {
+        let bytes_then_space = bytes.iter().copied().chain(std::iter::once(b' '));
+        for b in bytes_then_space {
             let c = if b.is_ascii_whitespace() {
                 b' '
             } else {
@@ -192,10 +190,12 @@ pub fn visit_ngrams(text: &str, cfg: &NgramConfig, mut f: impl FnMut(Group, usiz
             } else {
                 last_space = false;
             }
-            push(c, &mut reg, &mut len);
-        }
-        if !last_space {
-            push(b' ', &mut reg, &mut len);
+            reg = (reg << 8) | u64::from(c);
+            len += 1;
+            let ready = (len + 1).saturating_sub(lo);
+            for &(mask, salt) in keys.iter().take(ready) {
+                f(Group::Char, bucket((reg & mask) ^ salt, bits));
+            }
         }
     }
 }

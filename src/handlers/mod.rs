@@ -10,7 +10,7 @@ pub mod query;
 pub mod stream;
 
 use futures_util::StreamExt;
-use worker::{Context, Env, Headers, Response};
+use worker::{Context, Env, Response};
 
 use crate::error::GatewayError;
 use crate::metrics::outbox::{Outbox, Push};
@@ -25,12 +25,13 @@ pub fn json_response<T: serde::Serialize>(status: u16, body: &T) -> worker::Resu
 
 /// A response whose body is JSON already serialised (passed through as it came).
 pub fn json_bytes_response(status: u16, body: Vec<u8>) -> worker::Result<Response> {
-    let headers = Headers::new();
+    // `from_body` rather than `from_bytes`: the latter sets a content type first, and a
+    // second Headers object would replace the builder's own.
+    let mut response = Response::from_body(worker::ResponseBody::Body(body))?.with_status(status);
+    let headers = response.headers_mut();
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
-    Ok(Response::from_bytes(body)?
-        .with_status(status)
-        .with_headers(headers))
+    Ok(response)
 }
 
 /// The JSON error response of a gateway error, with `body` as its JSON.
@@ -235,10 +236,11 @@ where
             }
         }
     });
-    let headers = Headers::new();
+    let mut response = Response::from_stream(body)?;
+    let headers = response.headers_mut();
     headers.set("content-type", "text/event-stream; charset=utf-8")?;
     headers.set("cache-control", "no-cache")?;
-    Ok(Response::from_stream(body)?.with_headers(headers))
+    Ok(response)
 }
 
 /// Sets the routing headers every answered request carries.

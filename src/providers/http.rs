@@ -165,7 +165,8 @@ async fn send(
     let init = web_sys::RequestInit::new();
     init.set_method("POST");
     init.set_headers(&headers);
-    init.set_body(&JsValue::from_str(&upstream.body));
+    // Bytes, not a JS string: the runtime would encode a string back to UTF-8.
+    init.set_body(&js_sys::Uint8Array::from(upstream.body.as_bytes()));
     init.set_signal(Some(signal));
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     let response = JsFuture::from(global.fetch_with_str_and_init(upstream.url, &init))
