@@ -213,8 +213,8 @@ impl Config {
         };
         let routing_threshold = match get("ROUTING_THRESHOLD").filter(|v| !v.is_empty()) {
             None => router.default_threshold(),
-            Some(raw) => match raw.parse::<f64>() {
-                Ok(t) if (0.0..=1.0).contains(&t) => t,
+            Some(raw) => match crate::decimal::parse_f64(&raw) {
+                Some(t) if (0.0..=1.0).contains(&t) => t,
                 _ => {
                     return Err(invalid(
                         "ROUTING_THRESHOLD",

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod chat;
 pub mod config;
+pub mod decimal;
 pub mod dispatch;
 pub mod error;
 pub mod eval;
