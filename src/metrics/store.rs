@@ -90,19 +90,23 @@ impl MetricsStore {
         if let Some(cached) = self.aggregate.borrow().as_ref() {
             return Ok(cached.clone());
         }
-        #[derive(serde::Deserialize)]
-        struct Row {
-            state: String,
-        }
         let cursor = self
             .state
             .storage()
             .sql()
             .exec("SELECT state FROM aggregate WHERE id = 1", None)?;
-        let rows: Vec<Row> = cursor.to_array()?;
+        // Raw values rather than `to_array::<Row>()`, which would deserialize through
+        // serde_wasm_bindgen: with `fetch` reading batches with serde_json, that leaves
+        // none of its deserializer in the wasm.
+        let rows = cursor.raw().collect::<Result<Vec<_>>>()?;
         self.counters.borrow_mut().rows_read += cursor.rows_read() as u64;
-        let aggregate = match rows.first() {
-            Some(row) => serde_json::from_str(&row.state)?,
+        let aggregate = match rows.first().map(Vec::as_slice) {
+            Some([SqlStorageValue::String(state)]) => serde_json::from_str(state)?,
+            Some(_) => {
+                return Err(worker::Error::RustError(
+                    "aggregate row: expected one text column".into(),
+                ))
+            }
             None => Aggregate::default(),
         };
         *self.aggregate.borrow_mut() = Some(aggregate.clone());
