@@ -7,7 +7,6 @@
 pub mod api;
 pub mod chat;
 pub mod config;
-pub mod decimal;
 pub mod dispatch;
 pub mod error;
 pub mod eval;
