@@ -62,11 +62,13 @@ const QUERY = (
 
 const chat = (model, stream) => ({ model, messages: [{ role: "user", content: QUERY }], ...(stream ? { stream: true } : {}) });
 
-// name, worker ("floor" | "mux"), path, request body, the floor it is compared with, whether
+// name, worker ("floor" | "rsfloor" | "mux"), path, request body, the floor it is compared with, whether
 // the answer is an SSE stream. Adding a target is one line.
 const TARGETS = [
   { name: "floor", worker: "floor", path: "/", body: chat("mistral-small-latest", false) },
   { name: "floor (stream)", worker: "floor", path: "/", body: chat("mistral-small-latest", true), stream: true },
+  // A second floor: a minimal workers-rs worker doing llm-mux's I/O (bench/rs-floor).
+  { name: "workers-rs floor", worker: "rsfloor", path: "/", body: chat("mistral-small-latest", false), floor: "floor" },
   { name: "/query", worker: "mux", path: "/query", body: { query: QUERY }, floor: "floor" },
   { name: "/query (stream)", worker: "mux", path: "/query", body: { query: QUERY, stream: true }, floor: "floor (stream)", stream: true },
   { name: "/v1/chat/completions", worker: "mux", path: "/v1/chat/completions", body: chat("auto", false), floor: "floor" },
@@ -457,13 +459,24 @@ try {
       secrets: { MISTRAL_API_KEY: "bench-upstream-key", LLM_MUX_API_KEYS: API_KEY },
       persist: path.join(work, `state-${inspector ? "insp" : "noinsp"}`),
     });
-    const workers = { floor, mux };
+    const rsFloorConfig = path.join(ROOT, "bench", "rs-floor", "wrangler.toml");
+    const rsfloor = existsSync(path.join(ROOT, "bench", "rs-floor", "build", "index.js"))
+      ? await startWorker({
+          name: "workers-rs floor",
+          config: rsFloorConfig,
+          inspector,
+          vars: { MISTRAL_BASE_URL: upstreamUrl },
+          secrets: { MISTRAL_API_KEY: "bench-upstream-key" },
+          persist: path.join(work, "state-rsfloor"),
+        })
+      : null;
+    const workers = { floor, mux, ...(rsfloor ? { rsfloor } : {}) };
     log(`floor: public ${floor.public}, direct ${floor.direct}; llm-mux: public ${mux.public}, direct ${mux.direct}`);
 
     // Which targets exist in this build.
     const targets = [];
     for (const t of TARGETS) {
-      const why = await probe(workers[t.worker].direct + t.path, t);
+      const why = workers[t.worker] ? await probe(workers[t.worker].direct + t.path, t) : "not built";
       if (why) results.unavailable[t.name] = why;
       else targets.push(t);
     }

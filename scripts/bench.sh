@@ -2,7 +2,8 @@
 # `make bench`: the whole benchmark, printed as one table (see BENCHMARKS.md).
 #   1. scorer/router cost natively (cargo bench --bench routers)
 #   2. worker size (build/, raw and gzipped)
-#   3. end to end under wrangler dev against the floor (scripts/bench.mjs)
+#   3. end to end under wrangler dev against the floor (scripts/bench.mjs), and against a
+#      second floor: a minimal workers-rs worker doing the same I/O (bench/rs-floor)
 #   4. Durable Object rows per request
 # Installs what it needs once (oha; the upstream stand-in is built from bench/upstream).
 # Assumes `make build` ran (the Makefile's bench target depends on it).
@@ -34,6 +35,13 @@ if [ "${BENCH_SKIP_NATIVE:-0}" != 1 ]; then
   CARGO_TARGET_DIR=target/bench-native CARGO_PROFILE_RELEASE_PANIC=unwind \
     BENCH_JSON="$OUT/native.json" cargo bench --quiet --bench routers >&2
 fi
+
+say "building the workers-rs floor (bench/rs-floor)"
+# Same toolchain as `make build`: worker-build pointed at the local wasm-bindgen, wasm-opt
+# and esbuild (no downloads).
+(cd bench/rs-floor && WASM_BINDGEN_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/wasm-bindgen" \
+  WASM_OPT_BIN="$PWD/../../node_modules/.bin/wasm-opt" ESBUILD_BIN="$PWD/../../node_modules/.bin/esbuild" \
+  worker-build --release >&2)
 
 say "end to end (wrangler dev, loopback)"
 node scripts/bench.mjs --native "$OUT/native.json" --out "$OUT"

@@ -76,6 +76,12 @@ describe("metrics persist across restarts", () => {
     }
     assert.deepEqual(m.model_breakdown, first.model_breakdown);
     assert.deepEqual(m.failed_requests, first.failed_requests);
+    // The object's storage counters live in its row too: a restart does not zero them.
+    assert.equal(m.storage.events, first.storage.events, "storage.events survives the restart");
+    assert.equal(m.storage.batches, first.storage.batches, "storage.batches survives the restart");
+    // (the stored copy cannot count the write that stores it: one row per restart)
+    assert.ok(first.storage.rows_written >= 1, "rows written before the restart");
+    assert.ok(m.storage.rows_written >= first.storage.rows_written - 1, `rows_written kept: ${m.storage.rows_written} vs ${first.storage.rows_written}`);
 
     // and it keeps counting from there
     const q = { query: `after restart ${tag()}`, tier: "large" };
