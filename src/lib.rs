@@ -102,7 +102,7 @@ async fn fetch(req: handlers::Incoming, env: Env, ctx: Context) -> worker::Resul
             handlers::chat::handle(req, &env, &ctx, config, &request_id, started_ms).await
         }
         Ok(Route::Metrics) => match config {
-            Ok(config) => handlers::metrics::handle(&req, &env, config)
+            Ok(config) => handlers::metrics::handle(&req, &env, &ctx, config)
                 .await
                 .or_else(|e| error_response(&e)),
             Err(e) => error_response(e),

@@ -1,7 +1,7 @@
 //! `GET /metrics`: the cumulative aggregate from the Durable Object, as a report (after
 //! sending the events this isolate still holds).
 
-use worker::{Env, Response};
+use worker::{Context, Env, Response};
 
 use crate::config::Config;
 use crate::error::GatewayError;
@@ -23,11 +23,12 @@ struct MetricsBody<'a> {
 pub async fn handle(
     req: &super::Incoming,
     env: &Env,
+    ctx: &Context,
     config: &Config,
 ) -> Result<Response, GatewayError> {
     config.authorize(super::authorization(req).as_deref())?;
     // This isolate's queued events first, so a client reads its own requests.
-    super::flush_metrics(env).await;
+    super::flush_metrics(env, ctx).await;
     let snapshot = async { MetricsClient::connect(env)?.snapshot().await }
         .await
         .map_err(|e| GatewayError::Internal(format!("metrics store: {e}")))?;

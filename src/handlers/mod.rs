@@ -190,10 +190,21 @@ fn enqueue(
     }
 }
 
-/// Sends this isolate's queued events now (before `/metrics` reads the aggregate).
-pub async fn flush_metrics(env: &Env) {
+/// Sends this isolate's queued events now (before `/metrics` reads the aggregate). The
+/// send runs in `ctx.wait_until`, so events of other requests taken from the queue are
+/// still delivered if the reader goes away; the reader waits for it to finish.
+pub async fn flush_metrics(env: &Env, ctx: &Context) {
     let batch = OUTBOX.with(|outbox| outbox.borrow_mut().take_now());
-    send_batch(env, &batch).await;
+    if batch.is_empty() {
+        return;
+    }
+    let (done, finished) = futures_channel::oneshot::channel::<()>();
+    let env = env.clone();
+    ctx.wait_until(async move {
+        send_batch(&env, &batch).await;
+        let _ = done.send(());
+    });
+    let _ = finished.await;
 }
 
 async fn send_batch(env: &Env, batch: &[MetricsEvent]) {

@@ -34,7 +34,13 @@ pub struct RecentIds {
 
 impl RecentIds {
     /// How many ids are remembered.
-    pub const CAPACITY: usize = 4096;
+    /// Far more than one batch (a retry after 1.1 s must still be recognised under load).
+    pub const CAPACITY: usize = 16_384;
+
+    /// Whether `id` was recorded recently.
+    pub fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
 
     /// Remembers `id`; false if it was already there.
     pub fn insert(&mut self, id: &str) -> bool {
@@ -116,9 +122,13 @@ impl MetricsStore {
              (id INTEGER PRIMARY KEY, state TEXT NOT NULL, storage TEXT)",
             None,
         )?;
-        // Tables created before the counters were kept lack the column; on others this
-        // fails (duplicate column), which is the expected outcome.
-        let _ = sql.exec("ALTER TABLE aggregate ADD COLUMN storage TEXT", None);
+        // Tables created before the counters were kept lack the column.
+        if sql
+            .exec("SELECT storage FROM aggregate LIMIT 0", None)
+            .is_err()
+        {
+            sql.exec("ALTER TABLE aggregate ADD COLUMN storage TEXT", None)?;
+        }
         Ok(())
     }
 
@@ -168,15 +178,20 @@ impl MetricsStore {
     /// were new.
     fn record(&self, events: &[MetricsEvent]) -> Result<u64> {
         let mut aggregate = self.load()?;
-        let mut recorded = 0;
+        // Ids are remembered only once the row is written: if the write fails, the
+        // client's retry must not be taken for a duplicate.
+        let mut new_ids: HashSet<&str> = HashSet::new();
+        let mut duplicates = 0;
         for event in events {
-            if self.recent.borrow_mut().insert(event.id()) {
-                aggregate.apply(event);
-                recorded += 1;
+            let id = event.id();
+            if self.recent.borrow().contains(id) || !new_ids.insert(id) {
+                duplicates += 1;
             } else {
-                self.counters.borrow_mut().duplicates += 1;
+                aggregate.apply(event);
             }
         }
+        self.counters.borrow_mut().duplicates += duplicates;
+        let recorded = new_ids.len() as u64;
         if recorded == 0 {
             return Ok(0);
         }
@@ -195,6 +210,10 @@ impl MetricsStore {
         counters.rows_read += cursor.rows_read() as u64;
         *self.counters.borrow_mut() = counters;
         *self.aggregate.borrow_mut() = Some(aggregate);
+        let mut recent = self.recent.borrow_mut();
+        for id in new_ids {
+            recent.insert(id);
+        }
         Ok(recorded)
     }
 }
@@ -218,8 +237,8 @@ impl DurableObject for MetricsStore {
             (Method::Post, "/record") => {
                 // serde_json over the text: `req.json()` would parse in JS and then walk
                 // the JS objects back into Rust.
-                let batch: Batch = serde_json::from_str(&req.text().await?)?;
-                let recorded = self.record(&batch.events)?;
+                let events = parse_batch(&req.text().await?)?;
+                let recorded = self.record(&events)?;
                 Response::from_json(&serde_json::json!({ "recorded": recorded }))
             }
             (Method::Get, "/snapshot") => {
@@ -292,6 +311,19 @@ struct Batch {
     events: Vec<MetricsEvent>,
 }
 
+/// The events of a `POST /record` body. Also accepts one bare event, the body of versions
+/// before batching (isolates of the previous version can still be running during a
+/// deployment).
+pub fn parse_batch(body: &str) -> serde_json::Result<Vec<MetricsEvent>> {
+    match serde_json::from_str::<Batch>(body) {
+        Ok(batch) => Ok(batch.events),
+        Err(batch_error) => match serde_json::from_str::<MetricsEvent>(body) {
+            Ok(event) => Ok(vec![event]),
+            Err(_) => Err(batch_error),
+        },
+    }
+}
+
 /// [`Batch`] as sent, borrowing the events.
 #[derive(Serialize)]
 struct BatchRef<'a> {
@@ -310,6 +342,17 @@ pub struct Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_and_bare_events_are_accepted() {
+        let ok = r#"{"kind":"failed","id":"a","reason":"bad_request"}"#;
+        let events = parse_batch(&format!(r#"{{"events":[{ok},{ok}]}}"#)).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].id(), "a");
+        assert_eq!(parse_batch(ok).unwrap().len(), 1);
+        assert!(parse_batch("not json").is_err());
+        assert!(parse_batch(r#"{"events":3}"#).is_err());
+    }
 
     #[test]
     fn storage_counters_round_trip_as_text() {

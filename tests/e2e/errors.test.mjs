@@ -159,6 +159,15 @@ describe("error responses", () => {
     assert.ok(elapsed < 7000, `answered after ${elapsed} ms: the timeout was not enforced`);
   });
 
+  it(`504 when the upstream sends its headers but stalls the body past UPSTREAM_TIMEOUT_MS`, async () => {
+    const t0 = Date.now();
+    const res = await c.query({ query: `stalled ${tag()} [[stub:body-delay=8000]]`, tier: "small" }, { timeoutMs: 30_000 });
+    const elapsed = Date.now() - t0;
+    assertError(res, 504, "stalled body");
+    assert.ok(elapsed >= TIMEOUT_MS - 100, `answered after ${elapsed} ms, before the timeout`);
+    assert.ok(elapsed < 7000, `answered after ${elapsed} ms: the deadline did not cover the body`);
+  });
+
   it("the Mistral key never appears in responses or logs", () => {
     assertNoSecrets(c.seen, [MISTRAL_KEY], "responses");
     assertNoSecrets([gw.stdout(), gw.stderr()], [MISTRAL_KEY], "gateway stdout/stderr");

@@ -50,6 +50,8 @@
 //   [[stub:bad-shape]]         200 JSON without `choices`.
 //   [[stub:no-usage]]          200 JSON without `usage`.
 //   [[stub:delay=MS]]          wait MS milliseconds before answering (timeout tests).
+//   [[stub:body-delay=MS]]     send the headers and the first bytes at once, the rest of the
+//                              body MS milliseconds later (a stalled body, not a slow start).
 //   [[stub:stream-cut]]        streaming: stop after the first content chunk, no usage, no [DONE]
 //                              (the HTTP response itself ends cleanly).
 //   [[stub:stream-abort]]      streaming: after the first content chunk, destroy the connection
@@ -493,6 +495,16 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
         response.choices[0].finish_reason = "tool_calls";
       }
       if (!markers["no-usage"]) response.usage = expected.usage;
+      if (markers["body-delay"] !== undefined) {
+        // Headers and the first bytes now, the rest of the body after the delay.
+        const text = JSON.stringify(response);
+        entry.response = { status: 200, body: response, headers: rl, bodyDelayed: true };
+        res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...rl });
+        res.write(text.slice(0, 10));
+        await sleep(Number(markers["body-delay"]) || 0, abort.signal);
+        if (!res.destroyed) res.end(text.slice(10));
+        return;
+      }
       return send(200, response, rl);
     } catch (err) {
       if (!res.headersSent) send(500, errorBody(500, `stub failure: ${err.message}`));
