@@ -180,13 +180,16 @@ impl MetricsStore {
         let mut aggregate = self.load()?;
         // Ids are remembered only once the row is written: if the write fails, the
         // client's retry must not be taken for a duplicate.
-        let mut new_ids: HashSet<&str> = HashSet::new();
+        // (A batch holds at most a few hundred events: a list is enough to catch an id
+        // repeated within it.)
+        let mut new_ids: Vec<&str> = Vec::with_capacity(events.len());
         let mut duplicates = 0;
         for event in events {
             let id = event.id();
-            if self.recent.borrow().contains(id) || !new_ids.insert(id) {
+            if self.recent.borrow().contains(id) || new_ids.contains(&id) {
                 duplicates += 1;
             } else {
+                new_ids.push(id);
                 aggregate.apply(event);
             }
         }
