@@ -237,24 +237,24 @@ impl Config {
         let max_query_bytes = parse_bounded(
             get("MAX_QUERY_BYTES"),
             DEFAULT_MAX_QUERY_BYTES as u64,
+            1,
             MAX_MAX_QUERY_BYTES as u64,
         )
         .map_err(|m| invalid("MAX_QUERY_BYTES", m))? as usize;
         let upstream_timeout_ms = parse_bounded(
             get("UPSTREAM_TIMEOUT_MS"),
             DEFAULT_UPSTREAM_TIMEOUT_MS,
+            1,
             MAX_UPSTREAM_TIMEOUT_MS,
         )
         .map_err(|m| invalid("UPSTREAM_TIMEOUT_MS", m))?;
-        let metrics_batch_ms = match get("METRICS_BATCH_MS").as_deref() {
-            Some("0") => 0,
-            raw => parse_bounded(
-                raw.map(str::to_string),
-                DEFAULT_METRICS_BATCH_MS,
-                MAX_METRICS_BATCH_MS,
-            )
-            .map_err(|m| invalid("METRICS_BATCH_MS", m.replacen("from 1", "from 0", 1)))?,
-        };
+        let metrics_batch_ms = parse_bounded(
+            get("METRICS_BATCH_MS"),
+            DEFAULT_METRICS_BATCH_MS,
+            0,
+            MAX_METRICS_BATCH_MS,
+        )
+        .map_err(|m| invalid("METRICS_BATCH_MS", m))?;
 
         let mut prices = PriceTable::embedded();
         if let Some(raw) = get("MODEL_PRICES").filter(|v| !v.is_empty()) {
@@ -524,7 +524,6 @@ fn parse_tiers(
     Ok(tiers)
 }
 
-/// Parses a positive integer no larger than `max`, or returns `default` when unset.
 /// A decimal number such as `0.3`, `.25`, `+1` or `3e-1`, read by serde_json's number
 /// parser (already in the worker for JSON) rather than core's `parse::<f64>`, whose
 /// tables cost ~12 KB of gzipped wasm for the one number read outside JSON.
@@ -548,13 +547,14 @@ fn parse_decimal(raw: &str) -> Option<f64> {
     serde_json::from_str::<f64>(&text).ok()
 }
 
-fn parse_bounded(raw: Option<String>, default: u64, max: u64) -> Result<u64, String> {
+/// Parses a whole number from `min` to `max`, or returns `default` when unset.
+fn parse_bounded(raw: Option<String>, default: u64, min: u64, max: u64) -> Result<u64, String> {
     match raw.filter(|v| !v.is_empty()) {
         None => Ok(default),
         Some(raw) => match raw.parse::<u64>() {
-            Ok(v) if v >= 1 && v <= max => Ok(v),
+            Ok(v) if (min..=max).contains(&v) => Ok(v),
             _ => Err(format!(
-                "expected a whole number from 1 to {max}, got {raw:?}"
+                "expected a whole number from {min} to {max}, got {raw:?}"
             )),
         },
     }

@@ -17,6 +17,7 @@ pub mod pricing;
 pub mod providers;
 pub mod routes;
 pub mod routing;
+pub mod runtime;
 pub mod scoring;
 pub mod streaming;
 
@@ -60,7 +61,7 @@ fn new_request_id() -> String {
             let mut bytes = [0u8; 8];
             if getrandom::getrandom(&mut bytes).is_err() {
                 // No entropy: the clock, still unique enough for de-duplication.
-                bytes = handlers::now_ms().to_le_bytes();
+                bytes = runtime::now_ms().to_le_bytes();
             }
             state.set(u64::from_le_bytes(bytes) | 1);
         }
@@ -79,7 +80,7 @@ fn splitmix64(mut z: u64) -> u64 {
 
 #[event(fetch)]
 async fn fetch(req: handlers::Incoming, env: Env, ctx: Context) -> worker::Result<Response> {
-    let started_ms = handlers::now_ms();
+    let started_ms = runtime::now_ms();
     let request_id = new_request_id();
     let method = req.method();
     let url = req.url();

@@ -71,7 +71,7 @@ async fn run(
             let mut body = completion.body;
             let mut response = if body.get("created").and_then(Value::as_u64).unwrap_or(0) == 0 {
                 // Translated answers (Anthropic) get the gateway's clock.
-                body["created"] = json!(super::now_ms() / 1000);
+                body["created"] = json!(crate::runtime::now_ms() / 1000);
                 super::json_response(200, &body).map_err(internal)?
             } else {
                 // An OpenAI-shaped answer goes back byte for byte.
@@ -89,7 +89,7 @@ async fn run(
             let meter = StreamMeter::new(
                 dispatch.provider().stream_decoder(StreamOptions {
                     client_wants_usage: chat.wants_stream_usage(),
-                    created: super::now_ms() / 1000,
+                    created: crate::runtime::now_ms() / 1000,
                 }),
                 ClientFormat::OpenAiChunks,
             );

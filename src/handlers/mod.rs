@@ -16,6 +16,7 @@ use crate::error::GatewayError;
 use crate::metrics::outbox::{Outbox, Push};
 use crate::metrics::store::MetricsClient;
 use crate::metrics::MetricsEvent;
+use crate::runtime;
 use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
 
 /// A JSON response with the given status; struct fields keep their declared order.
@@ -103,17 +104,13 @@ pub type Incoming = worker::web_sys::Request;
 /// The request body, read in one piece.
 pub async fn read_body(req: &Incoming) -> Result<Vec<u8>, GatewayError> {
     let unreadable = |e: worker::wasm_bindgen::JsValue| {
-        let reason = worker::js_sys::Reflect::get(&e, &"message".into())
-            .ok()
-            .and_then(|m| m.as_string())
-            .unwrap_or_else(|| "unreadable".into());
+        let reason = runtime::error_field(&e, "message").unwrap_or_else(|| "unreadable".into());
         GatewayError::BadRequest(format!("cannot read request body: {reason}"))
     };
     let promise = req.array_buffer().map_err(unreadable)?;
-    let buffer = worker::wasm_bindgen_futures::JsFuture::from(promise)
+    runtime::array_buffer_bytes(promise)
         .await
-        .map_err(unreadable)?;
-    Ok(worker::js_sys::Uint8Array::new(&buffer).to_vec())
+        .map_err(unreadable)
 }
 
 /// Makes the upstream call a dispatch describes.
@@ -132,14 +129,9 @@ pub async fn call_upstream(
     crate::providers::http::call(&call, dispatch.stream).await
 }
 
-/// Milliseconds since the epoch (`Date.now()`, one call, no `Date` object).
-pub fn now_ms() -> u64 {
-    worker::js_sys::Date::now() as u64
-}
-
 /// Milliseconds since `started_ms`.
 pub fn elapsed_ms(started_ms: u64) -> u64 {
-    now_ms().saturating_sub(started_ms)
+    runtime::now_ms().saturating_sub(started_ms)
 }
 
 /// The batch window of `config`, or the default when the configuration is invalid (its
@@ -172,7 +164,11 @@ fn enqueue(
     event: MetricsEvent,
     window_ms: u64,
 ) -> Option<impl std::future::Future<Output = ()> + 'static> {
-    let push = OUTBOX.with(|outbox| outbox.borrow_mut().push(event, now_ms(), window_ms));
+    let push = OUTBOX.with(|outbox| {
+        outbox
+            .borrow_mut()
+            .push(event, runtime::now_ms(), window_ms)
+    });
     let env = env.clone();
     match push {
         Push::Queued => None,

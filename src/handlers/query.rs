@@ -124,7 +124,7 @@ async fn run(
             let meter = StreamMeter::new(
                 dispatch.provider().stream_decoder(StreamOptions {
                     client_wants_usage: false,
-                    created: super::now_ms() / 1000,
+                    created: crate::runtime::now_ms() / 1000,
                 }),
                 ClientFormat::QueryDeltas,
             );

@@ -161,15 +161,11 @@ impl MetricsStore {
             }
             None => (Aggregate::default(), StorageCounters::default()),
         };
-        let mut counters = self.counters.borrow_mut();
-        *counters = StorageCounters {
-            events: stored.events + counters.events,
-            batches: stored.batches + counters.batches,
-            duplicates: stored.duplicates + counters.duplicates,
-            rows_written: stored.rows_written + counters.rows_written,
-            rows_read: stored.rows_read + counters.rows_read + cursor.rows_read() as u64,
+        // Nothing is counted before the first load (every use of the counters loads first).
+        *self.counters.borrow_mut() = StorageCounters {
+            rows_read: stored.rows_read + cursor.rows_read() as u64,
+            ..stored
         };
-        drop(counters);
         *self.aggregate.borrow_mut() = Some(aggregate.clone());
         Ok(aggregate)
     }

@@ -9,6 +9,7 @@ use worker::{js_sys, Delay, Response};
 
 use super::{is_retryable, retry_delay_ms, sanitise, Provider};
 use crate::error::GatewayError;
+use crate::runtime;
 
 /// One upstream call.
 pub struct UpstreamCall<'a> {
@@ -40,11 +41,11 @@ const MAX_ATTEMPTS: u32 = 2;
 /// Makes the call. Retries 429/5xx and network errors once while the deadline allows;
 /// non-2xx answers come back classified as upstream errors.
 pub async fn call(upstream: &UpstreamCall<'_>, stream: bool) -> Result<UpstreamBody, GatewayError> {
-    let started = crate::handlers::now_ms();
+    let started = runtime::now_ms();
     let timeout_ms = upstream.timeout_ms;
     let mut attempt = 1;
     loop {
-        let elapsed = crate::handlers::now_ms().saturating_sub(started);
+        let elapsed = runtime::now_ms().saturating_sub(started);
         let remaining = timeout_ms.saturating_sub(elapsed);
         if remaining == 0 {
             return Err(GatewayError::UpstreamTimeout { timeout_ms });
@@ -60,7 +61,7 @@ pub async fn call(upstream: &UpstreamCall<'_>, stream: bool) -> Result<UpstreamB
             Err(Attempt::Network(_)) => (true, None),
         };
         if retryable && attempt < MAX_ATTEMPTS {
-            let elapsed = crate::handlers::now_ms().saturating_sub(started);
+            let elapsed = runtime::now_ms().saturating_sub(started);
             let budget = timeout_ms.saturating_sub(elapsed);
             if let Some(delay) = retry_delay_ms(attempt, retry_after.as_deref(), budget) {
                 Delay::from(std::time::Duration::from_millis(delay)).await;
@@ -178,8 +179,9 @@ async fn send(
 /// The whole body of `response`.
 async fn body_bytes(response: &web_sys::Response) -> Result<Vec<u8>, Attempt> {
     let promise = response.array_buffer().map_err(js_attempt)?;
-    let buffer = JsFuture::from(promise).await.map_err(js_attempt)?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+    runtime::array_buffer_bytes(promise)
+        .await
+        .map_err(js_attempt)
 }
 
 /// A non-2xx answer, its body read for the error classification.
@@ -195,15 +197,10 @@ async fn failed(status: u16, response: &web_sys::Response) -> Result<Reply, Atte
 
 /// A rejected fetch or body read: the deadline's abort, or a network failure.
 fn js_attempt(error: JsValue) -> Attempt {
-    let field = |name: &str| {
-        js_sys::Reflect::get(&error, &JsValue::from_str(name))
-            .ok()
-            .and_then(|v| v.as_string())
-    };
-    match field("name").as_deref() {
+    match runtime::error_field(&error, "name").as_deref() {
         Some("TimeoutError") => Attempt::Timeout,
         _ => Attempt::Network(
-            field("message")
+            runtime::error_field(&error, "message")
                 .or_else(|| error.as_string())
                 .unwrap_or_else(|| "network error".into()),
         ),

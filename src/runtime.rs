@@ -1,0 +1,24 @@
+//! The few direct calls into the Workers runtime that the shell shares (handlers, the
+//! upstream call): the clock, reading a body in one piece, and the fields of a JS error.
+
+use worker::js_sys;
+use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen_futures::JsFuture;
+
+/// Milliseconds since the epoch (`Date.now()`, one call, no `Date` object).
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// The bytes an `arrayBuffer()` promise (of a request or a response) resolves to.
+pub async fn array_buffer_bytes(promise: js_sys::Promise) -> Result<Vec<u8>, JsValue> {
+    let buffer = JsFuture::from(promise).await?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// A string field (`name`, `message`) of a thrown JS value, if it has one.
+pub fn error_field(error: &JsValue, name: &str) -> Option<String> {
+    js_sys::Reflect::get(error, &JsValue::from_str(name))
+        .ok()
+        .and_then(|v| v.as_string())
+}
