@@ -31,12 +31,12 @@ dev: build
 ## test: native tests of the core, then end-to-end tests over the built worker in workerd,
 ## then the official openai and mistralai Python SDKs against it (tests/sdk)
 test: build
-	cargo test --lib --bins --tests
+	cargo test --workspace --lib --bins --tests
 	node --test --test-concurrency=1 tests/e2e/
 	.venv/bin/python -m pytest -q tests/sdk
 
 test-native:
-	cargo test --lib --bins --tests
+	cargo test --workspace --lib --bins --tests
 
 test-e2e: build
 	node --test --test-concurrency=1 tests/e2e/
@@ -52,14 +52,14 @@ EVAL_DATA ?= ../shared/data/routing-eval
 ##       and the quality-vs-large-share plots docs/img/routing-test*.svg
 eval:
 	@mkdir -p target/eval docs/img
-	cargo run --release --quiet --bin llm-mux-eval -- report --split test \
+	cargo run --profile eval --quiet -p llm-mux-eval --bin llm-mux-eval -- report --split test \
 		--markdown target/eval/report-test.md --json target/eval/report-test.json \
 		--svg docs/img/routing-test.svg $(EVAL_DATA)
 
 ## train-router: fit the learned router on the dev split only (5-fold CV grid within dev)
 ##               -> data/learned_router.bin; prints the threshold for src/learned.rs
 train-router:
-	cargo run --release --quiet --bin llm-mux-eval -- train --out data/learned_router.bin $(EVAL_DATA)
+	cargo run --profile eval --quiet -p llm-mux-eval --bin llm-mux-eval -- train --out data/learned_router.bin $(EVAL_DATA)
 
 ## calibrate: threshold meeting a target on dev, e.g.
 ##   make calibrate ROUTER=learned TARGET="--target-quality 0.95"
@@ -67,7 +67,7 @@ train-router:
 ROUTER ?= heuristic
 TARGET ?= --target-quality 0.95
 calibrate:
-	cargo run --release --quiet --bin llm-mux-eval -- calibrate --router $(ROUTER) $(TARGET) --split dev $(EVAL_DATA)
+	cargo run --profile eval --quiet -p llm-mux-eval --bin llm-mux-eval -- calibrate --router $(ROUTER) $(TARGET) --split dev $(EVAL_DATA)
 
 ## bench: scorer/router cost, worker size, end-to-end cost against a pass-through floor,
 ## Durable Object rows per request; one table (see BENCHMARKS.md; ~5-10 minutes)
@@ -76,13 +76,13 @@ bench: build
 
 lint:
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 
 ## coverage: line coverage of the native tests (installs cargo-llvm-cov once)
 coverage:
 	@rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools-preview
 	@cargo llvm-cov --version >/dev/null 2>&1 || cargo install cargo-llvm-cov --locked
-	cargo llvm-cov --lib --tests --summary-only
+	cargo llvm-cov --workspace --lib --tests --summary-only
 
 ## deploy: build and deploy to Cloudflare (needs `wrangler login` and the secret set)
 deploy: build

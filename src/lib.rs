@@ -4,29 +4,22 @@
 //! -> `scoring` (pure) -> `routing` (pure) -> `providers` (pure build/parse + one fetch)
 //! -> response -> `ctx.wait_until(metrics event -> Durable Object)`.
 
-pub mod api;
-pub mod chat;
-pub mod config;
-pub mod dispatch;
-pub mod error;
-pub mod eval;
 pub mod handlers;
-pub mod learned;
-pub mod metrics;
-pub mod pricing;
-pub mod providers;
-pub mod routes;
-pub mod routing;
+pub mod metrics_store;
 pub mod runtime;
-pub mod scoring;
-pub mod streaming;
+pub mod upstream;
+
+pub use llm_mux_core::{
+    api, chat, config, dispatch, error, learned, metrics, pricing, providers, routes, routing,
+    scoring, streaming,
+};
 
 use worker::{event, Context, Env, Response};
 
 use crate::config::Config;
 use crate::routes::Route;
 
-pub use crate::metrics::store::MetricsStore;
+pub use crate::metrics_store::MetricsStore;
 
 /// Reads the configuration from the worker's vars and secrets.
 fn load_config(env: &Env) -> Result<Config, error::GatewayError> {

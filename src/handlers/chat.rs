@@ -13,9 +13,9 @@ use crate::chat::{openai_error_body, ChatRequest};
 use crate::config::Config;
 use crate::dispatch;
 use crate::error::GatewayError;
-use crate::providers::http::UpstreamBody;
 use crate::providers::StreamOptions;
 use crate::streaming::{ClientFormat, StreamMeter};
+use crate::upstream::UpstreamBody;
 
 /// Smallest body bound of chat requests: conversations carry history.
 const MIN_CHAT_BODY_BYTES: usize = 1 << 20;

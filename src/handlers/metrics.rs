@@ -5,8 +5,8 @@ use worker::{Context, Env, Response};
 
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::metrics::store::MetricsClient;
 use crate::metrics::MetricsReport;
+use crate::metrics_store::MetricsClient;
 
 /// The report followed by context fields.
 #[derive(serde::Serialize)]

@@ -14,8 +14,8 @@ use worker::{Context, Env, Response};
 
 use crate::error::GatewayError;
 use crate::metrics::outbox::{Outbox, Push};
-use crate::metrics::store::MetricsClient;
 use crate::metrics::MetricsEvent;
+use crate::metrics_store::MetricsClient;
 use crate::runtime;
 use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
 
@@ -117,8 +117,8 @@ pub async fn read_body(req: &Incoming) -> Result<Vec<u8>, GatewayError> {
 pub async fn call_upstream(
     config: &crate::config::Config,
     dispatch: &crate::dispatch::Dispatch,
-) -> Result<crate::providers::http::UpstreamBody, GatewayError> {
-    let call = crate::providers::http::UpstreamCall {
+) -> Result<crate::upstream::UpstreamBody, GatewayError> {
+    let call = crate::upstream::UpstreamCall {
         url: &dispatch.url,
         headers: dispatch.headers(),
         body: dispatch.body.to_string(),
@@ -126,7 +126,7 @@ pub async fn call_upstream(
         secret: dispatch.key.expose(),
         provider: dispatch.provider(),
     };
-    crate::providers::http::call(&call, dispatch.stream).await
+    crate::upstream::call(&call, dispatch.stream).await
 }
 
 /// Milliseconds since `started_ms`.

@@ -11,10 +11,10 @@ use crate::chat::ChatRequest;
 use crate::config::Config;
 use crate::dispatch::{self, Accounting, Dispatch};
 use crate::error::GatewayError;
-use crate::providers::http::UpstreamBody;
 use crate::providers::StreamOptions;
 use crate::routing::Requested;
 use crate::streaming::{sse_data, ClientFormat, StreamMeter};
+use crate::upstream::UpstreamBody;
 
 /// Serves one query; every outcome, success or failure, is recorded after the response.
 pub async fn handle(

@@ -30,7 +30,7 @@ pub mod train;
 pub const DEFAULT_THRESHOLD: f64 = 0.5573;
 
 /// The shipped weights (see [`train::write_model`] for the layout).
-const EMBEDDED_MODEL: &[u8] = include_bytes!("../data/learned_router.bin");
+const EMBEDDED_MODEL: &[u8] = include_bytes!("../../../data/learned_router.bin");
 
 /// Number of dense inputs: the heuristic's features plus the heuristic score.
 pub const DENSE_COUNT: usize = FEATURE_COUNT + 1;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The embedded list-price table; see `data/prices.json` for its date and source.
-const EMBEDDED_PRICES: &str = include_str!("../data/prices.json");
+const EMBEDDED_PRICES: &str = include_str!("../../../data/prices.json");
 
 /// Price of one model in USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,6 @@
 //! Adding a backend touches no handler: a file here and a [`BackendKind`] variant.
 
 pub mod anthropic;
-pub mod http;
 pub mod mistral;
 pub mod openai;
 pub mod sse;

@@ -7,8 +7,8 @@ use worker::wasm_bindgen_futures::JsFuture;
 use worker::web_sys::{self, AbortController, AbortSignal};
 use worker::{js_sys, Delay, Response};
 
-use super::{is_retryable, retry_delay_ms, sanitise, Provider};
 use crate::error::GatewayError;
+use crate::providers::{is_retryable, retry_delay_ms, sanitise, Provider};
 use crate::runtime;
 
 /// One upstream call.

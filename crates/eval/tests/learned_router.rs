@@ -2,8 +2,8 @@
 //! (a snapshot of a few prompts, so retraining or a hashing change is never silent), the
 //! golden prompts mostly land in their expected tier, and training is reproducible.
 
-use llm_mux::learned::train::{self, TrainConfig};
-use llm_mux::learned::{self, LearnedModel, DEFAULT_THRESHOLD, PART_NAMES};
+use llm_mux_core::learned::train::{self, TrainConfig};
+use llm_mux_core::learned::{self, LearnedModel, DEFAULT_THRESHOLD, PART_NAMES};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -12,7 +12,7 @@ struct GoldenCase {
     expected_tier: String,
 }
 
-const GOLDEN: &str = include_str!("golden/routing_golden.jsonl");
+const GOLDEN: &str = include_str!("../../core/tests/golden/routing_golden.jsonl");
 
 #[test]
 fn shipped_model_loads_with_its_threshold() {

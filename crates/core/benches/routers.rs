@@ -13,9 +13,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use llm_mux::config::Config;
-use llm_mux::routing::{self, Requested};
-use llm_mux::scoring;
+use llm_mux_core::config::Config;
+use llm_mux_core::routing::{self, Requested};
+use llm_mux_core::scoring;
 
 /// Query sizes in bytes.
 const SIZES: [usize; 4] = [100, 1024, 8 * 1024, 32 * 1024];
@@ -87,7 +87,7 @@ fn routers() -> Vec<Router> {
     }
     routers.push(Router {
         name: "learned scorer",
-        run: Box::new(|q| llm_mux::learned::score(q).score),
+        run: Box::new(|q| llm_mux_core::learned::score(q).score),
     });
     routers
 }

@@ -18,7 +18,7 @@ use worker::{
     SqlStorageValue, State,
 };
 
-use super::aggregate::{Aggregate, MetricsEvent};
+use crate::metrics::{Aggregate, MetricsEvent};
 
 /// Binding name of the Durable Object namespace (wrangler.toml).
 pub const BINDING: &str = "METRICS";

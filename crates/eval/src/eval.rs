@@ -13,8 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::pricing::ModelPrice;
-use crate::scoring::{Features, Weights, FEATURE_COUNT, FEATURE_NAMES};
+use llm_mux_core::pricing::ModelPrice;
+use llm_mux_core::scoring::{Features, Weights, FEATURE_COUNT, FEATURE_NAMES};
 
 /// Output tokens assumed when the data has no output length (MMLU answers are a letter).
 pub const DEFAULT_OUTPUT_TOKENS: f64 = 5.0;

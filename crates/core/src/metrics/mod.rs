@@ -3,6 +3,5 @@
 
 pub mod aggregate;
 pub mod outbox;
-pub mod store;
 
 pub use aggregate::{Aggregate, MetricsEvent, MetricsReport};

@@ -1,7 +1,7 @@
 //! Golden routing decisions: every prompt in `tests/golden/routing_golden.jsonl` must land in
 //! its expected tier at `DEFAULT_THRESHOLD`, so no scorer change moves a prompt silently.
 
-use llm_mux::scoring::{score, DEFAULT_THRESHOLD};
+use llm_mux_core::scoring::{score, DEFAULT_THRESHOLD};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use llm_mux::eval::{
+use llm_mux_core::learned::{self, train};
+use llm_mux_core::pricing::{ModelPrice, PriceTable};
+use llm_mux_core::scoring::{self, Features, Weights};
+use llm_mux_eval::eval::{
     self, CalibrationTarget, EvalRecord, Item, OperatingPoint, PlotSeries, RouterMetrics, Split,
     TuneOptions,
 };
-use llm_mux::learned::{self, train};
-use llm_mux::pricing::{ModelPrice, PriceTable};
-use llm_mux::scoring::{self, Features, Weights};
 
 const USAGE: &str = "\
 usage:

@@ -1,0 +1,22 @@
+//! llm-mux-core: everything the gateway decides, as plain Rust with no JS calls.
+//!
+//! It owns scoring, routing, pricing, planning the upstream call, the providers' wire
+//! translation, the retry/deadline policy of the upstream call (behind the
+//! [`upstream::Upstream`] seam), the endpoints' request and answer shapes, and the
+//! metrics fold. It must not depend on `worker`, `js_sys` or `web_sys`, read the clock,
+//! or do I/O of any kind: the worker shell (the top-level `llm-mux` package) moves bytes
+//! between the runtime and this crate, and native tests exercise all of it.
+
+pub mod api;
+pub mod chat;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod learned;
+pub mod metrics;
+pub mod pricing;
+pub mod providers;
+pub mod routes;
+pub mod routing;
+pub mod scoring;
+pub mod streaming;
