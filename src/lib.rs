@@ -1,22 +1,33 @@
-//! llm-mux: an LLM routing gateway that runs as a Cloudflare Worker.
+//! llm-mux, the worker shell: an LLM routing gateway that runs as a Cloudflare Worker.
 //!
-//! The request's path: `lib.rs` (route table) -> `handlers` -> `config` (auth, limits)
-//! -> `scoring` (pure) -> `routing` (pure) -> `providers` (pure build/parse + one fetch)
-//! -> response -> `ctx.wait_until(metrics event -> Durable Object)`.
+//! This crate owns the runtime's side only: the entry point and route table (this file),
+//! the request pipeline's order of stages ([`pipeline`]), and the adapters that move data
+//! between the Workers runtime and the pure core (`llm-mux-core`): the upstream `fetch`
+//! ([`upstream`]), responses and the error exit ([`respond`]), stream relaying
+//! ([`stream`]), metrics shipping ([`metrics_shipping`]) and the metrics Durable Object
+//! ([`metrics_store`]). It must not hold policy (scoring, routing, retries, prices,
+//! formats): that lives in the core, where native tests reach it.
 
 pub mod handlers;
+pub mod metrics_shipping;
 pub mod metrics_store;
+pub mod pipeline;
+pub mod respond;
 pub mod runtime;
+pub mod stream;
 pub mod upstream;
 
-pub use llm_mux_core::{
-    api, chat, config, dispatch, error, learned, metrics, pricing, providers, routes, routing,
-    scoring, streaming,
-};
+pub use llm_mux_core::{config, error, metrics, routes, streaming};
 
 use worker::{event, Context, Env, Response};
 
+use llm_mux_core::endpoint::{ChatApi, QueryApi};
+use llm_mux_core::hash::splitmix64;
+use llm_mux_core::stages;
+
 use crate::config::Config;
+use crate::pipeline::Incoming;
+use crate::respond::{Exchange, OrInternal};
 use crate::routes::Route;
 
 pub use crate::metrics_store::MetricsStore;
@@ -64,75 +75,74 @@ fn new_request_id() -> String {
     })
 }
 
-/// splitmix64's output function: a bijection on u64 that spreads every bit.
-fn splitmix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 #[event(fetch)]
-async fn fetch(req: handlers::Incoming, env: Env, ctx: Context) -> worker::Result<Response> {
+async fn fetch(req: Incoming, env: Env, ctx: Context) -> worker::Result<Response> {
     let started_ms = runtime::now_ms();
     let request_id = new_request_id();
     let method = req.method();
     let url = req.url();
     let path = routes::path_of(&url);
     let config = config(&env);
-    let config = config.as_ref();
-
-    let error_response = |e: &error::GatewayError| {
-        if routes::is_openai_path(path) {
-            handlers::chat::openai_error(e)
-        } else {
-            handlers::error_response(e)
-        }
+    let exchange = Exchange {
+        request_id: &request_id,
+        method: &method,
+        path,
+        started_ms,
+        config: config.as_ref(),
     };
-    let result = match routes::resolve(&method, path) {
-        Ok(Route::Query) => {
-            handlers::query::handle(req, &env, &ctx, config, &request_id, started_ms).await
-        }
-        Ok(Route::ChatCompletions) => {
-            handlers::chat::handle(req, &env, &ctx, config, &request_id, started_ms).await
-        }
-        Ok(Route::Metrics) => match config {
-            Ok(config) => handlers::metrics::handle(&req, &env, &ctx, config)
-                .await
-                .or_else(|e| error_response(&e)),
-            Err(e) => error_response(e),
-        },
-        Ok(Route::Models) => match config {
-            Ok(config) => match config.authorize(handlers::authorization(&req).as_deref()) {
-                Ok(()) => handlers::models::handle(config),
-                Err(e) => error_response(&e),
-            },
-            Err(e) => error_response(e),
-        },
-        Ok(Route::Index) => handlers::index::handle(),
-        Err(e) => error_response(&e),
-    };
-    let mut response = match result {
-        Ok(response) => response,
-        Err(e) => {
-            worker::console_error!("{request_id} {method} {path}: {e}");
-            handlers::error_response(&error::GatewayError::Internal(e.to_string()))?
-        }
-    };
+    let response = route(&req, &env, &ctx, &exchange).await;
+    // A failure of the runtime itself (building a response): a 500 with the detail logged.
+    let mut response = response
+        .or_internal()
+        .or_else(|e| error_response(&exchange, &e))?;
     response.headers_mut().set("x-request-id", &request_id)?;
-    // Only failures are logged: Workers observability already records every invocation,
-    // and a console call per request costs measurable CPU (BENCHMARKS.md).
-    if response.status_code() >= 500 {
-        let reason = match config {
-            Err(error) => error.client_message(),
-            Ok(_) => String::new(),
-        };
-        worker::console_error!(
-            "{request_id} {method} {path} {} {}ms {reason}",
-            response.status_code(),
-            handlers::elapsed_ms(started_ms)
-        );
-    }
     Ok(response)
+}
+
+/// The route table: resolves the endpoint, authorizes once, and hands over.
+async fn route(
+    req: &Incoming,
+    env: &Env,
+    ctx: &Context,
+    exchange: &Exchange<'_>,
+) -> worker::Result<Response> {
+    Ok(match routes::resolve(exchange.method, exchange.path) {
+        Ok(Route::Index) => handlers::index::handle()?,
+        Ok(route) => {
+            // authorize: once, for every protected route.
+            let authorization = req.headers().get("authorization").ok().flatten();
+            let access = stages::authorize(exchange.config, authorization.as_deref());
+            match route {
+                Route::Query => pipeline::serve(QueryApi, req, env, ctx, access, exchange).await?,
+                Route::ChatCompletions => {
+                    pipeline::serve(ChatApi, req, env, ctx, access, exchange).await?
+                }
+                Route::Metrics => match access {
+                    Ok(config) => handlers::metrics::handle(env, ctx, config).await,
+                    Err(e) => Err(e),
+                }
+                .or_else(|e| error_response(exchange, &e))?,
+                Route::Models => access
+                    .and_then(|config| handlers::models::handle(config).or_internal())
+                    .or_else(|e| error_response(exchange, &e))?,
+                Route::Index => handlers::index::handle()?,
+            }
+        }
+        Err(e) => error_response(exchange, &e)?,
+    })
+}
+
+/// An error outside the pipeline, in the format of its path (OpenAI's under `/v1/`).
+fn error_response(
+    exchange: &Exchange<'_>,
+    error: &error::GatewayError,
+) -> worker::Result<Response> {
+    let body = if routes::is_openai_path(exchange.path) {
+        error::openai_error_body(error)
+    } else {
+        error.to_body()
+    };
+    respond::error(exchange, error, &body)
 }
 
 #[cfg(test)]
@@ -147,12 +157,5 @@ mod tests {
             .all(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())));
         let distinct: std::collections::HashSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
-    }
-
-    #[test]
-    fn splitmix64_is_a_bijection_on_a_sample() {
-        let outs: std::collections::HashSet<u64> = (0..100_000u64).map(splitmix64).collect();
-        assert_eq!(outs.len(), 100_000);
-        assert_ne!(splitmix64(1), 1);
     }
 }

@@ -5,7 +5,7 @@ use worker::Response;
 
 /// Describes the service.
 pub fn handle() -> worker::Result<Response> {
-    super::json_response(
+    crate::respond::json(
         200,
         &json!({
             "service": "llm-mux",

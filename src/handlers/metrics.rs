@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::metrics::MetricsReport;
 use crate::metrics_store::MetricsClient;
+use crate::respond::{self, OrInternal};
 
 /// The report followed by context fields.
 #[derive(serde::Serialize)]
@@ -19,16 +20,10 @@ struct MetricsBody<'a> {
     storage: serde_json::Value,
 }
 
-/// Serves the metrics report.
-pub async fn handle(
-    req: &super::Incoming,
-    env: &Env,
-    ctx: &Context,
-    config: &Config,
-) -> Result<Response, GatewayError> {
-    config.authorize(super::authorization(req).as_deref())?;
+/// Serves the metrics report to an authorized caller.
+pub async fn handle(env: &Env, ctx: &Context, config: &Config) -> Result<Response, GatewayError> {
     // This isolate's queued events first, so a client reads its own requests.
-    super::flush_metrics(env, ctx).await;
+    crate::metrics_shipping::flush(env, ctx).await;
     let snapshot = async { MetricsClient::connect(env)?.snapshot().await }
         .await
         .map_err(|e| GatewayError::Internal(format!("metrics store: {e}")))?;
@@ -37,5 +32,5 @@ pub async fn handle(
         prices_as_of: &config.prices.as_of,
         storage: snapshot.storage,
     };
-    super::json_response(200, &body).map_err(|e| GatewayError::Internal(e.to_string()))
+    respond::json(200, &body).or_internal()
 }

@@ -26,5 +26,5 @@ pub fn handle(config: &Config) -> worker::Result<Response> {
             }));
         }
     }
-    super::json_response(200, &json!({"object": "list", "data": data}))
+    crate::respond::json(200, &json!({"object": "list", "data": data}))
 }

@@ -213,55 +213,6 @@ fn invalid_param(param: &str, message: &str) -> GatewayError {
     }
 }
 
-/// The OpenAI error body `{"error": {"message", "type", "param", "code"}}` for an error.
-pub fn openai_error_body(error: &GatewayError) -> Value {
-    let (kind, param, code) = match error {
-        GatewayError::BadRequest(_) => ("invalid_request_error", Value::Null, Value::Null),
-        GatewayError::InvalidParam { param, .. } => {
-            ("invalid_request_error", json!(param), Value::Null)
-        }
-        GatewayError::UnknownModel { .. } => (
-            "invalid_request_error",
-            json!("model"),
-            json!("model_not_found"),
-        ),
-        GatewayError::PayloadTooLarge { .. } => (
-            "invalid_request_error",
-            Value::Null,
-            json!("request_too_large"),
-        ),
-        GatewayError::NotFound { .. } => ("invalid_request_error", Value::Null, json!("not_found")),
-        GatewayError::MethodNotAllowed { .. } => (
-            "invalid_request_error",
-            Value::Null,
-            json!("method_not_allowed"),
-        ),
-        GatewayError::Unauthorized => (
-            "invalid_request_error",
-            Value::Null,
-            json!("invalid_api_key"),
-        ),
-        GatewayError::UpstreamKeyMissing { .. } | GatewayError::InvalidConfig { .. } => {
-            ("server_error", Value::Null, json!(error.metric_label()))
-        }
-        GatewayError::Upstream { status, .. } => (
-            "upstream_error",
-            Value::Null,
-            status.map(|s| json!(s.to_string())).unwrap_or(Value::Null),
-        ),
-        GatewayError::UpstreamTimeout { .. } => ("timeout", Value::Null, json!("upstream_timeout")),
-        GatewayError::Internal(_) => ("server_error", Value::Null, Value::Null),
-    };
-    json!({
-        "error": {
-            "message": error.client_message(),
-            "type": kind,
-            "param": param,
-            "code": code,
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,19 +307,5 @@ mod tests {
         let r = ChatRequest::single_turn("auto", &long, None, false);
         let text = r.routing_text(101);
         assert!(text.len() <= 101 && text.chars().all(|c| c == 'é'));
-    }
-
-    #[test]
-    fn openai_error_body_shape() {
-        let body = openai_error_body(&GatewayError::UnknownModel {
-            model: "gpt-9".into(),
-            available: vec!["auto".into()],
-        });
-        assert_eq!(body["error"]["type"], "invalid_request_error");
-        assert_eq!(body["error"]["param"], "model");
-        assert_eq!(body["error"]["code"], "model_not_found");
-        assert!(body["error"]["message"].as_str().unwrap().contains("gpt-9"));
-        let body = openai_error_body(&GatewayError::Unauthorized);
-        assert_eq!(body["error"]["code"], "invalid_api_key");
     }
 }

@@ -1,4 +1,10 @@
-//! One error enum for the gateway: HTTP status, client-facing message and a metric label.
+//! One error enum for the gateway: HTTP status, client-facing message, a metric label, and
+//! the two body formats (the gateway's own and OpenAI's).
+//!
+//! It owns what a client is told about a failure and what is kept back: internal details
+//! ([`GatewayError::Internal`]) never reach a client; the shell logs them once, where the
+//! error response is built, through [`GatewayError::log_detail`] with every secret
+//! scrubbed. It must not build HTTP responses or log anything itself.
 
 use serde_json::{json, Value};
 
@@ -132,6 +138,19 @@ impl GatewayError {
         }
     }
 
+    /// What the log says about this error (500 and 502 answers): the client message plus
+    /// the detail a client never sees, with each of `secrets` replaced by `*****`.
+    pub fn log_detail(&self, secrets: &[&str]) -> String {
+        let mut detail = match self {
+            Self::Internal(detail) => format!("internal error: {detail}"),
+            other => other.client_message(),
+        };
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            detail = detail.replace(secret, "*****");
+        }
+        detail
+    }
+
     /// The JSON body `{"error": {"type", "message", ...}}`.
     pub fn to_body(&self) -> Value {
         let mut error = json!({
@@ -152,6 +171,55 @@ impl GatewayError {
         }
         json!({ "error": error })
     }
+}
+
+/// The OpenAI error body `{"error": {"message", "type", "param", "code"}}` for an error.
+pub fn openai_error_body(error: &GatewayError) -> Value {
+    let (kind, param, code) = match error {
+        GatewayError::BadRequest(_) => ("invalid_request_error", Value::Null, Value::Null),
+        GatewayError::InvalidParam { param, .. } => {
+            ("invalid_request_error", json!(param), Value::Null)
+        }
+        GatewayError::UnknownModel { .. } => (
+            "invalid_request_error",
+            json!("model"),
+            json!("model_not_found"),
+        ),
+        GatewayError::PayloadTooLarge { .. } => (
+            "invalid_request_error",
+            Value::Null,
+            json!("request_too_large"),
+        ),
+        GatewayError::NotFound { .. } => ("invalid_request_error", Value::Null, json!("not_found")),
+        GatewayError::MethodNotAllowed { .. } => (
+            "invalid_request_error",
+            Value::Null,
+            json!("method_not_allowed"),
+        ),
+        GatewayError::Unauthorized => (
+            "invalid_request_error",
+            Value::Null,
+            json!("invalid_api_key"),
+        ),
+        GatewayError::UpstreamKeyMissing { .. } | GatewayError::InvalidConfig { .. } => {
+            ("server_error", Value::Null, json!(error.metric_label()))
+        }
+        GatewayError::Upstream { status, .. } => (
+            "upstream_error",
+            Value::Null,
+            status.map(|s| json!(s.to_string())).unwrap_or(Value::Null),
+        ),
+        GatewayError::UpstreamTimeout { .. } => ("timeout", Value::Null, json!("upstream_timeout")),
+        GatewayError::Internal(_) => ("server_error", Value::Null, Value::Null),
+    };
+    json!({
+        "error": {
+            "message": error.client_message(),
+            "type": kind,
+            "param": param,
+            "code": code,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -228,5 +296,37 @@ mod tests {
         }
         .client_message();
         assert!(msg.contains("MISTRAL_API_KEY") && msg.contains("wrangler secret put"));
+    }
+    #[test]
+    fn openai_error_body_shape() {
+        let body = openai_error_body(&GatewayError::UnknownModel {
+            model: "gpt-9".into(),
+            available: vec!["auto".into()],
+        });
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["param"], "model");
+        assert_eq!(body["error"]["code"], "model_not_found");
+        assert!(body["error"]["message"].as_str().unwrap().contains("gpt-9"));
+        let body = openai_error_body(&GatewayError::Unauthorized);
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+    }
+
+    #[test]
+    fn log_detail_keeps_the_internal_detail_and_scrubs_secrets() {
+        let e = GatewayError::Internal("fetch failed with key sk-live-9 and tok-2".into());
+        let line = e.log_detail(&["sk-live-9", "", "tok-2"]);
+        assert_eq!(
+            line,
+            "internal error: fetch failed with key ***** and *****"
+        );
+        let upstream = GatewayError::Upstream {
+            status: Some(502),
+            message: "bad gateway from sk-live-9".into(),
+            retry_after: None,
+        };
+        assert_eq!(
+            upstream.log_detail(&["sk-live-9"]),
+            "upstream returned HTTP 502: bad gateway from *****"
+        );
     }
 }

@@ -7,16 +7,21 @@
 //! or do I/O of any kind: the worker shell (the top-level `llm-mux` package) moves bytes
 //! between the runtime and this crate, and native tests exercise all of it.
 
+pub mod accounting;
 pub mod api;
 pub mod chat;
 pub mod config;
-pub mod dispatch;
+pub mod endpoint;
 pub mod error;
+pub mod hash;
 pub mod learned;
 pub mod metrics;
+pub mod plan;
 pub mod pricing;
 pub mod providers;
 pub mod routes;
 pub mod routing;
 pub mod scoring;
+pub mod stages;
 pub mod streaming;
+pub mod upstream;

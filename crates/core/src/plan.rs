@@ -1,0 +1,185 @@
+//! The plan stage: score the routing text, pick the tier, and build the upstream call.
+//!
+//! It owns the decision of where a request goes and what is sent there (URL, headers with
+//! the tier's key, body in the backend's dialect). It must not price answers (that is
+//! [`crate::accounting`]) or do I/O: the shell sends what the plan describes.
+
+use serde_json::Value;
+
+use crate::chat::ChatRequest;
+use crate::config::{Config, Secret};
+use crate::error::GatewayError;
+use crate::providers::{BackendKind, Provider};
+use crate::routing::{self, Requested, RouterKind, RoutingDecision};
+use crate::scoring::{self, FeatureContribution};
+use crate::upstream::UpstreamRequest;
+
+/// Everything decided before the upstream is called.
+pub struct Plan {
+    /// The routing decision.
+    pub decision: RoutingDecision,
+    /// Named feature contributions behind the score.
+    pub features: Vec<FeatureContribution>,
+    /// The scorer that produced them.
+    pub router: RouterKind,
+    /// Backend of the chosen tier.
+    pub backend: BackendKind,
+    /// Model the chosen tier sends upstream (the configured id).
+    pub model: String,
+    /// Upstream URL.
+    pub url: String,
+    /// Upstream key (empty when the backend needs none).
+    pub key: Secret,
+    /// Upstream request body.
+    pub body: Value,
+    /// Whether the answer is streamed.
+    pub stream: bool,
+    /// Characters of prompt text, for estimates.
+    pub prompt_chars: usize,
+}
+
+impl Plan {
+    /// The provider of the chosen tier.
+    pub fn provider(&self) -> &'static dyn Provider {
+        self.backend.provider()
+    }
+
+    /// Headers of the upstream call (authentication included).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        self.provider().headers(self.key.expose())
+    }
+
+    /// The upstream request this plan describes.
+    pub fn upstream_request(&self) -> UpstreamRequest<'_> {
+        UpstreamRequest {
+            url: &self.url,
+            headers: self.headers(),
+            body: self.body.to_string().into_bytes(),
+            stream: self.stream,
+        }
+    }
+}
+
+/// Scores `routing_text`, picks the tier, and builds the upstream request.
+pub fn plan(
+    config: &Config,
+    request: &ChatRequest,
+    requested: Requested,
+    routing_text: &str,
+) -> Result<Plan, GatewayError> {
+    let complexity = config.router.score(routing_text);
+    // Conditional tiers test the heuristic's named features, whatever the router.
+    let has_conditions = config.policies.iter().any(|p| p.when.is_some());
+    let heuristic = match config.router {
+        RouterKind::Learned if has_conditions => Some(scoring::score(routing_text)),
+        _ => None,
+    };
+    let condition_features = heuristic
+        .as_ref()
+        .map_or(&complexity.features, |h| &h.features);
+    let decision = routing::decide(
+        complexity.score,
+        condition_features,
+        &config.policies,
+        requested,
+    );
+    let tier = config
+        .tiers
+        .get(decision.tier)
+        .ok_or_else(|| GatewayError::Internal("routing chose a missing tier".into()))?;
+    let key = Secret::new(tier.key()?);
+    let provider = tier.backend.provider();
+    let body = provider.build_request(request, &tier.model)?;
+    Ok(Plan {
+        features: complexity.features,
+        router: config.router,
+        backend: tier.backend,
+        model: tier.model.clone(),
+        url: provider.endpoint(&tier.base_url),
+        key,
+        body,
+        stream: request.stream,
+        prompt_chars: request.prompt_chars(),
+        decision,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let mut map: HashMap<String, String> =
+            HashMap::from([("MISTRAL_API_KEY".to_string(), "sk-test".to_string())]);
+        for (k, v) in vars {
+            map.insert(k.to_string(), v.to_string());
+        }
+        Config::from_lookup(|name| map.get(name).cloned()).unwrap()
+    }
+
+    #[test]
+    fn plan_routes_and_builds_the_upstream_call() {
+        let c = config(&[("ROUTING_THRESHOLD", "0")]);
+        let r = ChatRequest::single_turn("auto", "hi", Some(5), false);
+        let d = plan(&c, &r, Requested::Auto, "hi").unwrap();
+        assert_eq!(d.decision.tier_name, "large");
+        assert_eq!(d.body["model"], "mistral-large-latest");
+        assert_eq!(d.body["max_tokens"], 5);
+        assert_eq!(d.url, "https://api.mistral.ai/v1/chat/completions");
+        assert_eq!(
+            d.headers(),
+            vec![("authorization", "Bearer sk-test".to_string())]
+        );
+        let c = config(&[("ROUTING_THRESHOLD", "1")]);
+        assert_eq!(
+            plan(&c, &r, Requested::Auto, "hi")
+                .unwrap()
+                .decision
+                .tier_name,
+            "small"
+        );
+        assert_eq!(
+            plan(&c, &r, Requested::Tier(1), "hi")
+                .unwrap()
+                .decision
+                .tier_name,
+            "large"
+        );
+    }
+
+    #[test]
+    fn learned_router_is_used_when_configured() {
+        let c = config(&[("ROUTER", "learned")]);
+        let r = ChatRequest::single_turn("auto", "hi", None, false);
+        let d = plan(&c, &r, Requested::Auto, "hi").unwrap();
+        assert_eq!(d.decision.score, crate::learned::score("hi").score);
+        assert_eq!(d.decision.threshold, crate::learned::DEFAULT_THRESHOLD);
+    }
+
+    #[test]
+    fn plan_needs_the_tier_key() {
+        let c = Config::from_lookup(|_| None).unwrap();
+        let r = ChatRequest::single_turn("auto", "hi", None, false);
+        assert_eq!(
+            plan(&c, &r, Requested::Auto, "hi").err(),
+            Some(GatewayError::UpstreamKeyMissing {
+                variable: "MISTRAL_API_KEY".into()
+            })
+        );
+    }
+
+    #[test]
+    fn upstream_request_carries_the_plan() {
+        let c = config(&[("ROUTING_THRESHOLD", "1")]);
+        let r = ChatRequest::single_turn("auto", "hi", None, true);
+        let p = plan(&c, &r, Requested::Auto, "hi").unwrap();
+        let u = p.upstream_request();
+        assert_eq!(u.url, "https://api.mistral.ai/v1/chat/completions");
+        assert!(u.stream);
+        assert_eq!(u.headers, p.headers());
+        let body: Value = serde_json::from_slice(&u.body).unwrap();
+        assert_eq!(body, p.body);
+        assert_eq!(body["model"], "mistral-small-latest");
+    }
+}

@@ -1,0 +1,194 @@
+//! The request's path through the gateway, as one list of named stages read top to bottom:
+//!
+//! ```text
+//! authorize -> admit -> parse -> plan -> budget -> cache lookup -> call -> settle
+//!           -> respond -> record
+//! ```
+//!
+//! `POST /query` and `POST /v1/chat/completions` both run [`serve`]; they differ only in
+//! the [`Endpoint`] they pass (parse, answer shape, stream tail, error format). Each stage
+//! is one call into the core (`llm_mux_core::stages`, `plan`, `upstream`, `accounting`,
+//! `endpoint`) or one runtime adapter of this crate, so a new feature (rate limits,
+//! budgets, a cache, fallbacks, judged samples) is a stage's new policy, not an edit in
+//! every handler. This file owns the order of the stages and the hand-over of data between
+//! them; it must not hold policy of its own (no retry rules, no prices, no formats).
+
+use worker::{Context, Env, Response};
+
+use llm_mux_core::accounting::{self, Accounting};
+use llm_mux_core::config::DEFAULT_METRICS_BATCH_MS;
+use llm_mux_core::endpoint::Endpoint;
+use llm_mux_core::plan::{self, Plan};
+use llm_mux_core::stages;
+use llm_mux_core::streaming::{StreamEnd, StreamMeter, StreamSummary};
+use llm_mux_core::upstream::{self, Answer};
+
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::metrics::MetricsEvent;
+use crate::respond::{self, Exchange, OrInternal, RoutingHeaders};
+use crate::runtime;
+use crate::upstream::Fetch;
+
+/// The incoming request as the runtime hands it over. Not converted to `worker::Request`:
+/// that conversion reads the `cf` object (which the runtime parses from JSON) and copies
+/// the URL and method on every request; the pipeline only needs a header and the body.
+pub type Incoming = worker::web_sys::Request;
+
+/// What the stages before `record` produce: the response, and the metrics event unless a
+/// stream records its own when it ends.
+type Served = (Response, Option<MetricsEvent>);
+
+/// Serves one API request. `access` is the result of the authorize stage, run once for
+/// every protected route by the router (`lib.rs`). Every outcome, success or failure, is
+/// recorded after the response.
+pub async fn serve<E: Endpoint>(
+    endpoint: E,
+    req: &Incoming,
+    env: &Env,
+    ctx: &Context,
+    access: Result<&Config, GatewayError>,
+    exchange: &Exchange<'_>,
+) -> worker::Result<Response> {
+    // Failures are recorded too; an invalid configuration has no batch window of its own.
+    let window_ms = access
+        .as_ref()
+        .map_or(DEFAULT_METRICS_BATCH_MS, |c| c.metrics_batch_ms);
+    match stages(endpoint, req, env, ctx, access, exchange).await {
+        Ok((response, event)) => {
+            // record: after the response, batched per isolate.
+            if let Some(event) = event {
+                crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
+            }
+            Ok(response)
+        }
+        Err(error) => {
+            let event = accounting::failed_event(exchange.request_id, &error);
+            crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
+            respond::error(exchange, &error, &endpoint.error_body(&error))
+        }
+    }
+}
+
+/// The stages from admission to the response.
+async fn stages<E: Endpoint>(
+    endpoint: E,
+    req: &Incoming,
+    env: &Env,
+    ctx: &Context,
+    access: Result<&Config, GatewayError>,
+    exchange: &Exchange<'_>,
+) -> Result<Served, GatewayError> {
+    // authorize: decided by the router, once; a refusal is this request's failure.
+    let config = access?;
+    // admit: rate limits.
+    stages::admit(config)?;
+    // parse: the body, by the endpoint's rules.
+    let body = read_body(req).await?;
+    let parsed = endpoint.parse(&body, config)?;
+    // plan: score, route, build the upstream request.
+    let plan = plan::plan(config, &parsed.chat, parsed.requested, &parsed.routing_text)?;
+    // budget: spend caps against the plan.
+    stages::budget(config, &plan)?;
+    // cache lookup: no response cache yet; every request is a miss.
+    // call: attempts, retries and the deadline (the core's policy) over the runtime's fetch.
+    let answer = upstream::call(
+        &Fetch,
+        &plan.upstream_request(),
+        stages::call_policy(config),
+        plan.provider(),
+        plan.key.expose(),
+    )
+    .await?;
+    match answer {
+        Answer::Whole(raw) => {
+            // settle: parse, price, and describe the answer as a metrics event.
+            let completion = plan.provider().parse_response(&raw)?;
+            let latency_ms = elapsed_ms(exchange.started_ms);
+            let (accounting, event) = accounting::settle(
+                config,
+                exchange.request_id,
+                &plan,
+                &completion.model,
+                completion.usage,
+                completion.answer.chars().count(),
+                latency_ms,
+                None,
+            )?;
+            // respond: the endpoint's shape.
+            let now_s = runtime::now_ms() / 1000;
+            let answer =
+                endpoint.whole_answer(&plan, completion, raw, &accounting, latency_ms, now_s)?;
+            let response = respond::answer(answer, &plan).or_internal()?;
+            Ok((response, Some(event)))
+        }
+        Answer::Stream(upstream) => {
+            // respond now; settle and record when the stream ends.
+            let meter = StreamMeter::new(
+                plan.provider()
+                    .stream_decoder(endpoint.stream_options(&parsed, runtime::now_ms() / 1000)),
+                endpoint.stream_format(),
+            );
+            let window_ms = config.metrics_batch_ms;
+            let routing = RoutingHeaders::of(&plan);
+            let finish = stream_settlement(endpoint, config.clone(), exchange, plan);
+            let response = respond::stream(env, ctx, window_ms, routing, upstream, meter, finish)
+                .or_internal()?;
+            Ok((response, None))
+        }
+    }
+}
+
+/// settle and respond for a stream, run once when it ends: its price (from the usage it
+/// reported, else estimated), the endpoint's last bytes, and the event to record.
+fn stream_settlement<E: Endpoint>(
+    endpoint: E,
+    config: Config,
+    exchange: &Exchange<'_>,
+    plan: Plan,
+) -> impl FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, MetricsEvent) + 'static {
+    let request_id = exchange.request_id.to_string();
+    let started_ms = exchange.started_ms;
+    move |summary: StreamSummary, end: StreamEnd| {
+        let latency_ms = elapsed_ms(started_ms);
+        let incomplete = summary.incomplete_reason(end);
+        let reported = summary.model.clone().unwrap_or_default();
+        let settled = accounting::settle(
+            &config,
+            &request_id,
+            &plan,
+            &reported,
+            summary.usage,
+            summary.completion_chars,
+            latency_ms,
+            incomplete,
+        );
+        let priced: Result<&Accounting, &GatewayError> = match &settled {
+            Ok((accounting, _)) => Ok(accounting),
+            Err(error) => Err(error),
+        };
+        let tail = endpoint.stream_tail(&plan, summary, priced, latency_ms, incomplete);
+        let event = match settled {
+            Ok((_, event)) => event,
+            Err(error) => accounting::failed_event(&request_id, &error),
+        };
+        (tail, event)
+    }
+}
+
+/// The request body, read in one piece.
+async fn read_body(req: &Incoming) -> Result<Vec<u8>, GatewayError> {
+    let unreadable = |e: worker::wasm_bindgen::JsValue| {
+        let reason = runtime::error_field(&e, "message").unwrap_or_else(|| "unreadable".into());
+        GatewayError::BadRequest(format!("cannot read request body: {reason}"))
+    };
+    let promise = req.array_buffer().map_err(unreadable)?;
+    runtime::array_buffer_bytes(promise)
+        .await
+        .map_err(unreadable)
+}
+
+/// Milliseconds since `started_ms`.
+pub fn elapsed_ms(started_ms: u64) -> u64 {
+    runtime::now_ms().saturating_sub(started_ms)
+}

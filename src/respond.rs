@@ -1,0 +1,192 @@
+//! Responses: JSON answers, error answers (the one place an error becomes a response, and
+//! the one place its detail is logged), routing headers, and streamed answers.
+//!
+//! It owns the HTTP shape of what the pipeline decided. It must not decide anything: status,
+//! message and body format come from the core's error and endpoint types.
+
+use worker::{Context, Env, Response};
+
+use llm_mux_core::endpoint::WholeAnswer;
+use llm_mux_core::plan::Plan;
+
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::metrics::MetricsEvent;
+use crate::stream::{MeteredStream, OnEnd};
+use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
+
+/// What the error exit needs to know about the request it answers.
+pub struct Exchange<'a> {
+    /// The request's id (also in `x-request-id`).
+    pub request_id: &'a str,
+    /// HTTP method.
+    pub method: &'a str,
+    /// Path, without query.
+    pub path: &'a str,
+    /// Arrival time (`runtime::now_ms`).
+    pub started_ms: u64,
+    /// The configuration (its secrets are scrubbed from logs).
+    pub config: &'a Result<Config, GatewayError>,
+}
+
+/// Turns a failed runtime call (building a response, reading a stream) into an internal
+/// error. `From<worker::Error> for GatewayError` cannot be written here (both types are
+/// foreign to this crate, and the core must not know `worker`), so this is the conversion.
+pub trait OrInternal<T> {
+    /// The value, or [`GatewayError::Internal`] with the runtime's message.
+    fn or_internal(self) -> Result<T, GatewayError>;
+}
+
+impl<T> OrInternal<T> for worker::Result<T> {
+    fn or_internal(self) -> Result<T, GatewayError> {
+        self.map_err(|e| GatewayError::Internal(e.to_string()))
+    }
+}
+
+/// A JSON response with the given status; struct fields keep their declared order.
+pub fn json<T: serde::Serialize>(status: u16, body: &T) -> worker::Result<Response> {
+    json_bytes(status, serde_json::to_vec(body)?)
+}
+
+/// A response whose body is JSON already serialised (passed through as it came).
+pub fn json_bytes(status: u16, body: Vec<u8>) -> worker::Result<Response> {
+    // `from_body` rather than `from_bytes`: the latter sets a content type first, and a
+    // second Headers object would replace the builder's own.
+    let mut response = Response::from_body(worker::ResponseBody::Body(body))?.with_status(status);
+    let headers = response.headers_mut();
+    headers.set("content-type", "application/json")?;
+    headers.set("cache-control", "no-store")?;
+    Ok(response)
+}
+
+/// The error exit: the JSON error response of `error` with `body` (the endpoint's error
+/// format), and, for server-side failures (5xx), one log line with the detail a client
+/// never sees, every configured secret scrubbed from it.
+pub fn error(
+    exchange: &Exchange<'_>,
+    error: &GatewayError,
+    body: &serde_json::Value,
+) -> worker::Result<Response> {
+    let status = error.status();
+    if status >= 500 {
+        let secrets = secrets(exchange.config);
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        worker::console_error!(
+            "{} {} {} {status} {}ms {}",
+            exchange.request_id,
+            exchange.method,
+            exchange.path,
+            crate::runtime::now_ms().saturating_sub(exchange.started_ms),
+            error.log_detail(&secrets)
+        );
+    }
+    let mut response = json(status, body)?;
+    match error {
+        GatewayError::MethodNotAllowed { allowed, .. } => {
+            response.headers_mut().set("allow", allowed)?;
+        }
+        GatewayError::Unauthorized => {
+            response
+                .headers_mut()
+                .set("www-authenticate", "Bearer realm=\"llm-mux\"")?;
+        }
+        GatewayError::Upstream {
+            retry_after: Some(after),
+            ..
+        } => {
+            response.headers_mut().set("retry-after", after)?;
+        }
+        _ => {}
+    }
+    Ok(response)
+}
+
+/// Every secret of the configuration: the tiers' upstream keys and the client keys.
+fn secrets(config: &Result<Config, GatewayError>) -> Vec<String> {
+    let Ok(config) = config else {
+        return Vec::new();
+    };
+    config
+        .tiers
+        .iter()
+        .filter_map(|tier| tier.key().ok().map(str::to_string))
+        .chain(config.api_keys.iter().map(|k| k.expose().to_string()))
+        .collect()
+}
+
+/// The routing headers every answered request carries.
+pub struct RoutingHeaders {
+    tier: String,
+    score: String,
+    model: String,
+}
+
+impl RoutingHeaders {
+    /// The headers that describe `plan`.
+    pub fn of(plan: &Plan) -> Self {
+        Self {
+            tier: plan.decision.tier_name.clone(),
+            score: format!("{:.4}", plan.decision.score),
+            model: plan.model.clone(),
+        }
+    }
+
+    fn set(&self, response: &mut Response) -> worker::Result<()> {
+        let headers = response.headers_mut();
+        headers.set("x-llm-mux-tier", &self.tier)?;
+        headers.set("x-llm-mux-score", &self.score)?;
+        headers.set("x-llm-mux-model", &self.model)?;
+        Ok(())
+    }
+}
+
+/// A whole answer with its routing headers.
+pub fn answer(answer: WholeAnswer, plan: &Plan) -> worker::Result<Response> {
+    let mut response = json_bytes(200, answer.body)?;
+    RoutingHeaders::of(plan).set(&mut response)?;
+    for (name, value) in &answer.headers {
+        response.headers_mut().set(name, value)?;
+    }
+    Ok(response)
+}
+
+/// Relays an upstream SSE response through `meter`, with the routing headers. When the
+/// stream ends (or the client goes away), `finish` turns the summary into the last bytes
+/// to send and the metrics event, which is recorded (batched, `window_ms`) through
+/// `ctx.wait_until`.
+pub fn stream<F>(
+    env: &Env,
+    ctx: &Context,
+    window_ms: u64,
+    routing: RoutingHeaders,
+    mut upstream: Response,
+    meter: StreamMeter,
+    finish: F,
+) -> worker::Result<Response>
+where
+    F: FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, MetricsEvent) + 'static,
+{
+    use futures_util::StreamExt;
+    let (sender, receiver) = futures_channel::oneshot::channel::<MetricsEvent>();
+    let on_end: OnEnd = Box::new(move |summary, end| {
+        let (tail, event) = finish(summary, end);
+        // The receiver lives in wait_until; if it is gone there is nobody left to tell.
+        let _ = sender.send(event);
+        tail
+    });
+    let body = MeteredStream::new(upstream.stream()?.boxed_local(), meter, on_end);
+    let env = env.clone();
+    ctx.wait_until(async move {
+        if let Ok(event) = receiver.await {
+            if let Some(flush) = crate::metrics_shipping::enqueue(&env, event, window_ms) {
+                flush.await;
+            }
+        }
+    });
+    let mut response = Response::from_stream(body)?;
+    let headers = response.headers_mut();
+    headers.set("content-type", "text/event-stream; charset=utf-8")?;
+    headers.set("cache-control", "no-cache")?;
+    routing.set(&mut response)?;
+    Ok(response)
+}
