@@ -17,6 +17,7 @@
 
 use std::sync::OnceLock;
 
+use crate::hash::{fnv1a64_step, FNV1A64_OFFSET};
 use crate::scoring::{self, ComplexityScore, FeatureContribution, Weights, FEATURE_COUNT};
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -121,8 +122,6 @@ const WORD_SALT: [u64; 4] = [
     0x2f6b_5bd6_5c0c_96e5,
     0x6a09_e667_f3bc_c908,
 ];
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// Calls `f(group, bucket)` for every word and character n-gram of `text`, in text order.
 ///
@@ -135,11 +134,11 @@ pub fn visit_ngrams(text: &str, cfg: &NgramConfig, mut f: impl FnMut(Group, usiz
         let max_n = usize::from(cfg.word_max_n);
         let mut recent = [0u64; 3]; // hashes of the last words, most recent first
         let mut seen = 0usize;
-        let mut h = FNV_OFFSET;
+        let mut h = FNV1A64_OFFSET;
         let mut in_word = false;
         for &b in bytes.iter().chain(std::iter::once(&b' ')) {
             if b.is_ascii_alphanumeric() || b >= 0x80 {
-                h = (h ^ u64::from(fold(b))).wrapping_mul(FNV_PRIME);
+                h = fnv1a64_step(h, fold(b));
                 in_word = true;
                 continue;
             }
@@ -155,7 +154,7 @@ pub fn visit_ngrams(text: &str, cfg: &NgramConfig, mut f: impl FnMut(Group, usiz
                 }
                 f(Group::Word, bucket(acc, bits));
             }
-            h = FNV_OFFSET;
+            h = FNV1A64_OFFSET;
             in_word = false;
         }
     }

@@ -12,6 +12,7 @@ pub mod chat;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod hash;
 pub mod learned;
 pub mod metrics;
 pub mod pricing;
