@@ -4,3 +4,4 @@
 //! and is built with opt-level 3 (`--profile eval`).
 
 pub mod eval;
+pub mod training;

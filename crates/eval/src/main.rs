@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use llm_mux_core::learned::{self, train};
+use llm_mux_core::learned;
 use llm_mux_core::pricing::{ModelPrice, PriceTable};
 use llm_mux_core::scoring::{self, Features, Weights};
 use llm_mux_eval::eval::{
     self, CalibrationTarget, EvalRecord, Item, OperatingPoint, PlotSeries, RouterMetrics, Split,
     TuneOptions,
 };
+use llm_mux_eval::training as train;
 
 const USAGE: &str = "\
 usage:

@@ -1,11 +1,16 @@
-//! Offline training of the learned router (native only): featurize, fit a logistic model
-//! with AdaGrad, cross-validate, quantize and write the weights file.
+//! Offline training of the learned router: featurize, fit a logistic model with AdaGrad,
+//! cross-validate, quantize and write the weights file that `llm_mux_core::learned` reads.
 //!
 //! Everything is deterministic: a fixed-seed shuffle (SplitMix64), fixed iteration order,
-//! single thread, so the same data and settings give the same bytes.
+//! single thread, so the same data and settings give the same bytes. The features and the
+//! file layout are the core's ([`learned::visit_ngrams`], [`learned::dense_inputs`],
+//! [`learned::HEADER_LEN`]): this module must not define features of its own, and must not
+//! choose settings or thresholds (the CLI's `train` does) or read and write files.
 
-use super::{sigmoid, visit_ngrams, Group, NgramConfig, DENSE_COUNT, HEADER_LEN, MAGIC};
-use crate::hash::{fnv1a64, SplitMix64};
+use llm_mux_core::hash::{fnv1a64, SplitMix64};
+use llm_mux_core::learned::{
+    self, sigmoid, visit_ngrams, Group, NgramConfig, DENSE_COUNT, HEADER_LEN, MAGIC,
+};
 
 /// What the model learns to predict from the two models' quality scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,13 +81,13 @@ impl Default for TrainConfig {
 pub struct Example {
     /// Distinct buckets with their summed values, sorted by bucket.
     pub sparse: Vec<(u32, f32)>,
-    /// [`super::dense_inputs`] of the prompt.
+    /// [`learned::dense_inputs`] of the prompt.
     pub dense: [f64; DENSE_COUNT],
     /// Label in [0,1].
     pub label: f64,
 }
 
-/// Sparse inputs exactly as [`super::LearnedModel::logits`] uses them: each occurrence of
+/// Sparse inputs exactly as [`learned::LearnedModel::logits`] uses them: each occurrence of
 /// a word n-gram adds `1/sqrt(word n-grams)`, each char n-gram `1/sqrt(char n-grams)`.
 pub fn sparse_inputs(text: &str, ngrams: &NgramConfig) -> Vec<(u32, f32)> {
     let mut words = Vec::new();
@@ -114,7 +119,7 @@ pub fn sparse_inputs(text: &str, ngrams: &NgramConfig) -> Vec<(u32, f32)> {
 pub fn example(text: &str, quality_small: f64, quality_large: f64, cfg: &TrainConfig) -> Example {
     Example {
         sparse: sparse_inputs(text, &cfg.ngrams),
-        dense: super::dense_inputs(text),
+        dense: learned::dense_inputs(text),
         label: cfg.target.label(quality_small, quality_large),
     }
 }
@@ -254,8 +259,8 @@ pub fn write_model(model: &FloatModel, threshold: f64) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::LearnedModel;
     use super::*;
+    use llm_mux_core::learned::LearnedModel;
 
     fn small_cfg() -> TrainConfig {
         TrainConfig {
