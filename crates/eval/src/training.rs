@@ -5,7 +5,7 @@
 //! single thread, so the same data and settings give the same bytes. The features and the
 //! file layout are the core's ([`learned::visit_ngrams`], [`learned::dense_inputs`],
 //! [`learned::HEADER_LEN`]): this module must not define features of its own, and must not
-//! choose settings or thresholds (the CLI's `train` does) or read and write files.
+//! choose settings or thresholds (see [`crate::selection`]) or read and write files.
 
 use llm_mux_core::hash::{fnv1a64, SplitMix64};
 use llm_mux_core::learned::{
