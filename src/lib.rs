@@ -22,7 +22,7 @@ pub use llm_mux_core::{config, error, metrics, routes, streaming};
 use worker::{event, Context, Env, Response};
 
 use llm_mux_core::endpoint::{ChatApi, QueryApi};
-use llm_mux_core::hash::splitmix64;
+use llm_mux_core::hash::{splitmix64, SPLITMIX64_GAMMA};
 use llm_mux_core::stages;
 
 use crate::config::Config;
@@ -69,7 +69,7 @@ fn new_request_id() -> String {
             }
             state.set(u64::from_le_bytes(bytes) | 1);
         }
-        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let next = state.get().wrapping_add(SPLITMIX64_GAMMA);
         state.set(next);
         format!("{:016x}", splitmix64(next))
     })

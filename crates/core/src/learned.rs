@@ -12,15 +12,19 @@
 //! It estimates how much better the large model answers than the small one (trained on the
 //! target `(1 + quality_large - quality_small) / 2`), so a higher score means "route large".
 //! The weights (`data/learned_router.bin`) are read in place from the embedded bytes, once
-//! (no copy, no allocation per request). Training and the file format live in
-//! [`train`] (native only); see `docs/routing-eval.md` for how it was fit and how it does.
+//! (no copy, no allocation per request).
+//!
+//! This module owns what scoring at run time needs: the weights file format ([`MAGIC`],
+//! [`HEADER_LEN`], [`LearnedModel::from_bytes`]), the features ([`visit_ngrams`],
+//! [`dense_inputs`]) and the score. It must not train: fitting and writing the weights file
+//! are offline work in the `llm-mux-eval` crate (`llm_mux_eval::training`), which uses the
+//! public items here so that training and scoring share one definition of the features.
+//! See `docs/routing-eval.md` for how the model was fit and how it does.
 
 use std::sync::OnceLock;
 
+use crate::hash::{fnv1a64_step, FNV1A64_OFFSET};
 use crate::scoring::{self, ComplexityScore, FeatureContribution, Weights, FEATURE_COUNT};
-
-#[cfg(not(target_arch = "wasm32"))]
-pub mod train;
 
 /// Score at or above which a query goes to the large tier with the learned router.
 ///
@@ -29,7 +33,7 @@ pub mod train;
 /// weights file too; a test checks that both agree.
 pub const DEFAULT_THRESHOLD: f64 = 0.5573;
 
-/// The shipped weights (see [`train::write_model`] for the layout).
+/// The shipped weights (layout: see [`HEADER_LEN`]; written by `llm_mux_eval::training`).
 const EMBEDDED_MODEL: &[u8] = include_bytes!("../../../data/learned_router.bin");
 
 /// Number of dense inputs: the heuristic's features plus the heuristic score.
@@ -46,7 +50,9 @@ pub const PART_NAMES: [&str; 4] = [
 /// File magic and format version of the weights file.
 pub const MAGIC: &[u8; 5] = b"LMXR\x01";
 
-/// Bytes before the weight table: magic, 4 settings bytes, then 3 + DENSE_COUNT f64s.
+/// Bytes before the weight table: magic, 4 settings bytes (bits, word_max_n, char_min_n,
+/// char_max_n), then 3 + DENSE_COUNT little-endian f64s (bias, scale, threshold, the dense
+/// weights). The table of `2^bits` i8 weights follows (weight = i8 * scale).
 pub const HEADER_LEN: usize = MAGIC.len() + 4 + 8 * (3 + DENSE_COUNT);
 
 /// How text is cut into hashed n-grams (stored in the weights file header).
@@ -121,8 +127,6 @@ const WORD_SALT: [u64; 4] = [
     0x2f6b_5bd6_5c0c_96e5,
     0x6a09_e667_f3bc_c908,
 ];
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// Calls `f(group, bucket)` for every word and character n-gram of `text`, in text order.
 ///
@@ -135,11 +139,11 @@ pub fn visit_ngrams(text: &str, cfg: &NgramConfig, mut f: impl FnMut(Group, usiz
         let max_n = usize::from(cfg.word_max_n);
         let mut recent = [0u64; 3]; // hashes of the last words, most recent first
         let mut seen = 0usize;
-        let mut h = FNV_OFFSET;
+        let mut h = FNV1A64_OFFSET;
         let mut in_word = false;
         for &b in bytes.iter().chain(std::iter::once(&b' ')) {
             if b.is_ascii_alphanumeric() || b >= 0x80 {
-                h = (h ^ u64::from(fold(b))).wrapping_mul(FNV_PRIME);
+                h = fnv1a64_step(h, fold(b));
                 in_word = true;
                 continue;
             }
@@ -155,7 +159,7 @@ pub fn visit_ngrams(text: &str, cfg: &NgramConfig, mut f: impl FnMut(Group, usiz
                 }
                 f(Group::Word, bucket(acc, bits));
             }
-            h = FNV_OFFSET;
+            h = FNV1A64_OFFSET;
             in_word = false;
         }
     }

@@ -2,8 +2,8 @@
 //! (a snapshot of a few prompts, so retraining or a hashing change is never silent), the
 //! golden prompts mostly land in their expected tier, and training is reproducible.
 
-use llm_mux_core::learned::train::{self, TrainConfig};
 use llm_mux_core::learned::{self, LearnedModel, DEFAULT_THRESHOLD, PART_NAMES};
+use llm_mux_eval::training::{self as train, TrainConfig};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

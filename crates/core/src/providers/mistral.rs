@@ -136,11 +136,7 @@ pub fn mistral_tool_call_id(id: &str) -> String {
     }
     const ALPHABET: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     // FNV-1a, 64 bits: stable across builds and platforms.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut hash = crate::hash::fnv1a64(id.as_bytes());
     (0..9)
         .map(|_| {
             let c = ALPHABET[(hash % 62) as usize] as char;

@@ -1,10 +1,16 @@
-//! Offline training of the learned router (native only): featurize, fit a logistic model
-//! with AdaGrad, cross-validate, quantize and write the weights file.
+//! Offline training of the learned router: featurize, fit a logistic model with AdaGrad,
+//! cross-validate, quantize and write the weights file that `llm_mux_core::learned` reads.
 //!
 //! Everything is deterministic: a fixed-seed shuffle (SplitMix64), fixed iteration order,
-//! single thread, so the same data and settings give the same bytes.
+//! single thread, so the same data and settings give the same bytes. The features and the
+//! file layout are the core's ([`learned::visit_ngrams`], [`learned::dense_inputs`],
+//! [`learned::HEADER_LEN`]): this module must not define features of its own, and must not
+//! choose settings or thresholds (see [`crate::selection`]) or read and write files.
 
-use super::{sigmoid, visit_ngrams, Group, NgramConfig, DENSE_COUNT, HEADER_LEN, MAGIC};
+use llm_mux_core::hash::{fnv1a64, SplitMix64};
+use llm_mux_core::learned::{
+    self, sigmoid, visit_ngrams, Group, NgramConfig, DENSE_COUNT, HEADER_LEN, MAGIC,
+};
 
 /// What the model learns to predict from the two models' quality scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,13 +81,13 @@ impl Default for TrainConfig {
 pub struct Example {
     /// Distinct buckets with their summed values, sorted by bucket.
     pub sparse: Vec<(u32, f32)>,
-    /// [`super::dense_inputs`] of the prompt.
+    /// [`learned::dense_inputs`] of the prompt.
     pub dense: [f64; DENSE_COUNT],
     /// Label in [0,1].
     pub label: f64,
 }
 
-/// Sparse inputs exactly as [`super::LearnedModel::logits`] uses them: each occurrence of
+/// Sparse inputs exactly as [`learned::LearnedModel::logits`] uses them: each occurrence of
 /// a word n-gram adds `1/sqrt(word n-grams)`, each char n-gram `1/sqrt(char n-grams)`.
 pub fn sparse_inputs(text: &str, ngrams: &NgramConfig) -> Vec<(u32, f32)> {
     let mut words = Vec::new();
@@ -113,7 +119,7 @@ pub fn sparse_inputs(text: &str, ngrams: &NgramConfig) -> Vec<(u32, f32)> {
 pub fn example(text: &str, quality_small: f64, quality_large: f64, cfg: &TrainConfig) -> Example {
     Example {
         sparse: sparse_inputs(text, &cfg.ngrams),
-        dense: super::dense_inputs(text),
+        dense: learned::dense_inputs(text),
         label: cfg.target.label(quality_small, quality_large),
     }
 }
@@ -145,21 +151,10 @@ impl FloatModel {
     }
 }
 
-/// SplitMix64: a tiny deterministic generator for the shuffle.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
+/// A draw in `0..n` from the shuffle's generator (modulo: the tiny bias is irrelevant here,
+/// and changing the draw would change every trained model).
+fn below(rng: &mut SplitMix64, n: usize) -> usize {
+    (rng.next_u64() % n as u64) as usize
 }
 
 /// Fits the model on `examples[i]` for `i` in `subset` (in that order before shuffling).
@@ -180,12 +175,12 @@ pub fn fit(examples: &[Example], subset: &[usize], cfg: &TrainConfig) -> FloatMo
     let mut g_dense = [0.0f64; DENSE_COUNT];
     let mut g_bias = 0.0f64;
     const EPS: f64 = 1e-8;
-    let mut rng = SplitMix64(cfg.seed);
+    let mut rng = SplitMix64::new(cfg.seed);
     let mut order: Vec<usize> = subset.to_vec();
     for epoch in 0..cfg.dense_epochs + cfg.epochs {
         let dense_stage = epoch < cfg.dense_epochs;
         for i in (1..order.len()).rev() {
-            let j = rng.below(i + 1);
+            let j = below(&mut rng, i + 1);
             order.swap(i, j);
         }
         for &i in &order {
@@ -235,11 +230,7 @@ pub fn out_of_fold(
 
 /// Deterministic fold of a record id (FNV-1a of the id, modulo `folds`).
 pub fn fold_of_id(id: &str, folds: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in id.as_bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h % folds.max(1) as u64) as usize
+    (fnv1a64(id.as_bytes()) % folds.max(1) as u64) as usize
 }
 
 /// Serializes a model: magic, bits, word_max_n, char_min_n, char_max_n, then f64 LE
@@ -268,8 +259,8 @@ pub fn write_model(model: &FloatModel, threshold: f64) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::LearnedModel;
     use super::*;
+    use llm_mux_core::learned::LearnedModel;
 
     fn small_cfg() -> TrainConfig {
         TrainConfig {
