@@ -75,6 +75,17 @@ const TARGETS = [
   { name: "/v1/chat/completions (stream)", worker: "mux", path: "/v1/chat/completions", body: chat("auto", true), floor: "floor (stream)", stream: true },
 ];
 
+// BENCH_BASE_DIR: a directory with a wrangler.toml and build/ of another llm-mux build
+// (e.g. a worktree of an earlier commit), run beside this one as "baseline" targets, so a
+// change is compared with what it replaces in the same run.
+const BASE_DIR = env.BENCH_BASE_DIR ? path.resolve(env.BENCH_BASE_DIR) : null;
+if (BASE_DIR) {
+  TARGETS.push(
+    { name: "baseline /query", worker: "base", path: "/query", body: { query: QUERY }, floor: "floor" },
+    { name: "baseline /v1/chat/completions", worker: "base", path: "/v1/chat/completions", body: chat("auto", false), floor: "floor" },
+  );
+}
+
 // Ways of running the workers; "via" is where oha connects.
 const MODES = [
   { name: "direct, inspector off", key: "direct-noinsp", inspector: false, via: "direct", reps: REPS },
@@ -470,7 +481,17 @@ try {
           persist: path.join(work, "state-rsfloor"),
         })
       : null;
-    const workers = { floor, mux, ...(rsfloor ? { rsfloor } : {}) };
+    const base = BASE_DIR
+      ? await startWorker({
+          name: "baseline llm-mux",
+          config: path.join(BASE_DIR, "wrangler.toml"),
+          inspector,
+          vars: { MISTRAL_BASE_URL: upstreamUrl },
+          secrets: { MISTRAL_API_KEY: "bench-upstream-key", LLM_MUX_API_KEYS: API_KEY },
+          persist: path.join(work, `state-base-${inspector ? "insp" : "noinsp"}`),
+        })
+      : null;
+    const workers = { floor, mux, ...(rsfloor ? { rsfloor } : {}), ...(base ? { base } : {}) };
     log(`floor: public ${floor.public}, direct ${floor.direct}; llm-mux: public ${mux.public}, direct ${mux.direct}`);
 
     // Which targets exist in this build.
