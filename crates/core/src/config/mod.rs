@@ -1,0 +1,234 @@
+//! Environment variables and secrets -> one validated `Config`, parsed before any work.
+//!
+//! This module owns the [`Config`] struct, the order in which [`Config::from_lookup`]
+//! reads and validates the variables, and the lookups over a built configuration (prices,
+//! top tier, tier and model names). The jobs live in sub-modules: `vars` reads the plain
+//! variables, `tiers` builds the tiers, `auth` holds secrets and client
+//! authentication; their public items are re-exported here, so `config::Secret`,
+//! `config::TierConfig` and `config::DEFAULT_*` keep their paths. It must not parse a
+//! variable itself nor do I/O: every value comes through the `lookup` function.
+
+mod auth;
+mod tiers;
+mod vars;
+
+pub use auth::Secret;
+pub use tiers::TierConfig;
+pub use vars::{
+    DEFAULT_LARGE_MODEL, DEFAULT_MAX_QUERY_BYTES, DEFAULT_METRICS_BATCH_MS,
+    DEFAULT_MISTRAL_BASE_URL, DEFAULT_SMALL_MODEL, DEFAULT_UPSTREAM_TIMEOUT_MS,
+    MAX_MAX_QUERY_BYTES, MAX_METRICS_BATCH_MS, MAX_UPSTREAM_TIMEOUT_MS,
+};
+
+use crate::error::GatewayError;
+use crate::pricing::{ModelPrice, PriceTable};
+use crate::routing::{self, Requested, RouterKind, TierPolicy};
+
+/// The gateway's validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Tiers from cheapest to most expensive.
+    pub tiers: Vec<TierConfig>,
+    /// The tiers' selection policies (same order), for the router.
+    pub policies: Vec<TierPolicy>,
+    /// Scorer of query complexity.
+    pub router: RouterKind,
+    /// Score threshold of the most expensive plain tier.
+    pub routing_threshold: f64,
+    /// Bearer tokens accepted by the API; empty means no auth.
+    pub api_keys: Vec<Secret>,
+    /// Largest accepted query, in bytes of UTF-8.
+    pub max_query_bytes: usize,
+    /// Time allowed for the upstream call, in milliseconds.
+    pub upstream_timeout_ms: u64,
+    /// Batch window of metrics events, in milliseconds; 0 sends each event on its own.
+    pub metrics_batch_ms: u64,
+    /// Prices used for cost accounting (embedded table, MODEL_PRICES, tier prices).
+    pub prices: PriceTable,
+}
+
+impl Config {
+    /// Reads and validates every variable through `lookup` (name -> raw value).
+    pub fn from_lookup<F>(lookup: F) -> Result<Self, GatewayError>
+    where
+        F: Fn(&str) -> Option<String>,
+    {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string());
+        let secret = |name: &str| get(name).filter(|v| !v.is_empty()).map(Secret::new);
+
+        let mistral_base_url = vars::mistral_base_url(&get)?;
+        let small_model = vars::model(&get, "SMALL_MODEL", DEFAULT_SMALL_MODEL)?;
+        let large_model = vars::model(&get, "LARGE_MODEL", DEFAULT_LARGE_MODEL)?;
+        let router = vars::router(&get)?;
+        let routing_threshold = vars::routing_threshold(&get, router)?;
+        let api_keys = auth::api_keys(get("LLM_MUX_API_KEYS"));
+        let max_query_bytes = vars::bounded(
+            &get,
+            "MAX_QUERY_BYTES",
+            DEFAULT_MAX_QUERY_BYTES as u64,
+            1,
+            MAX_MAX_QUERY_BYTES as u64,
+        )? as usize;
+        let upstream_timeout_ms = vars::bounded(
+            &get,
+            "UPSTREAM_TIMEOUT_MS",
+            DEFAULT_UPSTREAM_TIMEOUT_MS,
+            1,
+            MAX_UPSTREAM_TIMEOUT_MS,
+        )?;
+        let metrics_batch_ms = vars::bounded(
+            &get,
+            "METRICS_BATCH_MS",
+            DEFAULT_METRICS_BATCH_MS,
+            0,
+            MAX_METRICS_BATCH_MS,
+        )?;
+        let mut prices = vars::model_prices(&get)?;
+
+        let tiers = match get("TIERS").filter(|v| !v.is_empty()) {
+            None => tiers::default_tiers(
+                &mistral_base_url,
+                small_model,
+                large_model,
+                routing_threshold,
+                &prices,
+                &secret,
+            )?,
+            Some(raw) => tiers::parse_tiers(&raw, &mistral_base_url, &mut prices, &secret)?,
+        };
+        let policies = tiers.iter().map(|t| t.policy.clone()).collect::<Vec<_>>();
+        let routing_threshold = policies
+            .get(routing::top_tier(&policies))
+            .map(|p| p.min_score)
+            .unwrap_or(routing_threshold);
+
+        Ok(Self {
+            tiers,
+            policies,
+            router,
+            routing_threshold,
+            api_keys,
+            max_query_bytes,
+            upstream_timeout_ms,
+            metrics_batch_ms,
+            prices,
+        })
+    }
+
+    /// Price of a tier's calls: the tier's own prices, else the table's price of the model
+    /// id the upstream reported, else of the configured model.
+    pub fn price_of(&self, tier: usize, reported_model: &str) -> Option<ModelPrice> {
+        let tier = self.tiers.get(tier)?;
+        tier.price
+            .or_else(|| self.prices.lookup(reported_model, &tier.model))
+    }
+
+    /// Index of the most expensive plain tier (the "always large" reference).
+    pub fn top_tier(&self) -> usize {
+        routing::top_tier(&self.policies)
+    }
+
+    /// Index of the tier called `name`.
+    pub fn tier_by_name(&self, name: &str) -> Option<usize> {
+        self.tiers.iter().position(|t| t.name() == name)
+    }
+
+    /// Resolves a requested `model` (`auto`, a tier name, or a model a tier serves).
+    pub fn resolve_model(&self, model: &str) -> Result<Requested, GatewayError> {
+        if model == "auto" {
+            return Ok(Requested::Auto);
+        }
+        if let Some(i) = self.tier_by_name(model) {
+            return Ok(Requested::Tier(i));
+        }
+        if let Some(i) = self.tiers.iter().position(|t| t.model == model) {
+            return Ok(Requested::Model(i));
+        }
+        Err(GatewayError::UnknownModel {
+            model: model.chars().take(100).collect(),
+            available: self.model_names(),
+        })
+    }
+
+    /// Every name a client may use as `model`: auto, the tiers, the tiers' models.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names = vec![String::from("auto")];
+        for tier in &self.tiers {
+            names.push(tier.name().to_string());
+        }
+        for tier in &self.tiers {
+            if !names.contains(&tier.model) {
+                names.push(tier.model.clone());
+            }
+        }
+        names
+    }
+}
+
+/// Builds configurations from literal variables, for the sub-modules' tests.
+#[cfg(test)]
+mod test_support {
+    use std::collections::HashMap;
+
+    use super::Config;
+    use crate::error::GatewayError;
+
+    pub(super) fn config(vars: &[(&str, &str)]) -> Result<Config, GatewayError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    pub(super) fn invalid_variable(result: Result<Config, GatewayError>) -> &'static str {
+        match result {
+            Err(GatewayError::InvalidConfig { variable, .. }) => variable,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    pub(super) fn invalid_message(result: Result<Config, GatewayError>) -> String {
+        match result {
+            Err(e @ GatewayError::InvalidConfig { .. }) => e.client_message(),
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::config;
+    use super::*;
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.tiers.len(), 2);
+        let (small, large) = (&c.tiers[0], &c.tiers[1]);
+        assert_eq!(
+            (small.name(), small.model.as_str()),
+            ("small", "mistral-small-latest")
+        );
+        assert_eq!(
+            (large.name(), large.model.as_str()),
+            ("large", "mistral-large-latest")
+        );
+        assert_eq!(small.base_url, "https://api.mistral.ai");
+        assert_eq!(c.router, routing::DEFAULT_ROUTER);
+        assert_eq!(large.policy.min_score, c.router.default_threshold());
+        assert_eq!(c.routing_threshold, c.router.default_threshold());
+        assert!(small.api_key.is_none());
+        assert_eq!(
+            small.key(),
+            Err(GatewayError::UpstreamKeyMissing {
+                variable: "MISTRAL_API_KEY".into()
+            })
+        );
+        assert!(c.api_keys.is_empty());
+        assert_eq!(c.max_query_bytes, 32768);
+        assert_eq!(c.upstream_timeout_ms, 60000);
+        assert_eq!(c.metrics_batch_ms, DEFAULT_METRICS_BATCH_MS);
+        assert_eq!(c.top_tier(), 1);
+    }
+}
