@@ -57,7 +57,7 @@ eval:
 		--svg docs/img/routing-test.svg $(EVAL_DATA)
 
 ## train-router: fit the learned router on the dev split only (5-fold CV grid within dev)
-##               -> data/learned_router.bin; prints the threshold for src/learned.rs
+##               -> data/learned_router.bin; prints the threshold for crates/core/src/learned.rs
 train-router:
 	cargo run --profile eval --quiet -p llm-mux-eval --bin llm-mux-eval -- train --out data/learned_router.bin $(EVAL_DATA)
 

@@ -3,7 +3,7 @@
 //!
 //! Storage design: the whole aggregate is one row (`id = 1`, JSON), kept in memory and
 //! rewritten per batch of events (the worker batches them per isolate, see
-//! [`super::outbox`]), so a batch costs one row written (and the one row read by the
+//! [`llm_mux_core::metrics::outbox`]), so a batch costs one row written (and the one row read by the
 //! upsert's conflict check) however many requests it holds; the aggregate is read from
 //! storage only on start. A Durable Object runs one request at a time and
 //! `SqlStorage::exec` is synchronous, so the read-modify-write below never interleaves
