@@ -1,9 +1,10 @@
 //! The settle stage's arithmetic: what an answer cost, what it would have cost on the top
 //! tier, and the metrics event that records it (or a failure).
 //!
-//! It owns the one name of each cost figure: `cost_usd` (what the routed model charged)
-//! and `cost_if_top_usd` (the same tokens at the top tier's prices, the "always large"
-//! counterfactual; `cost_if_large_usd` in the metrics event's wire format). Usage missing
+//! It owns the one name of each cost figure of a request, used from here through the
+//! metrics event: `cost_usd` (what the routed model charged) and `cost_if_large_usd` (the
+//! same tokens at the top tier's prices, the "always large" counterfactual; the aggregate
+//! sums them as `total_cost_usd` and `cost_if_always_large_usd`). Usage missing
 //! from the upstream is estimated (~4 characters per token) and flagged, never priced as
 //! zero. It must not decide routing or touch the network.
 
@@ -23,7 +24,7 @@ pub struct Accounting {
     /// Cost at the routed model's prices.
     pub cost_usd: f64,
     /// Cost of the same tokens at the top tier's prices.
-    pub cost_if_top_usd: f64,
+    pub cost_if_large_usd: f64,
     /// Tokens were estimated (no usage from the upstream).
     pub estimated: bool,
 }
@@ -65,7 +66,7 @@ pub fn account(
         tokens_in: usage.prompt_tokens,
         tokens_out: usage.completion_tokens,
         cost_usd: routed.cost_usd(usage.prompt_tokens, usage.completion_tokens),
-        cost_if_top_usd: top_price.cost_usd(usage.prompt_tokens, usage.completion_tokens),
+        cost_if_large_usd: top_price.cost_usd(usage.prompt_tokens, usage.completion_tokens),
         estimated,
     })
 }
@@ -120,7 +121,7 @@ pub fn completed_event(
         tokens_in: accounting.tokens_in,
         tokens_out: accounting.tokens_out,
         cost_usd: accounting.cost_usd,
-        cost_if_large_usd: accounting.cost_if_top_usd,
+        cost_if_large_usd: accounting.cost_if_large_usd,
         tokens_estimated: accounting.estimated,
         incomplete: incomplete.map(str::to_string),
     }
@@ -154,7 +155,7 @@ mod tests {
         };
         let a = account(&c, &d, "mistral-small-2603", Some(usage), 0).unwrap();
         assert!((a.cost_usd - (8.0 * 0.15 + 12.0 * 0.60) / 1e6).abs() < 1e-15);
-        assert!((a.cost_if_top_usd - (8.0 * 0.5 + 12.0 * 1.5) / 1e6).abs() < 1e-15);
+        assert!((a.cost_if_large_usd - (8.0 * 0.5 + 12.0 * 1.5) / 1e6).abs() < 1e-15);
         assert!(!a.estimated);
         let e = completed_event(&c, "r1", &d, &a, 42, None);
         assert!(
@@ -178,9 +179,9 @@ mod tests {
         let a = account(&c, &d, "mistral-small-2603", Some(usage), 0).unwrap();
         assert!((a.cost_usd - 0.14).abs() < 1e-12, "{}", a.cost_usd);
         assert!(
-            (a.cost_if_top_usd - (0.05 + 0.03)).abs() < 1e-12,
+            (a.cost_if_large_usd - (0.05 + 0.03)).abs() < 1e-12,
             "{}",
-            a.cost_if_top_usd
+            a.cost_if_large_usd
         );
     }
 

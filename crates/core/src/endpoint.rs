@@ -305,7 +305,7 @@ mod tests {
             tokens_in: 3,
             tokens_out: 4,
             cost_usd: 0.000123,
-            cost_if_top_usd: 0.0005,
+            cost_if_large_usd: 0.0005,
             estimated: false,
         }
     }
