@@ -67,7 +67,31 @@ pub fn plan(
     requested: Requested,
     routing_text: &str,
 ) -> Result<Plan, GatewayError> {
+    plan_with_threshold(config, request, requested, routing_text, None)
+}
+
+/// [`plan`], with the top tier's threshold replaced by `threshold` (the quality
+/// controller's) when one is given.
+pub fn plan_with_threshold(
+    config: &Config,
+    request: &ChatRequest,
+    requested: Requested,
+    routing_text: &str,
+    threshold: Option<f64>,
+) -> Result<Plan, GatewayError> {
     let complexity = config.router.score(routing_text);
+    let moved;
+    let policies = match threshold {
+        Some(t) if t != config.routing_threshold => {
+            let mut policies = config.policies.clone();
+            if let Some(top) = policies.get_mut(config.top_tier()) {
+                top.min_score = t;
+            }
+            moved = policies;
+            &moved
+        }
+        _ => &config.policies,
+    };
     // Conditional tiers test the heuristic's named features, whatever the router.
     let has_conditions = config.policies.iter().any(|p| p.when.is_some());
     let heuristic = match config.router {
@@ -77,12 +101,23 @@ pub fn plan(
     let condition_features = heuristic
         .as_ref()
         .map_or(&complexity.features, |h| &h.features);
-    let decision = routing::decide(
-        complexity.score,
-        condition_features,
-        &config.policies,
-        requested,
-    );
+    let decision = routing::decide(complexity.score, condition_features, policies, requested);
+    finish(config, request, decision, complexity.features)
+}
+
+/// The plan of a call to tier `tier`, unrouted and unscored (the shadow sample's other
+/// tier, the judge).
+pub fn direct(config: &Config, request: &ChatRequest, tier: usize) -> Result<Plan, GatewayError> {
+    let decision = routing::decide(0.0, &[], &config.policies, Requested::Tier(tier));
+    finish(config, request, decision, Vec::new())
+}
+
+fn finish(
+    config: &Config,
+    request: &ChatRequest,
+    decision: RoutingDecision,
+    features: Vec<FeatureContribution>,
+) -> Result<Plan, GatewayError> {
     let tier = config
         .tiers
         .get(decision.tier)
@@ -91,7 +126,7 @@ pub fn plan(
     let provider = tier.backend.provider();
     let body = provider.build_request(request, &tier.model)?;
     Ok(Plan {
-        features: complexity.features,
+        features,
         router: config.router,
         backend: tier.backend,
         model: tier.model.clone(),
@@ -181,5 +216,31 @@ mod tests {
         let body: Value = serde_json::from_slice(&u.body).unwrap();
         assert_eq!(body, p.body);
         assert_eq!(body["model"], "mistral-small-latest");
+    }
+
+    #[test]
+    fn a_controller_threshold_replaces_the_top_tiers() {
+        let c = config(&[("ROUTING_THRESHOLD", "0.9")]);
+        let r = ChatRequest::single_turn("auto", "hi", None, false);
+        let p = plan_with_threshold(&c, &r, Requested::Auto, "hi", Some(0.0)).unwrap();
+        assert_eq!(p.decision.tier_name, "large");
+        assert_eq!(p.decision.threshold, 0.0);
+        let p = plan_with_threshold(&c, &r, Requested::Auto, "hi", None).unwrap();
+        assert_eq!(p.decision.tier_name, "small");
+        assert_eq!(p.decision.threshold, 0.9);
+        // A tier the client asked for is kept whatever the threshold.
+        let p = plan_with_threshold(&c, &r, Requested::Tier(0), "hi", Some(0.0)).unwrap();
+        assert_eq!(p.decision.tier_name, "small");
+    }
+
+    #[test]
+    fn a_direct_plan_calls_the_given_tier() {
+        let c = config(&[]);
+        let r = ChatRequest::single_turn("auto", "hi", None, false);
+        let p = direct(&c, &r, 1).unwrap();
+        assert_eq!(p.model, "mistral-large-latest");
+        assert_eq!(p.body["model"], "mistral-large-latest");
+        assert!(p.features.is_empty());
+        assert!(direct(&c, &r, 0).unwrap().body["model"] == "mistral-small-latest");
     }
 }

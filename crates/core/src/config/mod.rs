@@ -9,10 +9,14 @@
 //! variable itself nor do I/O: every value comes through the `lookup` function.
 
 mod auth;
+mod quality;
 mod tiers;
 mod vars;
 
 pub use auth::Secret;
+pub use quality::{
+    QualityConfig, QualityTarget, DEFAULT_MAX_SAMPLES_PER_HOUR, MAX_MAX_SAMPLES_PER_HOUR,
+};
 pub use tiers::TierConfig;
 pub use vars::{
     DEFAULT_LARGE_MODEL, DEFAULT_MAX_QUERY_BYTES, DEFAULT_METRICS_BATCH_MS,
@@ -45,6 +49,8 @@ pub struct Config {
     pub metrics_batch_ms: u64,
     /// Prices used for cost accounting (embedded table, MODEL_PRICES, tier prices).
     pub prices: PriceTable,
+    /// Judged shadow samples and the threshold controller's target.
+    pub quality: QualityConfig,
 }
 
 impl Config {
@@ -101,6 +107,7 @@ impl Config {
             .get(routing::top_tier(&policies))
             .map(|p| p.min_score)
             .unwrap_or(routing_threshold);
+        let quality = quality::quality(&get, &tiers, routing::top_tier(&policies))?;
 
         Ok(Self {
             tiers,
@@ -112,6 +119,7 @@ impl Config {
             upstream_timeout_ms,
             metrics_batch_ms,
             prices,
+            quality,
         })
     }
 

@@ -105,6 +105,25 @@ pub(super) fn routing_threshold(get: Lookup, router: RouterKind) -> Result<f64, 
     }
 }
 
+/// The decimal number in variable `name`, from `min` to `max` (inclusive), if set.
+pub(super) fn decimal_in(
+    get: Lookup,
+    name: &'static str,
+    min: f64,
+    max: f64,
+) -> Result<Option<f64>, GatewayError> {
+    match get(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(raw) => match parse_decimal(&raw) {
+            Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
+            _ => Err(invalid(
+                name,
+                format!("expected a number from {min} to {max}, got {raw:?}"),
+            )),
+        },
+    }
+}
+
 /// The whole number in variable `name`, from `min` to `max`, or `default`.
 pub(super) fn bounded(
     get: Lookup,
