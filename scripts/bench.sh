@@ -33,7 +33,7 @@ if [ "${BENCH_SKIP_NATIVE:-0}" != 1 ]; then
   # Its own target dir and panic = unwind: with the release profile's panic = "abort", cargo
   # would build the library twice into one directory (the bench harness needs unwind).
   CARGO_TARGET_DIR=target/bench-native CARGO_PROFILE_RELEASE_PANIC=unwind \
-    BENCH_JSON="$OUT/native.json" cargo bench --quiet -p llm-mux-core --bench routers >&2
+    BENCH_JSON="$PWD/$OUT/native.json" cargo bench --quiet -p llm-mux-core --bench routers >&2
 fi
 
 say "building the workers-rs floor (bench/rs-floor)"

@@ -12,6 +12,8 @@ pub mod handlers;
 pub mod metrics_shipping;
 pub mod metrics_store;
 pub mod pipeline;
+pub mod quality;
+pub mod quality_store;
 pub mod respond;
 pub mod runtime;
 pub mod stream;
@@ -31,6 +33,7 @@ use crate::respond::{Exchange, OrInternal};
 use crate::routes::Route;
 
 pub use crate::metrics_store::MetricsStore;
+pub use crate::quality_store::QualityStore;
 
 /// Reads the configuration from the worker's vars and secrets.
 fn load_config(env: &Env) -> Result<Config, error::GatewayError> {
@@ -60,6 +63,11 @@ thread_local! {
 /// ids never repeat within an isolate, are unpredictable across isolates, and cost no call
 /// into the runtime after the first.
 fn new_request_id() -> String {
+    format!("{:016x}", random_u64())
+}
+
+/// The next number of the isolate's random sequence (request ids, sampling decisions).
+pub fn random_u64() -> u64 {
     ID_STATE.with(|state| {
         if state.get() == 0 {
             let mut bytes = [0u8; 8];
@@ -71,7 +79,7 @@ fn new_request_id() -> String {
         }
         let next = state.get().wrapping_add(SPLITMIX64_GAMMA);
         state.set(next);
-        format!("{:016x}", splitmix64(next))
+        splitmix64(next)
     })
 }
 

@@ -1,8 +1,8 @@
 //! The request's path through the gateway, as one list of named stages read top to bottom:
 //!
 //! ```text
-//! authorize -> admit -> parse -> plan -> budget -> cache lookup -> call -> settle
-//!           -> respond -> record
+//! authorize -> admit -> parse -> plan -> budget -> sample -> cache lookup -> call
+//!           -> settle -> respond -> record
 //! ```
 //!
 //! `POST /query` and `POST /v1/chat/completions` both run [`serve`]; they differ only in
@@ -17,8 +17,10 @@ use worker::{Context, Env, Response};
 
 use llm_mux_core::accounting::{self, Accounting};
 use llm_mux_core::config::DEFAULT_METRICS_BATCH_MS;
-use llm_mux_core::endpoint::Endpoint;
+use llm_mux_core::endpoint::{Endpoint, Parsed};
 use llm_mux_core::plan::{self, Plan};
+use llm_mux_core::routing::Requested;
+use llm_mux_core::shadow::{self, ShadowJob};
 use llm_mux_core::stages;
 use llm_mux_core::streaming::{StreamEnd, StreamMeter, StreamSummary};
 use llm_mux_core::upstream::{self, Answer};
@@ -26,6 +28,7 @@ use llm_mux_core::upstream::{self, Answer};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::metrics::MetricsEvent;
+use crate::quality;
 use crate::respond::{self, Exchange, OrInternal, RoutingHeaders};
 use crate::runtime;
 use crate::upstream::Fetch;
@@ -35,9 +38,9 @@ use crate::upstream::Fetch;
 /// the URL and method on every request; the pipeline only needs a header and the body.
 pub type Incoming = worker::web_sys::Request;
 
-/// What the stages before `record` produce: the response, and the metrics event unless a
-/// stream records its own when it ends.
-type Served = (Response, Option<MetricsEvent>);
+/// What the stages before `record` produce: the response, the metrics event (unless a
+/// stream records its own when it ends) and a sampled request's shadow job.
+type Served = (Response, Option<MetricsEvent>, Option<ShadowJob>);
 
 /// Serves one API request. `access` is the result of the authorize stage, run once for
 /// every protected route by the router (`lib.rs`). Every outcome, success or failure, is
@@ -55,10 +58,14 @@ pub async fn serve<E: Endpoint>(
         .as_ref()
         .map_or(DEFAULT_METRICS_BATCH_MS, |c| c.metrics_batch_ms);
     match stages(endpoint, req, env, ctx, access, exchange).await {
-        Ok((response, event)) => {
-            // record: after the response, batched per isolate.
+        Ok((response, event, job)) => {
+            // record: after the response, batched per isolate; a sampled request's job goes
+            // to the quality store.
             if let Some(event) = event {
                 crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
+            }
+            if let Some(job) = job {
+                quality::submit_after_response(env, ctx, job);
             }
             Ok(response)
         }
@@ -86,10 +93,25 @@ async fn stages<E: Endpoint>(
     // parse: the body, by the endpoint's rules.
     let body = read_body(req).await?;
     let parsed = endpoint.parse(&body, config)?;
-    // plan: score, route, build the upstream request.
-    let plan = plan::plan(config, &parsed.chat, parsed.requested, &parsed.routing_text)?;
+    // plan: score, route (with the quality controller's threshold when a target is set),
+    // build the upstream request.
+    let threshold = quality::threshold(env, ctx, config);
+    let plan = plan::plan_with_threshold(
+        config,
+        &parsed.chat,
+        parsed.requested,
+        &parsed.routing_text,
+        threshold,
+    )?;
     // budget: spend caps against the plan.
     stages::budget(config, &plan)?;
+    // sample: an automatically routed request may be shadowed by the other tier and
+    // judged, after its response (QUALITY_SAMPLE_RATE).
+    let sample = match parsed.requested {
+        Requested::Auto => quality::sample(config)
+            .and_then(|p| Some((p, shadow::other_tier(config, plan.decision.tier)?))),
+        _ => None,
+    };
     // cache lookup: no response cache yet; every request is a miss.
     // call: attempts, retries and the deadline (the core's policy) over the runtime's fetch.
     let answer = upstream::call(
@@ -115,26 +137,41 @@ async fn stages<E: Endpoint>(
                 latency_ms,
                 None,
             )?;
+            let job = sample.map(|(probability, other)| {
+                shadow_job(
+                    exchange,
+                    &plan,
+                    &parsed,
+                    probability,
+                    other,
+                    completion.answer.clone(),
+                    &accounting,
+                )
+            });
             // respond: the endpoint's shape.
             let now_s = runtime::now_ms() / 1000;
             let answer =
                 endpoint.whole_answer(&plan, completion, raw, &accounting, latency_ms, now_s)?;
             let response = respond::answer(answer, &plan).or_internal()?;
-            Ok((response, Some(event)))
+            Ok((response, Some(event), job))
         }
         Answer::Stream(upstream) => {
             // respond now; settle and record when the stream ends.
-            let meter = StreamMeter::new(
+            let mut meter = StreamMeter::new(
                 plan.provider()
                     .stream_decoder(endpoint.stream_options(&parsed, runtime::now_ms() / 1000)),
                 endpoint.stream_format(),
             );
+            if sample.is_some() {
+                meter = meter.keeping_answer();
+            }
             let window_ms = config.metrics_batch_ms;
             let routing = RoutingHeaders::of(&plan);
-            let finish = stream_settlement(endpoint, config.clone(), exchange, plan);
+            let sample = sample.map(|s| (s, parsed));
+            let finish = stream_settlement(endpoint, config.clone(), exchange, plan, sample);
             let response = respond::stream(env, ctx, window_ms, routing, upstream, meter, finish)
                 .or_internal()?;
-            Ok((response, None))
+            Ok((response, None, None))
         }
     }
 }
@@ -146,9 +183,37 @@ fn stream_settlement<E: Endpoint>(
     config: Config,
     exchange: &Exchange<'_>,
     plan: Plan,
-) -> impl FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, MetricsEvent) + 'static {
+    sample: Option<((f64, usize), Parsed)>,
+) -> impl FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static {
     let request_id = exchange.request_id.to_string();
     let started_ms = exchange.started_ms;
+    let (router, score, threshold, served) = (
+        plan_router(&plan),
+        plan.decision.score,
+        plan.decision.threshold,
+        plan.decision.tier,
+    );
+    let job_of = move |accounting: &Accounting, answer: String| {
+        // Only a stream that ended well is judged: a cut answer would be graded unfairly.
+        sample.map(|((probability, other), parsed)| ShadowJob {
+            id: request_id.clone(),
+            created_ms: started_ms,
+            router,
+            score,
+            threshold,
+            served_tier: served,
+            other_tier: other,
+            sample_probability: probability,
+            request: ShadowJob::request_of(&parsed.chat),
+            query: parsed.routing_text,
+            served_answer: answer,
+            served_tokens_in: accounting.tokens_in,
+            served_tokens_out: accounting.tokens_out,
+            served_cost_usd: accounting.cost_usd,
+            served_first: quality::served_first(),
+        })
+    };
+    let request_id = exchange.request_id.to_string();
     move |summary: StreamSummary, end: StreamEnd| {
         let latency_ms = elapsed_ms(started_ms);
         let incomplete = summary.incomplete_reason(end);
@@ -167,12 +232,59 @@ fn stream_settlement<E: Endpoint>(
             Ok((accounting, _)) => Ok(accounting),
             Err(error) => Err(error),
         };
+        let answer = summary.answer.clone();
         let tail = endpoint.stream_tail(&plan, summary, priced, latency_ms, incomplete);
-        let event = match settled {
-            Ok((_, event)) => event,
-            Err(error) => accounting::failed_event(&request_id, &error),
+        let (event, job) = match settled {
+            Ok((accounting, event)) => {
+                let job = match incomplete {
+                    None => job_of(&accounting, answer),
+                    Some(_) => None,
+                };
+                (event, job)
+            }
+            Err(error) => (accounting::failed_event(&request_id, &error), None),
         };
-        (tail, event)
+        (tail, (event, job))
+    }
+}
+
+/// What a stream records when it ends: its metrics event, and its shadow job if sampled.
+pub type Recorded = (MetricsEvent, Option<ShadowJob>);
+
+fn plan_router(plan: &Plan) -> String {
+    match plan.router {
+        llm_mux_core::routing::RouterKind::Learned => "learned".into(),
+        llm_mux_core::routing::RouterKind::Heuristic => "heuristic".into(),
+    }
+}
+
+/// The shadow job of a sampled whole answer.
+#[allow(clippy::too_many_arguments)]
+fn shadow_job(
+    exchange: &Exchange<'_>,
+    plan: &Plan,
+    parsed: &Parsed,
+    probability: f64,
+    other: usize,
+    answer: String,
+    accounting: &Accounting,
+) -> ShadowJob {
+    ShadowJob {
+        id: exchange.request_id.to_string(),
+        created_ms: exchange.started_ms,
+        router: plan_router(plan),
+        score: plan.decision.score,
+        threshold: plan.decision.threshold,
+        served_tier: plan.decision.tier,
+        other_tier: other,
+        sample_probability: probability,
+        request: ShadowJob::request_of(&parsed.chat),
+        query: parsed.routing_text.clone(),
+        served_answer: answer,
+        served_tokens_in: accounting.tokens_in,
+        served_tokens_out: accounting.tokens_out,
+        served_cost_usd: accounting.cost_usd,
+        served_first: quality::served_first(),
     }
 }
 

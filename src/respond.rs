@@ -11,7 +11,8 @@ use llm_mux_core::plan::Plan;
 
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::metrics::MetricsEvent;
+use crate::pipeline::Recorded;
+use crate::quality_store::QualityClient;
 use crate::stream::{MeteredStream, OnEnd};
 use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
 
@@ -152,8 +153,8 @@ pub fn answer(answer: WholeAnswer, plan: &Plan) -> worker::Result<Response> {
 
 /// Relays an upstream SSE response through `meter`, with the routing headers. When the
 /// stream ends (or the client goes away), `finish` turns the summary into the last bytes
-/// to send and the metrics event, which is recorded (batched, `window_ms`) through
-/// `ctx.wait_until`.
+/// to send and what to record: the metrics event (batched, `window_ms`) and a sampled
+/// request's shadow job, both handed over through `ctx.wait_until`.
 pub fn stream<F>(
     env: &Env,
     ctx: &Context,
@@ -164,10 +165,10 @@ pub fn stream<F>(
     finish: F,
 ) -> worker::Result<Response>
 where
-    F: FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, MetricsEvent) + 'static,
+    F: FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static,
 {
     use futures_util::StreamExt;
-    let (sender, receiver) = futures_channel::oneshot::channel::<MetricsEvent>();
+    let (sender, receiver) = futures_channel::oneshot::channel::<Recorded>();
     let on_end: OnEnd = Box::new(move |summary, end| {
         let (tail, event) = finish(summary, end);
         // The receiver lives in wait_until; if it is gone there is nobody left to tell.
@@ -177,7 +178,13 @@ where
     let body = MeteredStream::new(upstream.stream()?.boxed_local(), meter, on_end);
     let env = env.clone();
     ctx.wait_until(async move {
-        if let Ok(event) = receiver.await {
+        if let Ok((event, job)) = receiver.await {
+            if let Some(job) = job {
+                let sent = async { QualityClient::connect(&env)?.submit(&job).await }.await;
+                if let Err(e) = sent {
+                    worker::console_error!("quality: sample {} not handed over: {e}", job.id);
+                }
+            }
             if let Some(flush) = crate::metrics_shipping::enqueue(&env, event, window_ms) {
                 flush.await;
             }

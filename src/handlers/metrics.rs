@@ -7,7 +7,9 @@ use crate::config::Config;
 use crate::error::GatewayError;
 use crate::metrics::MetricsReport;
 use crate::metrics_store::MetricsClient;
+use crate::quality_store::QualityClient;
 use crate::respond::{self, OrInternal};
+use llm_mux_core::quality_state::QualityReport;
 
 /// The report followed by context fields.
 #[derive(serde::Serialize)]
@@ -18,6 +20,8 @@ struct MetricsBody<'a> {
     prices_as_of: &'a str,
     /// Storage work of the metrics object since it started.
     storage: serde_json::Value,
+    /// Judged shadow samples: the estimate, its interval, the threshold and the spend.
+    quality: QualityReport,
 }
 
 /// Serves the metrics report to an authorized caller.
@@ -27,10 +31,19 @@ pub async fn handle(env: &Env, ctx: &Context, config: &Config) -> Result<Respons
     let snapshot = async { MetricsClient::connect(env)?.snapshot().await }
         .await
         .map_err(|e| GatewayError::Internal(format!("metrics store: {e}")))?;
+    let quality = async { QualityClient::connect(env)?.snapshot().await }
+        .await
+        .map_err(|e| GatewayError::Internal(format!("quality store: {e}")))?;
+    // This isolate routes with the threshold it has just read.
+    crate::quality::remember(quality.threshold);
     let body = MetricsBody {
-        report: snapshot.aggregate.report(),
+        report: snapshot
+            .aggregate
+            .report()
+            .with_evaluation_cost(quality.evaluation_cost_usd),
         prices_as_of: &config.prices.as_of,
         storage: snapshot.storage,
+        quality: quality.report,
     };
     respond::json(200, &body).or_internal()
 }

@@ -116,9 +116,15 @@ pub fn read_reply(reply: &str, served_first: bool) -> Result<Grades, JudgeFailur
     };
     let (a, b) = (grade("score_a")?, grade("score_b")?);
     Ok(if served_first {
-        Grades { served: a, other: b }
+        Grades {
+            served: a,
+            other: b,
+        }
     } else {
-        Grades { served: b, other: a }
+        Grades {
+            served: b,
+            other: a,
+        }
     })
 }
 
@@ -148,7 +154,13 @@ mod tests {
         assert_eq!(r.params["response_format"]["type"], "json_object");
         assert_eq!(r.params["max_tokens"], JUDGE_MAX_TOKENS);
         assert!(!r.stream);
-        let r = request("What is 2+2?", "four", "five", false, BackendKind::Anthropic);
+        let r = request(
+            "What is 2+2?",
+            "four",
+            "five",
+            false,
+            BackendKind::Anthropic,
+        );
         let user = r.messages[1]["content"].as_str().unwrap();
         assert!(user.find("five").unwrap() < user.find("four").unwrap());
         assert!(r.params.get("response_format").is_none());
@@ -159,18 +171,45 @@ mod tests {
         let long = "é".repeat(MAX_JUDGED_CHARS + 50);
         let r = request(&long, &long, "x", true, BackendKind::OpenAi);
         let user = r.messages[1]["content"].as_str().unwrap();
-        assert_eq!(user.chars().filter(|c| *c == 'é').count(), 2 * MAX_JUDGED_CHARS);
+        assert_eq!(
+            user.chars().filter(|c| *c == 'é').count(),
+            2 * MAX_JUDGED_CHARS
+        );
     }
 
     #[test]
     fn replies_map_back_to_served_and_other() {
         let reply = r#"{"score_a": 9, "score_b": 4}"#;
-        assert_eq!(read_reply(reply, true), Ok(Grades { served: 9, other: 4 }));
-        assert_eq!(read_reply(reply, false), Ok(Grades { served: 4, other: 9 }));
+        assert_eq!(
+            read_reply(reply, true),
+            Ok(Grades {
+                served: 9,
+                other: 4
+            })
+        );
+        assert_eq!(
+            read_reply(reply, false),
+            Ok(Grades {
+                served: 4,
+                other: 9
+            })
+        );
         let fenced = "Here you go:\n```json\n{\"score_b\": 10, \"score_a\": 1}\n```";
-        assert_eq!(read_reply(fenced, true), Ok(Grades { served: 1, other: 10 }));
+        assert_eq!(
+            read_reply(fenced, true),
+            Ok(Grades {
+                served: 1,
+                other: 10
+            })
+        );
         let braces_first = "{not json} then {\"score_a\": 5, \"score_b\": 6}";
-        assert_eq!(read_reply(braces_first, true), Ok(Grades { served: 5, other: 6 }));
+        assert_eq!(
+            read_reply(braces_first, true),
+            Ok(Grades {
+                served: 5,
+                other: 6
+            })
+        );
     }
 
     #[test]
@@ -183,7 +222,11 @@ mod tests {
             "{\"score_a\": 7, \"score_b\": null}",
             "{ broken",
         ] {
-            assert_eq!(read_reply(reply, true), Err(JudgeFailure::Unparseable), "{reply}");
+            assert_eq!(
+                read_reply(reply, true),
+                Err(JudgeFailure::Unparseable),
+                "{reply}"
+            );
         }
         for reply in [
             "{\"score_a\": 0, \"score_b\": 3}",
@@ -192,7 +235,11 @@ mod tests {
             "{\"score_a\": -1, \"score_b\": 3}",
             "{\"score_a\": 300, \"score_b\": 3}",
         ] {
-            assert_eq!(read_reply(reply, true), Err(JudgeFailure::OutOfRange), "{reply}");
+            assert_eq!(
+                read_reply(reply, true),
+                Err(JudgeFailure::OutOfRange),
+                "{reply}"
+            );
         }
         assert_eq!(JudgeFailure::Unparseable.label(), "judge_unparseable");
     }

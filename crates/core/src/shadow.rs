@@ -173,7 +173,13 @@ pub fn judged(
     other: CallCost,
     judge: CallCost,
 ) -> JudgedSample {
-    let name = |i: usize| config.tiers.get(i).map(|t| t.name().to_string()).unwrap_or_default();
+    let name = |i: usize| {
+        config
+            .tiers
+            .get(i)
+            .map(|t| t.name().to_string())
+            .unwrap_or_default()
+    };
     JudgedSample {
         id: job.id.clone(),
         time_ms: job.created_ms,
@@ -268,11 +274,25 @@ mod tests {
         let s = judged(
             &c,
             &j,
-            Grades { served: 4, other: 9 },
-            CallCost { tokens_in: 5, tokens_out: 8, cost_usd: 0.002 },
-            CallCost { tokens_in: 40, tokens_out: 9, cost_usd: 0.0005 },
+            Grades {
+                served: 4,
+                other: 9,
+            },
+            CallCost {
+                tokens_in: 5,
+                tokens_out: 8,
+                cost_usd: 0.002,
+            },
+            CallCost {
+                tokens_in: 40,
+                tokens_out: 9,
+                cost_usd: 0.0005,
+            },
         );
-        assert_eq!((s.served_tier.as_str(), s.other_tier.as_str()), ("small", "large"));
+        assert_eq!(
+            (s.served_tier.as_str(), s.other_tier.as_str()),
+            ("small", "large")
+        );
         assert!(!s.served_top);
         assert_eq!((s.grade_top(), s.grade_lower()), (9, 4));
         assert!((s.evaluation_cost_usd() - 0.0025).abs() < 1e-12);

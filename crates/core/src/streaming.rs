@@ -66,6 +66,7 @@ pub struct StreamMeter {
     format: ClientFormat,
     saw_done: bool,
     answer: String,
+    keep_answer: bool,
 }
 
 impl StreamMeter {
@@ -77,7 +78,14 @@ impl StreamMeter {
             format,
             saw_done: false,
             answer: String::new(),
+            keep_answer: false,
         }
+    }
+
+    /// Also keeps the answer text of OpenAI chunks (a sampled request's, for its judge).
+    pub fn keeping_answer(mut self) -> Self {
+        self.keep_answer = true;
+        self
     }
 
     /// Relays a network chunk: returns the bytes to send to the client (maybe none).
@@ -130,6 +138,13 @@ impl StreamMeter {
     fn emit_chunk(&mut self, chunk: &str, out: &mut Vec<u8>) {
         match self.format {
             ClientFormat::OpenAiChunks => {
+                if self.keep_answer {
+                    if let Ok(value) = serde_json::from_str::<Value>(chunk) {
+                        if let Some(content) = delta_content(&value) {
+                            self.answer.push_str(content);
+                        }
+                    }
+                }
                 out.extend_from_slice(b"data: ");
                 out.extend_from_slice(chunk.as_bytes());
                 out.extend_from_slice(b"\n\n");
@@ -138,13 +153,7 @@ impl StreamMeter {
                 let Ok(value) = serde_json::from_str::<Value>(chunk) else {
                     return;
                 };
-                let content = value
-                    .get("choices")
-                    .and_then(|c| c.get(0))
-                    .and_then(|c| c.get("delta"))
-                    .and_then(|d| d.get("content"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+                let content = delta_content(&value).unwrap_or("");
                 if !content.is_empty() {
                     self.answer.push_str(content);
                     out.extend_from_slice(&sse_data(&json!({"type": "delta", "content": content})));
@@ -152,6 +161,16 @@ impl StreamMeter {
             }
         }
     }
+}
+
+/// The text of a chunk's first choice's delta.
+fn delta_content(chunk: &Value) -> Option<&str> {
+    chunk
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("delta"))
+        .and_then(|d| d.get("content"))
+        .and_then(Value::as_str)
 }
 
 /// One `data:` event carrying a JSON value.
@@ -206,6 +225,25 @@ mod tests {
             assert_eq!(s.model.as_deref(), Some("mistral-small-2603"));
             assert_eq!(s.incomplete_reason(StreamEnd::UpstreamFinished), None);
         }
+    }
+
+    #[test]
+    fn a_sampled_streams_answer_is_kept_and_relayed_unchanged() {
+        let mut plain = StreamMeter::new(
+            Box::new(OpenAiChunkDecoder::default()),
+            ClientFormat::OpenAiChunks,
+        );
+        let mut keeping = StreamMeter::new(
+            Box::new(OpenAiChunkDecoder::default()),
+            ClientFormat::OpenAiChunks,
+        )
+        .keeping_answer();
+        let a = relay_in_pieces(&mut plain, MISTRAL_STREAM.as_bytes(), 7);
+        let b = relay_in_pieces(&mut keeping, MISTRAL_STREAM.as_bytes(), 7);
+        assert_eq!(a, b);
+        assert_eq!(plain.summary().answer, "");
+        let kept = keeping.summary().answer;
+        assert!(kept.contains("Paris"), "{kept}");
     }
 
     #[test]

@@ -403,7 +403,9 @@ fn cmd_train(args: &Args) -> Result<(), String> {
         selection::nonzero_weights(&bytes),
         started.elapsed().as_secs_f64()
     );
-    println!("set in crates/core/src/learned.rs: pub const DEFAULT_THRESHOLD: f64 = {threshold:.4};");
+    println!(
+        "set in crates/core/src/learned.rs: pub const DEFAULT_THRESHOLD: f64 = {threshold:.4};"
+    );
     Ok(())
 }
 

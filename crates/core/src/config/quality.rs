@@ -68,7 +68,10 @@ pub(super) fn quality(
             let names: Vec<&str> = tiers.iter().map(TierConfig::name).collect();
             invalid(
                 "JUDGE_TIER",
-                format!("{name:?} is not a tier; expected one of {}", names.join(", ")),
+                format!(
+                    "{name:?} is not a tier; expected one of {}",
+                    names.join(", ")
+                ),
             )
         })?,
     };
@@ -142,7 +145,10 @@ mod tests {
         let q = config(&[("TARGET_COST_PER_1K", "0.05")]).unwrap().quality;
         assert_eq!(q.target, Some(QualityTarget::CostPer1k(0.05)));
         assert!(q.enabled());
-        assert!(config(&[("QUALITY_SAMPLE_RATE", "1")]).unwrap().quality.enabled());
+        assert!(config(&[("QUALITY_SAMPLE_RATE", "1")])
+            .unwrap()
+            .quality
+            .enabled());
     }
 
     #[test]
@@ -159,14 +165,24 @@ mod tests {
             ("TARGET_LARGE_SHARE", "2"),
             ("TARGET_COST_PER_1K", "-1"),
         ] {
-            assert_eq!(invalid_variable(config(&[(name, value)])), name, "{name}={value}");
+            assert_eq!(
+                invalid_variable(config(&[(name, value)])),
+                name,
+                "{name}={value}"
+            );
         }
         assert_eq!(
-            invalid_variable(config(&[("QUALITY_TARGET", "0.9"), ("TARGET_LARGE_SHARE", "0.3")])),
+            invalid_variable(config(&[
+                ("QUALITY_TARGET", "0.9"),
+                ("TARGET_LARGE_SHARE", "0.3")
+            ])),
             "QUALITY_TARGET"
         );
         assert_eq!(
-            invalid_variable(config(&[("TARGET_LARGE_SHARE", "0.3"), ("TARGET_COST_PER_1K", "1")])),
+            invalid_variable(config(&[
+                ("TARGET_LARGE_SHARE", "0.3"),
+                ("TARGET_COST_PER_1K", "1")
+            ])),
             "TARGET_LARGE_SHARE"
         );
     }

@@ -250,6 +250,7 @@ impl Aggregate {
             incomplete_requests: self.incomplete_requests.clone(),
             failed_requests_total: self.failed_requests.values().sum(),
             failed_requests: self.failed_requests.clone(),
+            evaluation_cost_usd: 0.0,
         }
     }
 }
@@ -313,6 +314,27 @@ pub struct MetricsReport {
     pub failed_requests: BTreeMap<String, u64>,
     /// Sum of failed_requests.
     pub failed_requests_total: u64,
+    /// Spend on judged shadow samples (the other tier's calls and the judge's), included
+    /// in the totals above; savings are net of it.
+    #[serde(default)]
+    pub evaluation_cost_usd: f64,
+}
+
+impl MetricsReport {
+    /// Adds the evaluation spend of quality sampling: it joins `total_cost_usd` and
+    /// `total_cost`, and the savings are reported net of it.
+    pub fn with_evaluation_cost(mut self, evaluation_cost_usd: f64) -> Self {
+        self.evaluation_cost_usd = evaluation_cost_usd;
+        self.total_cost_usd += evaluation_cost_usd;
+        self.total_cost = format_usd(self.total_cost_usd);
+        self.savings_ratio = if self.cost_if_always_large_usd > 0.0 {
+            1.0 - self.total_cost_usd / self.cost_if_always_large_usd
+        } else {
+            0.0
+        };
+        self.cost_savings_vs_always_large = format_percent(self.savings_ratio);
+        self
+    }
 }
 
 #[cfg(test)]
@@ -498,5 +520,34 @@ mod tests {
         assert_eq!(format_usd(12.345), "$12.35");
         assert_eq!(format_usd(0.002552), "$0.002552");
         assert_eq!(format_percent(0.718), "71.8%");
+    }
+
+    #[test]
+    fn evaluation_spend_joins_the_total_and_savings_are_net_of_it() {
+        let mut a = Aggregate::default();
+        a.apply(&MetricsEvent::Completed {
+            id: "e1".into(),
+            model: "m".into(),
+            tier: "small".into(),
+            top_tier: false,
+            latency_ms: 1,
+            tokens_in: 1,
+            tokens_out: 1,
+            cost_usd: 0.25,
+            cost_if_large_usd: 1.0,
+            tokens_estimated: false,
+            incomplete: None,
+        });
+        let plain = a.report();
+        assert_eq!(plain.clone().with_evaluation_cost(0.0), plain);
+        let r = a.report().with_evaluation_cost(0.15);
+        assert_eq!(r.evaluation_cost_usd, 0.15);
+        assert!((r.total_cost_usd - 0.40).abs() < 1e-12);
+        assert_eq!(r.total_cost, "$0.40");
+        assert!((r.savings_ratio - 0.60).abs() < 1e-12);
+        assert_eq!(r.cost_savings_vs_always_large, "60.0%");
+        assert_eq!(r.cost_if_always_large_usd, 1.0);
+        let empty = Aggregate::default().report().with_evaluation_cost(0.5);
+        assert_eq!(empty.savings_ratio, 0.0);
     }
 }

@@ -1,0 +1,539 @@
+//! The quality Durable Object: it takes the shadow jobs of sampled requests, answers each
+//! with the other tier and has the judge grade both answers (in its alarm, after the
+//! requests that caused them, with bounded retries), keeps the judged samples without any
+//! text, and serves the quality state: the estimate, the evaluation spend and the
+//! controller's threshold.
+//!
+//! Storage (SQLite): `jobs` holds a job (the only place prompt and answer text live) until
+//! it is judged or dropped; `samples` holds judged samples (grades, tokens, costs); one
+//! `state` row holds the counters and the controller's state. A job is judged at most once:
+//! its id is refused when a job or a sample of that id exists, and the row is deleted when
+//! its outcome is written. It must not decide anything itself: sampling, the judge's
+//! contract, the estimate and the controller are the core's.
+
+use std::cell::RefCell;
+
+use serde::{Deserialize, Serialize};
+use worker::{
+    durable_object, web_sys, DurableObject, Env, Method, Request, Response, Result,
+    SqlStorageValue, State,
+};
+
+use llm_mux_core::accounting;
+use llm_mux_core::config::Config;
+use llm_mux_core::judge::{self, Grades};
+use llm_mux_core::plan::{self, Plan};
+use llm_mux_core::providers::ChatResponse;
+use llm_mux_core::quality_state::{self as quality, QualityState};
+use llm_mux_core::shadow::{self, CallCost, JudgedSample, ShadowJob};
+use llm_mux_core::stages;
+use llm_mux_core::upstream::{self, Answer};
+
+use crate::error::GatewayError;
+use crate::runtime;
+use crate::upstream::Fetch;
+
+/// Binding name of the Durable Object namespace (wrangler.toml).
+pub const BINDING: &str = "QUALITY";
+/// Name of the single quality object.
+const OBJECT_NAME: &str = "global";
+/// Attempts of a job whose calls fail (the first try and two retries).
+pub const MAX_JOB_ATTEMPTS: u64 = 3;
+/// Jobs judged per alarm run (the rest wait for the next run, at once).
+const JOBS_PER_RUN: usize = 4;
+/// Delay before a failed job is tried again, by attempt (ms).
+const RETRY_DELAYS_MS: [u64; 2] = [2_000, 10_000];
+
+/// Counters kept in the state row.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Counters {
+    /// Jobs accepted.
+    pub accepted: u64,
+    /// Jobs refused by `QUALITY_MAX_SAMPLES_PER_HOUR`.
+    pub capped: u64,
+    /// Jobs refused because their id was already taken (a retried hand-over).
+    pub duplicates: u64,
+    /// Samples judged.
+    pub judged: u64,
+    /// Samples dropped, by reason.
+    pub failed: std::collections::BTreeMap<String, u64>,
+    /// Job attempts retried.
+    pub retries: u64,
+    /// Spend on shadow calls and judge calls, judged or not.
+    pub evaluation_cost_usd: f64,
+    /// Start of the current hour window (ms) and jobs accepted in it.
+    pub hour_start_ms: u64,
+    /// Jobs accepted since `hour_start_ms`.
+    pub hour_accepted: u64,
+}
+
+/// The quality Durable Object.
+#[durable_object]
+pub struct QualityStore {
+    state: State,
+    env: Env,
+    counters: RefCell<Option<Counters>>,
+    controller: RefCell<Option<QualityState>>,
+}
+
+/// What a job's attempt came to.
+enum Outcome {
+    /// Judged: the sample to keep.
+    Judged(JudgedSample, f64),
+    /// Dropped for good (`reason`), after spending `cost`.
+    Dropped(&'static str, f64),
+    /// A call failed; worth another attempt. `cost` was spent.
+    Retry(&'static str, f64),
+}
+
+impl QualityStore {
+    fn ensure_schema(&self) -> Result<()> {
+        let sql = self.state.storage().sql();
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL, \
+             attempts INTEGER NOT NULL, due_ms INTEGER NOT NULL)",
+            None,
+        )?;
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS samples (id TEXT PRIMARY KEY, time_ms INTEGER NOT NULL, \
+             body TEXT NOT NULL)",
+            None,
+        )?;
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY, counters TEXT NOT NULL, \
+             controller TEXT NOT NULL)",
+            None,
+        )?;
+        Ok(())
+    }
+
+    fn config(&self) -> std::result::Result<Config, GatewayError> {
+        Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()))
+    }
+
+    /// Counters and controller state, loaded on first use after a (re)start.
+    fn load(&self, config: &Config) -> Result<(Counters, QualityState)> {
+        if let (Some(c), Some(q)) = (
+            self.counters.borrow().as_ref(),
+            self.controller.borrow().as_ref(),
+        ) {
+            return Ok((c.clone(), q.clone()));
+        }
+        let rows = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT counters, controller FROM state WHERE id = 1", None)?
+            .raw()
+            .collect::<Result<Vec<_>>>()?;
+        let (counters, controller) = match rows.first().map(Vec::as_slice) {
+            Some([SqlStorageValue::String(c), SqlStorageValue::String(q)]) => (
+                serde_json::from_str(c).unwrap_or_default(),
+                serde_json::from_str(q).unwrap_or_else(|_| QualityState::new(config)),
+            ),
+            _ => (Counters::default(), QualityState::new(config)),
+        };
+        *self.counters.borrow_mut() = Some(counters.clone());
+        *self.controller.borrow_mut() = Some(controller.clone());
+        Ok((counters, controller))
+    }
+
+    fn save(&self, counters: &Counters, controller: &QualityState) -> Result<()> {
+        self.state.storage().sql().exec(
+            "INSERT INTO state (id, counters, controller) VALUES (1, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET counters = excluded.counters, \
+             controller = excluded.controller",
+            vec![
+                SqlStorageValue::from(serde_json::to_string(counters)?),
+                SqlStorageValue::from(serde_json::to_string(controller)?),
+            ],
+        )?;
+        *self.counters.borrow_mut() = Some(counters.clone());
+        *self.controller.borrow_mut() = Some(controller.clone());
+        Ok(())
+    }
+
+    fn exists(&self, id: &str) -> Result<bool> {
+        let sql = self.state.storage().sql();
+        for table in ["jobs", "samples"] {
+            let rows = sql
+                .exec(
+                    &format!("SELECT 1 FROM {table} WHERE id = ?"),
+                    vec![SqlStorageValue::from(id.to_string())],
+                )?
+                .raw()
+                .count();
+            if rows > 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Takes a job: refused when its id is taken or the hour's cap is reached.
+    async fn accept(&self, job: ShadowJob, config: &Config) -> Result<&'static str> {
+        let (mut counters, controller) = self.load(config)?;
+        let now = runtime::now_ms();
+        if self.exists(&job.id)? {
+            counters.duplicates += 1;
+            self.save(&counters, &controller)?;
+            return Ok("duplicate");
+        }
+        if now.saturating_sub(counters.hour_start_ms) >= 3_600_000 {
+            counters.hour_start_ms = now;
+            counters.hour_accepted = 0;
+        }
+        if counters.hour_accepted >= config.quality.max_samples_per_hour {
+            counters.capped += 1;
+            self.save(&counters, &controller)?;
+            return Ok("capped");
+        }
+        counters.hour_accepted += 1;
+        counters.accepted += 1;
+        self.state.storage().sql().exec(
+            "INSERT INTO jobs (id, body, attempts, due_ms) VALUES (?, ?, 0, ?)",
+            vec![
+                SqlStorageValue::from(job.id.clone()),
+                SqlStorageValue::from(serde_json::to_string(&job)?),
+                SqlStorageValue::from(now as i64),
+            ],
+        )?;
+        self.save(&counters, &controller)?;
+        if self.state.storage().get_alarm().await?.is_none() {
+            self.state.storage().set_alarm(0i64).await?;
+        }
+        Ok("accepted")
+    }
+
+    /// Runs the due jobs (a few per run) and schedules the next run.
+    async fn run_jobs(&self) -> Result<()> {
+        let config = match self.config() {
+            Ok(config) => config,
+            Err(e) => {
+                worker::console_error!(
+                    "quality store: configuration invalid: {}",
+                    e.client_message()
+                );
+                return Ok(());
+            }
+        };
+        let now = runtime::now_ms();
+        let rows = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT id, body, attempts FROM jobs WHERE due_ms <= ? ORDER BY due_ms LIMIT ?",
+                vec![
+                    SqlStorageValue::from(now as i64),
+                    SqlStorageValue::from(JOBS_PER_RUN as i64),
+                ],
+            )?
+            .raw()
+            .collect::<Result<Vec<_>>>()?;
+        for row in rows {
+            let (id, body, attempts) = match row.as_slice() {
+                [SqlStorageValue::String(id), SqlStorageValue::String(body), attempts] => {
+                    let attempts = match attempts {
+                        SqlStorageValue::Integer(n) => *n as u64,
+                        _ => 0,
+                    };
+                    (id.clone(), body.clone(), attempts)
+                }
+                _ => continue,
+            };
+            let outcome = match serde_json::from_str::<ShadowJob>(&body) {
+                Ok(job) => judge_job(&config, &job).await,
+                Err(_) => Outcome::Dropped("job_unreadable", 0.0),
+            };
+            self.settle(&config, &id, attempts, outcome)?;
+        }
+        self.schedule_next().await
+    }
+
+    /// Writes a job's outcome: the sample kept and the job deleted, or the job retried.
+    fn settle(&self, config: &Config, id: &str, attempts: u64, outcome: Outcome) -> Result<()> {
+        let (mut counters, mut controller) = self.load(config)?;
+        let sql = self.state.storage().sql();
+        let now = runtime::now_ms();
+        let delete = |sql: &worker::SqlStorage| {
+            sql.exec(
+                "DELETE FROM jobs WHERE id = ?",
+                vec![SqlStorageValue::from(id.to_string())],
+            )
+            .map(|_| ())
+        };
+        match outcome {
+            Outcome::Judged(sample, cost) => {
+                counters.evaluation_cost_usd += cost;
+                counters.judged += 1;
+                sql.exec(
+                    "INSERT OR IGNORE INTO samples (id, time_ms, body) VALUES (?, ?, ?)",
+                    vec![
+                        SqlStorageValue::from(sample.id.clone()),
+                        SqlStorageValue::from(sample.time_ms as i64),
+                        SqlStorageValue::from(serde_json::to_string(&sample)?),
+                    ],
+                )?;
+                delete(&sql)?;
+                controller.observe(config, &sample, now);
+            }
+            Outcome::Dropped(reason, cost) => {
+                counters.evaluation_cost_usd += cost;
+                *counters.failed.entry(reason.to_string()).or_default() += 1;
+                delete(&sql)?;
+            }
+            Outcome::Retry(reason, cost) => {
+                counters.evaluation_cost_usd += cost;
+                let attempts = attempts + 1;
+                if attempts >= MAX_JOB_ATTEMPTS {
+                    *counters.failed.entry(reason.to_string()).or_default() += 1;
+                    delete(&sql)?;
+                } else {
+                    counters.retries += 1;
+                    let delay = RETRY_DELAYS_MS
+                        .get(attempts as usize - 1)
+                        .copied()
+                        .unwrap_or(10_000);
+                    sql.exec(
+                        "UPDATE jobs SET attempts = ?, due_ms = ? WHERE id = ?",
+                        vec![
+                            SqlStorageValue::from(attempts as i64),
+                            SqlStorageValue::from((now + delay) as i64),
+                            SqlStorageValue::from(id.to_string()),
+                        ],
+                    )?;
+                }
+            }
+        }
+        controller.tick(config, now);
+        self.save(&counters, &controller)
+    }
+
+    async fn schedule_next(&self) -> Result<()> {
+        let rows = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT MIN(due_ms) FROM jobs", None)?
+            .raw()
+            .collect::<Result<Vec<_>>>()?;
+        if let Some([SqlStorageValue::Integer(due)]) = rows.first().map(Vec::as_slice) {
+            let wait = (*due as u64).saturating_sub(runtime::now_ms());
+            self.state.storage().set_alarm(wait as i64).await?;
+        }
+        Ok(())
+    }
+
+    /// The judged samples, oldest first.
+    fn samples(&self) -> Result<Vec<JudgedSample>> {
+        let rows = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT body FROM samples ORDER BY time_ms", None)?
+            .raw()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| match row.as_slice() {
+                [SqlStorageValue::String(body)] => serde_json::from_str(body).ok(),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn pending(&self) -> Result<u64> {
+        Ok(self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT id FROM jobs", None)?
+            .raw()
+            .count() as u64)
+    }
+}
+
+/// The shadow call and the judge call of one job.
+async fn judge_job(config: &Config, job: &ShadowJob) -> Outcome {
+    let mut spent = 0.0;
+    let request = job.chat_request();
+    let other = match call(config, &request, job.other_tier).await {
+        Ok((completion, cost)) => {
+            spent += cost.cost_usd;
+            (completion, cost)
+        }
+        Err(_) => return Outcome::Retry("shadow_call_failed", spent),
+    };
+    let judge_tier = config.quality.judge_tier;
+    let backend = match config.tiers.get(judge_tier) {
+        Some(tier) => tier.backend,
+        None => return Outcome::Dropped("judge_tier_missing", spent),
+    };
+    let judge_request = judge::request(
+        &job.query,
+        &job.served_answer,
+        &other.0.answer,
+        job.served_first,
+        backend,
+    );
+    let (reply, judge_cost) = match call(config, &judge_request, judge_tier).await {
+        Ok(answer) => answer,
+        Err(_) => return Outcome::Retry("judge_call_failed", spent),
+    };
+    spent += judge_cost.cost_usd;
+    match judge::read_reply(&reply.answer, job.served_first) {
+        Ok(grades) => Outcome::Judged(sample(config, job, grades, other.1, judge_cost), spent),
+        Err(failure) => Outcome::Dropped(failure.label(), spent),
+    }
+}
+
+fn sample(
+    config: &Config,
+    job: &ShadowJob,
+    grades: Grades,
+    other: CallCost,
+    judge: CallCost,
+) -> JudgedSample {
+    shadow::judged(config, job, grades, other, judge)
+}
+
+/// One whole (unstreamed) call to tier `tier`, priced.
+async fn call(
+    config: &Config,
+    request: &llm_mux_core::chat::ChatRequest,
+    tier: usize,
+) -> std::result::Result<(ChatResponse, CallCost), GatewayError> {
+    let plan: Plan = plan::direct(config, request, tier)?;
+    let answer = upstream::call(
+        &Fetch,
+        &plan.upstream_request(),
+        stages::call_policy(config),
+        plan.provider(),
+        plan.key.expose(),
+    )
+    .await?;
+    let Answer::Whole(raw) = answer else {
+        return Err(GatewayError::Internal("a shadow call was streamed".into()));
+    };
+    let completion = plan.provider().parse_response(&raw)?;
+    let priced = accounting::account(
+        config,
+        &plan,
+        &completion.model,
+        completion.usage,
+        completion.answer.chars().count(),
+    )?;
+    let cost = CallCost {
+        tokens_in: priced.tokens_in,
+        tokens_out: priced.tokens_out,
+        cost_usd: priced.cost_usd,
+    };
+    Ok((completion, cost))
+}
+
+impl DurableObject for QualityStore {
+    fn new(state: State, env: Env) -> Self {
+        let store = Self {
+            state,
+            env,
+            counters: RefCell::new(None),
+            controller: RefCell::new(None),
+        };
+        if let Err(e) = store.ensure_schema() {
+            worker::console_error!("quality store: cannot create schema: {e}");
+        }
+        store
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let config = match self.config() {
+            Ok(config) => config,
+            Err(e) => return Response::error(e.client_message(), 500),
+        };
+        match (req.method(), req.path().as_str()) {
+            (Method::Post, "/job") => {
+                let job: ShadowJob = serde_json::from_str(&req.text().await?)?;
+                let outcome = self.accept(job, &config).await?;
+                Response::from_json(&serde_json::json!({ "outcome": outcome }))
+            }
+            (Method::Get, "/state") => {
+                let (counters, controller) = self.load(&config)?;
+                let samples = self.samples()?;
+                let now = runtime::now_ms();
+                let failed = counters.failed.values().sum();
+                let report = quality::report(
+                    &config,
+                    &controller,
+                    &samples,
+                    now,
+                    failed,
+                    counters.evaluation_cost_usd,
+                );
+                Response::from_json(&Snapshot {
+                    report,
+                    threshold: controller.threshold(&config, now),
+                    evaluation_cost_usd: counters.evaluation_cost_usd,
+                    pending: self.pending()?,
+                    counters,
+                })
+            }
+            _ => Response::error("not found", 404),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.run_jobs().await?;
+        Response::ok("done")
+    }
+}
+
+/// What `GET /state` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The quality block of /metrics.
+    pub report: quality::QualityReport,
+    /// The threshold isolates route with.
+    pub threshold: quality::Threshold,
+    /// Evaluation spend so far.
+    pub evaluation_cost_usd: f64,
+    /// Jobs not judged yet.
+    pub pending: u64,
+    /// The counters.
+    pub counters: Counters,
+}
+
+/// Worker-side client of the quality object.
+pub struct QualityClient {
+    stub: worker::Stub,
+}
+
+impl QualityClient {
+    /// Connects to the single quality object.
+    pub fn connect(env: &Env) -> Result<Self> {
+        let namespace = env.durable_object(BINDING)?;
+        let stub = namespace.id_from_name(OBJECT_NAME)?.get_stub()?;
+        Ok(Self { stub })
+    }
+
+    /// Hands a job over (after the response of the request that was sampled).
+    pub async fn submit(&self, job: &ShadowJob) -> Result<()> {
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&serde_json::to_string(job)?.into());
+        let request = web_sys::Request::new_with_str_and_init("https://quality/job", &init)?;
+        let response = self.stub.fetch_with_request(request.into()).await?;
+        match response.status_code() {
+            200 => Ok(()),
+            status => Err(worker::Error::RustError(format!(
+                "quality store answered {status}"
+            ))),
+        }
+    }
+
+    /// The quality state.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let mut response = self.stub.fetch_with_str("https://quality/state").await?;
+        response.json().await
+    }
+}
