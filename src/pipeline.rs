@@ -211,6 +211,7 @@ fn stream_settlement<E: Endpoint>(
             served_tokens_out: accounting.tokens_out,
             served_cost_usd: accounting.cost_usd,
             served_first: quality::served_first(),
+            other: None,
         })
     };
     let request_id = exchange.request_id.to_string();
@@ -285,6 +286,7 @@ fn shadow_job(
         served_tokens_out: accounting.tokens_out,
         served_cost_usd: accounting.cost_usd,
         served_first: quality::served_first(),
+        other: None,
     }
 }
 

@@ -25,7 +25,7 @@ use llm_mux_core::judge::{self, Grades};
 use llm_mux_core::plan::{self, Plan};
 use llm_mux_core::providers::ChatResponse;
 use llm_mux_core::quality_state::{self as quality, QualityState};
-use llm_mux_core::shadow::{self, CallCost, JudgedSample, ShadowJob};
+use llm_mux_core::shadow::{self, CallCost, JudgedSample, OtherAnswer, ShadowJob};
 use llm_mux_core::stages;
 use llm_mux_core::upstream::{self, Answer};
 
@@ -42,7 +42,7 @@ pub const MAX_JOB_ATTEMPTS: u64 = 3;
 /// Jobs judged per alarm run (the rest wait for the next run, at once).
 const JOBS_PER_RUN: usize = 4;
 /// Delay before a failed job is tried again, by attempt (ms).
-const RETRY_DELAYS_MS: [u64; 2] = [2_000, 10_000];
+const RETRY_DELAYS_MS: [u64; 2] = [1_000, 4_000];
 
 /// Counters kept in the state row.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -243,7 +243,7 @@ impl QualityStore {
                 _ => continue,
             };
             let outcome = match serde_json::from_str::<ShadowJob>(&body) {
-                Ok(job) => judge_job(&config, &job).await,
+                Ok(job) => self.judge_job(&config, job).await?,
                 Err(_) => Outcome::Dropped("job_unreadable", 0.0),
             };
             self.settle(&config, &id, attempts, outcome)?;
@@ -354,37 +354,56 @@ impl QualityStore {
     }
 }
 
-/// The shadow call and the judge call of one job.
-async fn judge_job(config: &Config, job: &ShadowJob) -> Outcome {
-    let mut spent = 0.0;
-    let request = job.chat_request();
-    let other = match call(config, &request, job.other_tier).await {
-        Ok((completion, cost)) => {
-            spent += cost.cost_usd;
-            (completion, cost)
-        }
-        Err(_) => return Outcome::Retry("shadow_call_failed", spent),
-    };
-    let judge_tier = config.quality.judge_tier;
-    let backend = match config.tiers.get(judge_tier) {
-        Some(tier) => tier.backend,
-        None => return Outcome::Dropped("judge_tier_missing", spent),
-    };
-    let judge_request = judge::request(
-        &job.query,
-        &job.served_answer,
-        &other.0.answer,
-        job.served_first,
-        backend,
-    );
-    let (reply, judge_cost) = match call(config, &judge_request, judge_tier).await {
-        Ok(answer) => answer,
-        Err(_) => return Outcome::Retry("judge_call_failed", spent),
-    };
-    spent += judge_cost.cost_usd;
-    match judge::read_reply(&reply.answer, job.served_first) {
-        Ok(grades) => Outcome::Judged(sample(config, job, grades, other.1, judge_cost), spent),
-        Err(failure) => Outcome::Dropped(failure.label(), spent),
+impl QualityStore {
+    /// The shadow call (unless an earlier attempt made it) and the judge call of one job.
+    async fn judge_job(&self, config: &Config, mut job: ShadowJob) -> Result<Outcome> {
+        let mut spent = 0.0;
+        let other = match job.other.take() {
+            Some(other) => other,
+            None => match call(config, &job.chat_request(), job.other_tier).await {
+                Ok((completion, cost)) => {
+                    spent += cost.cost_usd;
+                    let other = OtherAnswer {
+                        answer: completion.answer,
+                        cost,
+                    };
+                    // Kept with the job, so that a retry only repeats the judge.
+                    job.other = Some(other.clone());
+                    self.state.storage().sql().exec(
+                        "UPDATE jobs SET body = ? WHERE id = ?",
+                        vec![
+                            SqlStorageValue::from(serde_json::to_string(&job)?),
+                            SqlStorageValue::from(job.id.clone()),
+                        ],
+                    )?;
+                    other
+                }
+                Err(_) => return Ok(Outcome::Retry("shadow_call_failed", spent)),
+            },
+        };
+        let judge_tier = config.quality.judge_tier;
+        let backend = match config.tiers.get(judge_tier) {
+            Some(tier) => tier.backend,
+            None => return Ok(Outcome::Dropped("judge_tier_missing", spent)),
+        };
+        let judge_request = judge::request(
+            &job.query,
+            &job.served_answer,
+            &other.answer,
+            job.served_first,
+            backend,
+        );
+        let (reply, judge_cost) = match call(config, &judge_request, judge_tier).await {
+            Ok(answer) => answer,
+            Err(_) => return Ok(Outcome::Retry("judge_call_failed", spent)),
+        };
+        spent += judge_cost.cost_usd;
+        Ok(match judge::read_reply(&reply.answer, job.served_first) {
+            Ok(grades) => {
+                Outcome::Judged(sample(config, &job, grades, other.cost, judge_cost), spent)
+            }
+            Err(failure) => Outcome::Dropped(failure.label(), spent),
+        })
     }
 }
 
@@ -461,15 +480,17 @@ impl DurableObject for QualityStore {
                 let (counters, controller) = self.load(&config)?;
                 let samples = self.samples()?;
                 let now = runtime::now_ms();
-                let failed = counters.failed.values().sum();
-                let report = quality::report(
+                let mut report = quality::report(
                     &config,
                     &controller,
                     &samples,
                     now,
-                    failed,
                     counters.evaluation_cost_usd,
                 );
+                report.samples_failed = counters.failed.values().sum();
+                report.samples_failed_by_reason = counters.failed.clone();
+                report.samples_capped = counters.capped;
+                report.samples_pending = self.pending()?;
                 Response::from_json(&Snapshot {
                     report,
                     threshold: controller.threshold(&config, now),

@@ -72,6 +72,17 @@
 //   [[stub:tokens=IN,OUT]]     report these usage numbers instead of the computed ones.
 //   [[stub:model=ID]]          report this model id in the response.
 //   [[stub:finish=REASON]]     finish_reason (default stop).
+//   [[stub:fail-model=ALIAS]]  answer 500 only to requests for model ALIAS (e.g. the other
+//                              tier's shadow call of a sampled request).
+//
+// Judge requests (the gateway's judge of shadow samples: a system message that starts with
+// "You are an impartial judge") get a JSON reply {"score_a", "score_b"}: an answer that
+// mentions a large model's dated id is graded [[stub:judge-large=N]] (default 9), any other
+// [[stub:judge-small=N]] (default 6), wherever the two answers stand. Other markers of the
+// embedded query are ignored for judge requests, except:
+//   [[stub:judge=garbage]]       the reply is prose, not JSON.
+//   [[stub:judge-status=N]]      the judge request gets HTTP N.
+//   [[stub:judge-fail-first=N]]  the first N judge requests for this query get HTTP 500.
 
 import http from "node:http";
 import { randomBytes } from "node:crypto";
@@ -200,6 +211,36 @@ export function toolResultsAfterLastUser(messages) {
     if (m?.role === "tool") out.unshift(contentText(m.content));
   }
   return out;
+}
+
+/** Whether a request is the gateway's judge of a shadow sample. */
+export function isJudgeRequest(body) {
+  const first = body?.messages?.[0];
+  return first?.role === "system" && contentText(first.content).startsWith("You are an impartial judge");
+}
+
+/** The two answers of a judge prompt: {a, b}. */
+export function judgeAnswers(userText) {
+  const a = /\[Answer A\]\n([\s\S]*?)\n\n\[Answer B\]\n/.exec(userText);
+  const b = /\[Answer B\]\n([\s\S]*)$/.exec(userText);
+  return { a: a ? a[1] : "", b: b ? b[1] : "" };
+}
+
+/** The stub judge's reply to a judge prompt: {content} or {status}. */
+function judgeReply(userText, markers, failCounts) {
+  if (markers["judge-status"] !== undefined) return { status: Number(markers["judge-status"]) };
+  if (markers["judge-fail-first"] !== undefined) {
+    const key = `judge:${userText}`;
+    const n = failCounts.get(key) ?? 0;
+    failCounts.set(key, n + 1);
+    if (n < Number(markers["judge-fail-first"])) return { status: 500 };
+  }
+  if (markers.judge === "garbage") return { content: "I am sorry, I cannot grade these answers." };
+  const large = Number(markers["judge-large"] ?? 9);
+  const small = Number(markers["judge-small"] ?? 6);
+  const grade = (text) => (/mistral-large|large-\d{4}/.test(text) ? large : small);
+  const { a, b } = judgeAnswers(userText);
+  return { content: JSON.stringify({ score_a: grade(a), score_b: grade(b) }) };
 }
 
 /** Mistral's tool-call id form: exactly 9 characters of [a-zA-Z0-9]. */
@@ -391,6 +432,24 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
 
       const last = lastUserContent(body.messages);
       const markers = parseMarkers(last);
+      if (isJudgeRequest(body)) {
+        entry.judge = true;
+        const reply = judgeReply(last, markers, failCounts);
+        if (reply.status) return send(reply.status, errorBody(reply.status, "Internal server error (stub judge)"));
+        const usage = { prompt_tokens: countTokens(body.messages.map((x) => contentText(x.content)).join("")), completion_tokens: countTokens(reply.content) };
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+        return send(200, {
+          id: randomBytes(16).toString("hex"),
+          object: "chat.completion",
+          created: Math.floor(Date.now() / 1000),
+          model: datedModel(body.model),
+          choices: [{ index: 0, message: { role: "assistant", content: reply.content }, finish_reason: "stop" }],
+          usage,
+        });
+      }
+      if (typeof markers["fail-model"] === "string" && markers["fail-model"] === body.model) {
+        return send(500, errorBody(500, "Internal server error (stub, failing model)"));
+      }
       if (markers.delay !== undefined) {
         await sleep(Number(markers.delay) || 0, abort.signal);
         if (abort.signal.aborted) {

@@ -91,6 +91,13 @@ pub struct QualityReport {
     pub samples_judged: u64,
     /// Samples dropped (failed calls, unusable judgements).
     pub samples_failed: u64,
+    /// `samples_failed` by reason (`shadow_call_failed`, `judge_call_failed`,
+    /// `judge_unparseable`, `judge_out_of_range`).
+    pub samples_failed_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Sampled requests refused by `QUALITY_MAX_SAMPLES_PER_HOUR`.
+    pub samples_capped: u64,
+    /// Samples waiting to be judged.
+    pub samples_pending: u64,
     /// Served answers' grades over the top tier's, on the samples, weighted to the
     /// traffic's routing (inverse sampling probability). `None` before any sample.
     pub estimated_quality_retained: Option<f64>,
@@ -153,13 +160,13 @@ pub fn estimate(samples: &[JudgedSample]) -> Option<(f64, [f64; 2])> {
     Some((ratio, [low.max(0.0), high]))
 }
 
-/// The quality block from the state, the samples and the store's counters.
+/// The quality block from the state and the samples (the store fills in its counters:
+/// failures, capped and pending samples).
 pub fn report(
     config: &Config,
     state: &QualityState,
     samples: &[JudgedSample],
     now_ms: u64,
-    samples_failed: u64,
     evaluation_cost_usd: f64,
 ) -> QualityReport {
     let threshold = state.threshold(config, now_ms);
@@ -174,7 +181,10 @@ pub fn report(
         target,
         target_kind,
         samples_judged: samples.len() as u64,
-        samples_failed,
+        samples_failed: 0,
+        samples_failed_by_reason: std::collections::BTreeMap::new(),
+        samples_capped: 0,
+        samples_pending: 0,
         estimated_quality_retained: estimate.map(|e| e.0),
         confidence_interval_95: estimate.map(|e| {
             let [low, high] = e.1;

@@ -49,6 +49,19 @@ pub struct ShadowJob {
     pub served_cost_usd: f64,
     /// Whether the served answer is shown to the judge first (drawn at random per sample).
     pub served_first: bool,
+    /// The other tier's answer, once its call succeeded (a retried job only repeats the
+    /// judge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other: Option<OtherAnswer>,
+}
+
+/// The other tier's answer to a sampled request, and what its call cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OtherAnswer {
+    /// The answer text (dropped with the job once judged).
+    pub answer: String,
+    /// Its call's tokens and cost.
+    pub cost: CallCost,
 }
 
 impl ShadowJob {
@@ -154,7 +167,7 @@ impl JudgedSample {
 }
 
 /// Tokens and cost of one call.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct CallCost {
     /// Prompt tokens.
     pub tokens_in: u64,
@@ -233,6 +246,7 @@ mod tests {
             served_tokens_out: 1,
             served_cost_usd: 0.001,
             served_first: false,
+            other: None,
         }
     }
 
