@@ -8,7 +8,7 @@ BUILD_ENV = WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen \
             WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt \
             ESBUILD_BIN=$(CURDIR)/node_modules/.bin/esbuild
 
-.PHONY: setup build dev test test-native test-e2e demo eval train-router calibrate lint coverage deploy clean bench
+.PHONY: setup build dev test test-native test-e2e demo eval train-router calibrate lint coverage mutants deploy clean bench
 
 ## setup: install the toolchain pieces and npm packages (skips what is present)
 setup:
@@ -83,6 +83,27 @@ coverage:
 	@rustup component list --installed | grep -q llvm-tools || rustup component add llvm-tools-preview
 	@cargo llvm-cov --version >/dev/null 2>&1 || cargo install cargo-llvm-cov --locked
 	cargo llvm-cov --workspace --lib --tests --summary-only
+
+## mutants: mutation testing of the core's native tests (cargo-mutants, installed once;
+##          not part of `make test`): mutates MUTANTS_FILES one mutant at a time, runs
+##          `cargo test -p llm-mux-core` on each, then prints caught/missed per file and the
+##          score (scripts/mutants-score.py). Bounded: one job (MUTANTS_JOBS), a mutant's tests
+##          killed after 30 s (MUTANTS_TIMEOUT), the key modules below by default; widen with
+##          e.g. MUTANTS_FILES='crates/core/src/**/*.rs'. Results in mutants.out/ (docs/mutants.md).
+MUTANTS_FILES ?= crates/core/src/metrics/aggregate.rs crates/core/src/metrics/outbox.rs \
+                 crates/core/src/pricing.rs crates/core/src/routing.rs \
+                 crates/core/src/routes.rs crates/core/src/chat.rs crates/core/src/api.rs
+MUTANTS_JOBS ?= 1
+MUTANTS_TIMEOUT ?= 30
+MUTANTS_ARGS ?=
+mutants:
+	@cargo mutants --version >/dev/null 2>&1 || cargo install cargo-mutants --locked
+	@# Exit 2 (missed mutants) and 3 (timeouts) are results, printed below; others are errors.
+	@status=0; cargo mutants --package llm-mux-core --jobs $(MUTANTS_JOBS) \
+	  --timeout $(MUTANTS_TIMEOUT) --no-shuffle \
+	  $(foreach f,$(MUTANTS_FILES),--file '$(f)') $(MUTANTS_ARGS) || status=$$?; \
+	python3 scripts/mutants-score.py --missed mutants.out || exit $$?; \
+	case $$status in 0|2|3) ;; *) exit $$status ;; esac
 
 ## deploy: build and deploy to Cloudflare (needs `wrangler login` and the secret set)
 deploy: build

@@ -308,4 +308,235 @@ mod tests {
         let text = r.routing_text(101);
         assert!(text.len() <= 101 && text.chars().all(|c| c == 'é'));
     }
+
+
+    const ONE_USER_TURN: &str =
+        r#"{"model": "auto", "messages": [{"role": "user", "content": "x"}]}"#;
+
+    /// A valid request with `extra` (`"name": value, `) before its other fields.
+    fn with(extra: &str) -> String {
+        format!(r#"{{{extra}"model": "auto", "messages": [{{"role": "user", "content": "x"}}]}}"#)
+    }
+
+    #[test]
+    fn body_limit_is_inclusive() {
+        let body = ONE_USER_TURN.as_bytes();
+        assert!(ChatRequest::parse(body, body.len()).is_ok());
+        assert_eq!(
+            ChatRequest::parse(body, body.len() - 1),
+            Err(GatewayError::PayloadTooLarge {
+                limit: body.len() - 1,
+                actual: body.len()
+            })
+        );
+        assert!(matches!(
+            ChatRequest::parse(body, 10),
+            Err(GatewayError::PayloadTooLarge {
+                limit: 10,
+                actual: _
+            })
+        ));
+    }
+
+    #[test]
+    fn model_must_be_a_non_empty_string() {
+        for body in [
+            r#"{"model": "", "messages": [{"role": "user", "content": "x"}]}"#,
+            r#"{"model": "  \t", "messages": [{"role": "user", "content": "x"}]}"#,
+            r#"{"model": 5, "messages": [{"role": "user", "content": "x"}]}"#,
+            r#"{"model": null, "messages": [{"role": "user", "content": "x"}]}"#,
+        ] {
+            assert_eq!(param_of(body), "model", "{body}");
+        }
+        assert_eq!(
+            parse(r#"{"model": " m ", "messages": [{"role": "user", "content": "x"}]}"#)
+                .unwrap()
+                .model,
+            " m "
+        );
+    }
+
+    #[test]
+    fn messages_must_be_a_non_empty_array() {
+        let message = |body: &str| match parse(body) {
+            Err(GatewayError::InvalidParam { param, message }) => (param, message),
+            other => panic!("expected InvalidParam for {body}, got {other:?}"),
+        };
+        assert_eq!(
+            message(r#"{"model": "auto", "messages": []}"#),
+            ("messages".into(), "'messages' must not be empty".into())
+        );
+        assert_eq!(
+            message(r#"{"model": "auto", "messages": null}"#),
+            (
+                "messages".into(),
+                "missing required parameter 'messages'".into()
+            )
+        );
+        assert_eq!(
+            message(r#"{"model": "auto", "messages": {"role": "user"}}"#),
+            ("messages".into(), "'messages' must be an array".into())
+        );
+        // the index of the first invalid message is named
+        assert_eq!(
+            param_of(
+                r#"{"model": "auto", "messages": [{"role": "user", "content": "x"},
+                    {"role": "user", "content": "y"}, {"role": "user"}]}"#
+            ),
+            "messages[2].content"
+        );
+    }
+
+    #[test]
+    fn only_assistant_turns_may_omit_content() {
+        for role in ["system", "developer", "user", "tool"] {
+            for content in ["", r#", "content": null"#] {
+                let body =
+                    format!(r#"{{"model": "auto", "messages": [{{"role": "{role}"{content}}}]}}"#);
+                assert_eq!(param_of(&body), "messages[0].content", "{body}");
+            }
+            let body = format!(
+                r#"{{"model": "auto", "messages": [{{"role": "{role}", "content": "x"}}]}}"#
+            );
+            assert!(parse(&body).is_ok(), "{body}");
+        }
+        assert!(parse(r#"{"model": "auto", "messages": [{"role": "assistant"}]}"#).is_ok());
+        assert_eq!(
+            param_of(r#"{"model": "auto", "messages": [{"role": "assistant", "content": 1}]}"#),
+            "messages[0].content"
+        );
+    }
+
+    #[test]
+    fn stream_usage_is_asked_for_explicitly() {
+        let wants = |extra: &str| parse(&with(extra)).unwrap().wants_stream_usage();
+        assert!(!wants(""));
+        assert!(!wants(r#""stream_options": {}, "#));
+        assert!(!wants(r#""stream_options": {"include_usage": false}, "#));
+        assert!(!wants(r#""stream_options": {"include_usage": "yes"}, "#));
+        assert!(wants(r#""stream_options": {"include_usage": true}, "#));
+        assert!(!parse(ONE_USER_TURN).unwrap().stream);
+        assert!(!parse(&with(r#""stream": false, "#)).unwrap().stream);
+        assert!(!parse(&with(r#""stream": null, "#)).unwrap().stream);
+    }
+
+    #[test]
+    fn numeric_parameters_at_their_bounds() {
+        let accepted = |name: &str, value: &str| parse(&with(&format!(r#""{name}": {value}, "#)));
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            (
+                "temperature",
+                &["0", "0.0", "1", "2", "2.0", "null"],
+                &["-0.01", "2.01", "\"1\""],
+            ),
+            ("top_p", &["0", "0.5", "1"], &["-0.01", "1.01", "true"]),
+            ("max_tokens", &["1", "4096"], &["0", "-1", "1.5"]),
+            ("max_completion_tokens", &["1", "4096"], &["0", "-1", "1.5"]),
+            ("n", &["1", "2"], &["0", "-1", "1.5"]),
+            (
+                "seed",
+                &["0", "-1", "-9223372036854775808", "18446744073709551615"],
+                &["1.5", "\"7\""],
+            ),
+            (
+                "random_seed",
+                &["0", "18446744073709551615"],
+                &["-1", "1.5"],
+            ),
+            (
+                "presence_penalty",
+                &["-2", "-2.0", "-1", "0", "2"],
+                &["-2.01", "2.01", "\"0\""],
+            ),
+            (
+                "frequency_penalty",
+                &["-2", "-2.0", "-1", "0", "2"],
+                &["-2.01", "2.01", "\"0\""],
+            ),
+        ];
+        for (name, valid, invalid) in cases {
+            for value in *valid {
+                let r = accepted(name, value);
+                assert!(r.is_ok(), "{name} = {value}: {r:?}");
+            }
+            for value in *invalid {
+                match accepted(name, value) {
+                    Err(GatewayError::InvalidParam { param, message }) => {
+                        assert_eq!(param, *name);
+                        assert_eq!(message, format!("invalid value for '{name}'"));
+                    }
+                    other => panic!("{name} = {value}: expected InvalidParam, got {other:?}"),
+                }
+            }
+        }
+        // valid parameters are kept as sent
+        let r = accepted("frequency_penalty", "-1.5").unwrap();
+        assert_eq!(r.params["frequency_penalty"], -1.5);
+    }
+
+    #[test]
+    fn short_follow_ups_are_under_200_characters() {
+        let request = |latest: &str| {
+            ChatRequest::parse(
+                json!({"model": "auto", "messages": [
+                    {"role": "user", "content": "first"},
+                    {"role": "user", "content": latest}]})
+                .to_string()
+                .as_bytes(),
+                1 << 20,
+            )
+            .unwrap()
+        };
+        let short = "é".repeat(199);
+        assert_eq!(
+            request(&short).routing_text(1000),
+            format!("first\n{short}")
+        );
+        let long = "é".repeat(200);
+        assert_eq!(request(&long).routing_text(1000), long);
+        // a single user turn, however short, stands alone
+        assert_eq!(
+            ChatRequest::single_turn("auto", "hi", None, false).routing_text(1000),
+            "hi"
+        );
+    }
+
+    #[test]
+    fn routing_text_keeps_the_end_within_max_bytes() {
+        let r = ChatRequest::single_turn("auto", "abcdef", None, false);
+        assert_eq!(r.routing_text(6), "abcdef");
+        assert_eq!(r.routing_text(5), "bcdef");
+        assert_eq!(r.routing_text(1), "f");
+        assert_eq!(r.routing_text(0), "");
+        // the cut moves forward to a character boundary: fewer bytes, never more
+        let r = ChatRequest::single_turn("auto", "aéb", None, false);
+        assert_eq!(r.routing_text(4), "aéb");
+        assert_eq!(r.routing_text(3), "éb");
+        assert_eq!(r.routing_text(2), "b");
+    }
+
+    #[test]
+    fn prompt_characters_count_every_message() {
+        let r = parse(
+            r#"{"model": "auto", "messages": [{"role": "system", "content": "ab"},
+                {"role": "user", "content": [{"type": "text", "text": "é"},
+                    {"type": "image_url"}, {"type": "text", "text": "cd"}]},
+                {"role": "assistant", "content": null}]}"#,
+        )
+        .unwrap();
+        // "ab" + "é\ncd" + ""
+        assert_eq!(r.prompt_chars(), 6);
+        assert_eq!(content_text(&json!(5)), "");
+    }
+
+    #[test]
+    fn single_turn_carries_max_tokens_and_stream() {
+        let r = ChatRequest::single_turn("large", "q", Some(64), true);
+        assert_eq!(r.model, "large");
+        assert!(r.stream);
+        assert_eq!(r.params["max_tokens"], 64);
+        assert_eq!(r.messages, vec![json!({"role": "user", "content": "q"})]);
+        let r = ChatRequest::single_turn("auto", "q", None, false);
+        assert!(!r.stream && r.params.is_empty());
+    }
 }

@@ -263,4 +263,72 @@ mod tests {
             "Routed to SMALL (score: 0.12)"
         );
     }
+
+    #[test]
+    fn requested_labels() {
+        assert_eq!(Requested::default(), Requested::Auto);
+        assert_eq!(Requested::Auto.label(), "auto");
+        assert_eq!(Requested::Tier(1).label(), "tier");
+        assert_eq!(Requested::Model(0).label(), "model");
+    }
+
+    #[test]
+    fn forced_tiers_are_clamped_and_plain_tiers_bound_the_threshold() {
+        let t = two_tiers(0.5);
+        let d = decide(0.2, &[], &t, Requested::Tier(7));
+        assert_eq!((d.tier, d.tier_name.as_str()), (1, "large"));
+        assert_eq!((d.score, d.threshold), (0.2, 0.5));
+        assert_eq!(d.requested, Requested::Tier(7));
+        // no plain tier: the last one is the reference; no tier at all: index 0, no name
+        let only_conditional = vec![TierPolicy {
+            name: "code".into(),
+            min_score: 0.3,
+            when: Some(FeatureCondition {
+                feature: "code".into(),
+                min_value: 0.5,
+            }),
+        }];
+        assert_eq!(top_tier(&only_conditional), 0);
+        assert_eq!(top_tier(&[]), 0);
+        let d = decide(0.9, &[], &[], Requested::Auto);
+        assert_eq!((d.tier, d.tier_name.as_str(), d.threshold), (0, "", 0.0));
+    }
+
+    #[test]
+    fn conditional_tier_needs_both_its_score_and_its_feature_at_their_minimums() {
+        let t = vec![
+            plain("small", 0.0),
+            TierPolicy {
+                name: "code".into(),
+                min_score: 0.2,
+                when: Some(FeatureCondition {
+                    feature: "code".into(),
+                    min_value: 0.5,
+                }),
+            },
+            plain("large", 0.6),
+        ];
+        let code = |value| [feature("other", 1.0), feature("code", value)];
+        assert_eq!(
+            decide(0.2, &code(0.5), &t, Requested::Auto).tier_name,
+            "code"
+        );
+        assert_eq!(
+            decide(0.19, &code(0.5), &t, Requested::Auto).tier_name,
+            "small"
+        );
+        assert_eq!(
+            decide(0.2, &code(0.49), &t, Requested::Auto).tier_name,
+            "small"
+        );
+        assert_eq!(
+            decide(0.7, &code(0.49), &t, Requested::Auto).tier_name,
+            "large"
+        );
+        // another feature's value does not count
+        let other = [feature("other", 1.0)];
+        assert_eq!(decide(0.3, &other, &t, Requested::Auto).tier_name, "small");
+        // the threshold is the top plain tier's, not the conditional one's
+        assert_eq!(decide(0.3, &code(0.9), &t, Requested::Auto).threshold, 0.6);
+    }
 }

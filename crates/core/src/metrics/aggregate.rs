@@ -550,4 +550,296 @@ mod tests {
         let empty = Aggregate::default().report().with_evaluation_cost(0.5);
         assert_eq!(empty.savings_ratio, 0.0);
     }
+
+    /// A completed event with every field distinct, so that a wrong operator on any one
+    /// of them changes a sum. Costs are dyadic fractions: their sums are exact.
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        tier: &str,
+        model: &str,
+        top_tier: bool,
+        latency_ms: u64,
+        tokens: (u64, u64),
+        costs: (f64, f64),
+        estimated: bool,
+        incomplete: Option<&str>,
+    ) -> MetricsEvent {
+        MetricsEvent::Completed {
+            id: format!("{tier}-{latency_ms}"),
+            model: model.into(),
+            tier: tier.into(),
+            top_tier,
+            latency_ms,
+            tokens_in: tokens.0,
+            tokens_out: tokens.1,
+            cost_usd: costs.0,
+            cost_if_large_usd: costs.1,
+            tokens_estimated: estimated,
+            incomplete: incomplete.map(String::from),
+        }
+    }
+
+    fn failed(id: &str, reason: &str) -> MetricsEvent {
+        MetricsEvent::Failed {
+            id: id.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    /// Two shards' events. Every sum differs between the shards and no pair of them is
+    /// (0, x), (1, x) or (2, 2), so `+=` replaced by `*=` or `-=` in `merge` changes it.
+    fn left_events() -> Vec<MetricsEvent> {
+        vec![
+            event(
+                "small",
+                "m-small",
+                false,
+                100,
+                (3, 5),
+                (0.25, 1.0),
+                false,
+                None,
+            ),
+            event(
+                "small",
+                "m-small",
+                false,
+                200,
+                (7, 11),
+                (0.5, 2.0),
+                true,
+                Some("no_usage"),
+            ),
+            event(
+                "large",
+                "m-large",
+                true,
+                300,
+                (13, 17),
+                (4.0, 4.0),
+                false,
+                None,
+            ),
+            event(
+                "large",
+                "m-large",
+                true,
+                50,
+                (2, 1),
+                (1.0, 1.0),
+                true,
+                Some("upstream_cut"),
+            ),
+            event(
+                "code",
+                "m-code",
+                false,
+                25,
+                (1, 4),
+                (0.125, 0.5),
+                false,
+                Some("no_usage"),
+            ),
+            failed("f1", "upstream_error"),
+            failed("f2", "upstream_error"),
+            failed("f3", "bad_request"),
+        ]
+    }
+
+    fn right_events() -> Vec<MetricsEvent> {
+        vec![
+            event(
+                "small",
+                "m-small",
+                false,
+                1_000,
+                (19, 23),
+                (0.75, 3.0),
+                true,
+                Some("upstream_cut"),
+            ),
+            event(
+                "large",
+                "m-large",
+                true,
+                3_000,
+                (29, 31),
+                (8.0, 8.0),
+                false,
+                Some("no_usage"),
+            ),
+            event(
+                "large",
+                "m-large",
+                true,
+                7_000,
+                (37, 41),
+                (16.0, 16.0),
+                true,
+                None,
+            ),
+            event(
+                "small",
+                "m-small",
+                false,
+                11_000,
+                (43, 47),
+                (0.0625, 0.25),
+                false,
+                Some("client_disconnected"),
+            ),
+            event(
+                "code",
+                "m-code",
+                false,
+                13_000,
+                (53, 59),
+                (0.375, 1.5),
+                true,
+                None,
+            ),
+            event(
+                "code",
+                "m-code",
+                false,
+                17_000,
+                (61, 67),
+                (2.0, 8.0),
+                false,
+                None,
+            ),
+            event(
+                "large",
+                "m-large",
+                true,
+                19_000,
+                (71, 73),
+                (32.0, 32.0),
+                false,
+                None,
+            ),
+            failed("f4", "upstream_error"),
+            failed("f5", "upstream_timeout"),
+            failed("f6", "upstream_timeout"),
+        ]
+    }
+
+    fn fold(events: &[MetricsEvent]) -> Aggregate {
+        let mut a = Aggregate::default();
+        events.iter().for_each(|e| a.apply(e));
+        a
+    }
+
+    #[test]
+    fn apply_sums_every_field_exactly() {
+        let a = fold(&left_events());
+        let expected = Aggregate {
+            total_requests: 5,
+            small_requests: 3,
+            large_requests: 2,
+            tier_breakdown: counts(&[("small", 2), ("large", 2), ("code", 1)]),
+            incomplete_requests: counts(&[("no_usage", 2), ("upstream_cut", 1)]),
+            total_cost_usd: 5.875,
+            cost_if_always_large_usd: 8.5,
+            total_latency_ms: 675,
+            tokens_in: 26,
+            tokens_out: 38,
+            estimated_usage_requests: 2,
+            model_breakdown: counts(&[("m-small", 2), ("m-large", 2), ("m-code", 1)]),
+            failed_requests: counts(&[("upstream_error", 2), ("bad_request", 1)]),
+        };
+        assert_eq!(a, expected);
+        let b = fold(&right_events());
+        let expected = Aggregate {
+            total_requests: 7,
+            small_requests: 4,
+            large_requests: 3,
+            tier_breakdown: counts(&[("small", 2), ("large", 3), ("code", 2)]),
+            incomplete_requests: counts(&[
+                ("upstream_cut", 1),
+                ("no_usage", 1),
+                ("client_disconnected", 1),
+            ]),
+            total_cost_usd: 59.1875,
+            cost_if_always_large_usd: 68.75,
+            total_latency_ms: 71_000,
+            tokens_in: 313,
+            tokens_out: 341,
+            estimated_usage_requests: 3,
+            model_breakdown: counts(&[("m-small", 2), ("m-large", 3), ("m-code", 2)]),
+            failed_requests: counts(&[("upstream_error", 1), ("upstream_timeout", 2)]),
+        };
+        assert_eq!(b, expected);
+    }
+
+    #[test]
+    fn merge_adds_every_field_exactly() {
+        let (left, right) = (fold(&left_events()), fold(&right_events()));
+        let mut merged = left.clone();
+        merged.merge(&right);
+        let expected = Aggregate {
+            total_requests: 12,
+            small_requests: 7,
+            large_requests: 5,
+            tier_breakdown: counts(&[("small", 4), ("large", 5), ("code", 3)]),
+            incomplete_requests: counts(&[
+                ("no_usage", 3),
+                ("upstream_cut", 2),
+                ("client_disconnected", 1),
+            ]),
+            total_cost_usd: 65.0625,
+            cost_if_always_large_usd: 77.25,
+            total_latency_ms: 71_675,
+            tokens_in: 339,
+            tokens_out: 379,
+            estimated_usage_requests: 5,
+            model_breakdown: counts(&[("m-small", 4), ("m-large", 5), ("m-code", 3)]),
+            failed_requests: counts(&[
+                ("upstream_error", 3),
+                ("bad_request", 1),
+                ("upstream_timeout", 2),
+            ]),
+        };
+        assert_eq!(merged, expected);
+        // the same as folding every event into one aggregate, in either order
+        let mut all = left_events();
+        all.extend(right_events());
+        assert_eq!(fold(&all), expected);
+        let mut other_way = right.clone();
+        other_way.merge(&left);
+        assert_eq!(other_way, expected);
+        // merging an empty aggregate changes nothing, and into an empty one copies
+        let mut unchanged = left.clone();
+        unchanged.merge(&Aggregate::default());
+        assert_eq!(unchanged, left);
+        let mut copy = Aggregate::default();
+        copy.merge(&right);
+        assert_eq!(copy, right);
+    }
+
+    #[test]
+    fn report_of_a_merged_aggregate() {
+        let mut a = fold(&left_events());
+        a.merge(&fold(&right_events()));
+        let r = a.report();
+        assert_eq!(r.total_requests, 12);
+        assert_eq!(r.total_cost, "$65.06");
+        assert_eq!(r.avg_latency_ms, 5_973); // 71_675 / 12 = 5972.9
+        assert_eq!(r.cost_savings_vs_always_large, "15.8%"); // 1 - 65.0625 / 77.25
+        assert_eq!(r.small_model_usage_percent, "58.3%"); // 7 / 12
+        assert_eq!(r.small_model_ratio, 7.0 / 12.0);
+        assert_eq!(r.savings_ratio, 1.0 - 65.0625 / 77.25);
+        assert_eq!(r.tokens_in, 339);
+        assert_eq!(r.tokens_out, 379);
+        assert_eq!(r.requests_with_estimated_tokens, 5);
+        assert_eq!(r.failed_requests_total, 6);
+        assert_eq!(r.model_breakdown, a.model_breakdown);
+        assert_eq!(r.tier_breakdown, a.tier_breakdown);
+        assert_eq!(r.incomplete_requests, a.incomplete_requests);
+        assert_eq!(r.failed_requests, a.failed_requests);
+    }
 }

@@ -189,4 +189,30 @@ mod tests {
         outbox.push(event("a"), 5_000, 100);
         assert_eq!(outbox.push(event("b"), 4_000, 100), Push::Queued);
     }
+
+    #[test]
+    fn length_and_emptiness_follow_the_queue() {
+        let mut outbox = Outbox::default();
+        assert!(outbox.is_empty());
+        assert_eq!(outbox.len(), 0);
+        outbox.push(event("a"), 0, 100);
+        assert!(!outbox.is_empty());
+        assert_eq!(outbox.len(), 1);
+        outbox.push(event("b"), 1, 100);
+        assert_eq!(outbox.len(), 2);
+        assert_eq!(ids(&outbox.take_batch()), ["a", "b"]);
+        assert!(outbox.is_empty());
+        assert_eq!(outbox.len(), 0);
+    }
+
+    #[test]
+    fn the_batch_is_sent_at_exactly_max_batch_events() {
+        let mut outbox = Outbox::default();
+        for i in 0..Outbox::MAX_BATCH - 1 {
+            assert_ne!(outbox.push(event(&i.to_string()), 0, 50), Push::SendNow);
+        }
+        assert_eq!(outbox.len(), Outbox::MAX_BATCH - 1);
+        assert_eq!(outbox.push(event("full"), 0, 50), Push::SendNow);
+        assert_eq!(outbox.take_now().len(), Outbox::MAX_BATCH);
+    }
 }
