@@ -40,7 +40,11 @@ pub fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64> {
         let env = env.clone();
         ctx.wait_until(async move {
             match async { QualityClient::connect(&env)?.snapshot().await }.await {
-                Ok(snapshot) => remember(snapshot.threshold),
+                Ok(snapshot) => {
+                    if let Some(threshold) = snapshot.threshold() {
+                        remember(threshold);
+                    }
+                }
                 Err(e) => worker::console_error!("quality: threshold not refreshed: {e}"),
             }
             REFRESHING.with(|r| r.set(false));

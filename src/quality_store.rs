@@ -41,6 +41,9 @@ const OBJECT_NAME: &str = "global";
 pub const MAX_JOB_ATTEMPTS: u64 = 3;
 /// Jobs judged per alarm run (the rest wait for the next run, at once).
 const JOBS_PER_RUN: usize = 4;
+/// Judged samples kept (the newest); older ones are deleted (their counts stay in the
+/// counters). The estimate and the controller read these.
+pub const SAMPLES_KEPT: u64 = 5_000;
 /// Delay before a failed job is tried again, by attempt (ms).
 const RETRY_DELAYS_MS: [u64; 2] = [1_000, 4_000];
 
@@ -276,6 +279,11 @@ impl QualityStore {
                     ],
                 )?;
                 delete(&sql)?;
+                sql.exec(
+                    "DELETE FROM samples WHERE id IN (SELECT id FROM samples \
+                     ORDER BY time_ms DESC LIMIT -1 OFFSET ?)",
+                    vec![SqlStorageValue::from(SAMPLES_KEPT as i64)],
+                )?;
                 controller.observe(config, &sample, now);
             }
             Outcome::Dropped(reason, cost) => {
@@ -487,6 +495,7 @@ impl DurableObject for QualityStore {
                     now,
                     counters.evaluation_cost_usd,
                 );
+                report.samples_judged = counters.judged;
                 report.samples_failed = counters.failed.values().sum();
                 report.samples_failed_by_reason = counters.failed.clone();
                 report.samples_capped = counters.capped;
@@ -510,7 +519,7 @@ impl DurableObject for QualityStore {
 }
 
 /// What `GET /state` answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     /// The quality block of /metrics.
     pub report: quality::QualityReport,
@@ -552,9 +561,43 @@ impl QualityClient {
         }
     }
 
-    /// The quality state.
-    pub async fn snapshot(&self) -> Result<Snapshot> {
+    /// The quality state, as the object wrote it ([`Snapshot`]'s JSON). Read as a
+    /// generic JSON value and picked apart by [`StateView`]: a derived reader of the whole
+    /// snapshot would cost the worker several KB of wasm for three fields.
+    pub async fn snapshot(&self) -> Result<StateView> {
         let mut response = self.stub.fetch_with_str("https://quality/state").await?;
-        response.json().await
+        let text = response.text().await?;
+        Ok(StateView(serde_json::from_str(&text)?))
+    }
+}
+
+/// A snapshot as the worker reads it.
+pub struct StateView(pub serde_json::Value);
+
+impl StateView {
+    /// The threshold isolates should route with (`None` if the snapshot lacks it).
+    pub fn threshold(&self) -> Option<quality::Threshold> {
+        let t = self.0.get("threshold")?;
+        let source = match t.get("source")?.as_str()? {
+            "controller" => quality::ThresholdSource::Controller,
+            _ => quality::ThresholdSource::Configured,
+        };
+        Some(quality::Threshold {
+            value: t.get("value")?.as_f64()?,
+            source,
+        })
+    }
+
+    /// Evaluation spend so far.
+    pub fn evaluation_cost_usd(&self) -> f64 {
+        self.0
+            .get("evaluation_cost_usd")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0)
+    }
+
+    /// The quality block of /metrics, as written.
+    pub fn report(&self) -> serde_json::Value {
+        self.0.get("report").cloned().unwrap_or(serde_json::Value::Null)
     }
 }

@@ -9,7 +9,6 @@ use crate::metrics::MetricsReport;
 use crate::metrics_store::MetricsClient;
 use crate::quality_store::QualityClient;
 use crate::respond::{self, OrInternal};
-use llm_mux_core::quality_state::QualityReport;
 
 /// The report followed by context fields.
 #[derive(serde::Serialize)]
@@ -21,7 +20,7 @@ struct MetricsBody<'a> {
     /// Storage work of the metrics object since it started.
     storage: serde_json::Value,
     /// Judged shadow samples: the estimate, its interval, the threshold and the spend.
-    quality: QualityReport,
+    quality: serde_json::Value,
 }
 
 /// Serves the metrics report to an authorized caller.
@@ -35,15 +34,17 @@ pub async fn handle(env: &Env, ctx: &Context, config: &Config) -> Result<Respons
         .await
         .map_err(|e| GatewayError::Internal(format!("quality store: {e}")))?;
     // This isolate routes with the threshold it has just read.
-    crate::quality::remember(quality.threshold);
+    if let Some(threshold) = quality.threshold() {
+        crate::quality::remember(threshold);
+    }
     let body = MetricsBody {
         report: snapshot
             .aggregate
             .report()
-            .with_evaluation_cost(quality.evaluation_cost_usd),
+            .with_evaluation_cost(quality.evaluation_cost_usd()),
         prices_as_of: &config.prices.as_of,
         storage: snapshot.storage,
-        quality: quality.report,
+        quality: quality.report(),
     };
     respond::json(200, &body).or_internal()
 }
