@@ -4,12 +4,16 @@
 //! text, and serves the quality state: the estimate, the evaluation spend and the
 //! controller's threshold.
 //!
-//! Storage (SQLite): `jobs` holds a job (the only place prompt and answer text live) until
-//! it is judged or dropped; `samples` holds judged samples (grades, tokens, costs); one
-//! `state` row holds the counters and the controller's state. A job is judged at most once:
-//! its id is refused when a job or a sample of that id exists, and the row is deleted when
-//! its outcome is written. It must not decide anything itself: sampling, the judge's
-//! contract, the estimate and the controller are the core's.
+//! Prompt and answer text never reach storage: a job's text lives in the object's memory
+//! only, until it is judged or dropped (SQLite keeps deleted rows in its journal and free
+//! pages, so "deleted" text would still be on disk). SQLite holds, per job, a text-free
+//! entry (id, attempts, when due), so that a job whose text was lost with a restart of the
+//! object is counted (`lost_on_restart`) rather than forgotten; `samples` holds judged
+//! samples (grades, tokens, costs); one `state` row holds the counters and the controller's
+//! state. A job is judged at most once: its id is refused when a job or a sample of that
+//! id exists, and its entry is deleted when its outcome is written. It must not decide
+//! anything itself: sampling, the judge's contract, the estimate and the controller are
+//! the core's.
 
 use std::cell::RefCell;
 
@@ -77,6 +81,8 @@ pub struct QualityStore {
     env: Env,
     counters: RefCell<Option<Counters>>,
     controller: RefCell<Option<QualityState>>,
+    /// The jobs' texts, by id (memory only).
+    texts: RefCell<std::collections::HashMap<String, ShadowJob>>,
 }
 
 /// What a job's attempt came to.
@@ -93,7 +99,7 @@ impl QualityStore {
     fn ensure_schema(&self) -> Result<()> {
         let sql = self.state.storage().sql();
         sql.exec(
-            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, body TEXT NOT NULL, \
+            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, \
              attempts INTEGER NOT NULL, due_ms INTEGER NOT NULL)",
             None,
         )?;
@@ -194,13 +200,13 @@ impl QualityStore {
         counters.hour_accepted += 1;
         counters.accepted += 1;
         self.state.storage().sql().exec(
-            "INSERT INTO jobs (id, body, attempts, due_ms) VALUES (?, ?, 0, ?)",
+            "INSERT INTO jobs (id, attempts, due_ms) VALUES (?, 0, ?)",
             vec![
                 SqlStorageValue::from(job.id.clone()),
-                SqlStorageValue::from(serde_json::to_string(&job)?),
                 SqlStorageValue::from(now as i64),
             ],
         )?;
+        self.texts.borrow_mut().insert(job.id.clone(), job);
         self.save(&counters, &controller)?;
         if self.state.storage().get_alarm().await?.is_none() {
             self.state.storage().set_alarm(0i64).await?;
@@ -226,7 +232,7 @@ impl QualityStore {
             .storage()
             .sql()
             .exec(
-                "SELECT id, body, attempts FROM jobs WHERE due_ms <= ? ORDER BY due_ms LIMIT ?",
+                "SELECT id, attempts FROM jobs WHERE due_ms <= ? ORDER BY due_ms LIMIT ?",
                 vec![
                     SqlStorageValue::from(now as i64),
                     SqlStorageValue::from(JOBS_PER_RUN as i64),
@@ -235,19 +241,20 @@ impl QualityStore {
             .raw()
             .collect::<Result<Vec<_>>>()?;
         for row in rows {
-            let (id, body, attempts) = match row.as_slice() {
-                [SqlStorageValue::String(id), SqlStorageValue::String(body), attempts] => {
+            let (id, attempts) = match row.as_slice() {
+                [SqlStorageValue::String(id), attempts] => {
                     let attempts = match attempts {
                         SqlStorageValue::Integer(n) => *n as u64,
                         _ => 0,
                     };
-                    (id.clone(), body.clone(), attempts)
+                    (id.clone(), attempts)
                 }
                 _ => continue,
             };
-            let outcome = match serde_json::from_str::<ShadowJob>(&body) {
-                Ok(job) => self.judge_job(&config, job).await?,
-                Err(_) => Outcome::Dropped("job_unreadable", 0.0),
+            let job = self.texts.borrow().get(&id).cloned();
+            let outcome = match job {
+                Some(job) => self.judge_job(&config, job).await?,
+                None => Outcome::Dropped("lost_on_restart", 0.0),
             };
             self.settle(&config, &id, attempts, outcome)?;
         }
@@ -260,6 +267,7 @@ impl QualityStore {
         let sql = self.state.storage().sql();
         let now = runtime::now_ms();
         let delete = |sql: &worker::SqlStorage| {
+            self.texts.borrow_mut().remove(id);
             sql.exec(
                 "DELETE FROM jobs WHERE id = ?",
                 vec![SqlStorageValue::from(id.to_string())],
@@ -377,13 +385,9 @@ impl QualityStore {
                     };
                     // Kept with the job, so that a retry only repeats the judge.
                     job.other = Some(other.clone());
-                    self.state.storage().sql().exec(
-                        "UPDATE jobs SET body = ? WHERE id = ?",
-                        vec![
-                            SqlStorageValue::from(serde_json::to_string(&job)?),
-                            SqlStorageValue::from(job.id.clone()),
-                        ],
-                    )?;
+                    if let Some(held) = self.texts.borrow_mut().get_mut(&job.id) {
+                        held.other = Some(other.clone());
+                    }
                     other
                 }
                 Err(_) => return Ok(Outcome::Retry("shadow_call_failed", spent)),
@@ -466,6 +470,7 @@ impl DurableObject for QualityStore {
             env,
             counters: RefCell::new(None),
             controller: RefCell::new(None),
+            texts: RefCell::new(std::collections::HashMap::new()),
         };
         if let Err(e) = store.ensure_schema() {
             worker::console_error!("quality store: cannot create schema: {e}");
@@ -598,6 +603,9 @@ impl StateView {
 
     /// The quality block of /metrics, as written.
     pub fn report(&self) -> serde_json::Value {
-        self.0.get("report").cloned().unwrap_or(serde_json::Value::Null)
+        self.0
+            .get("report")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
     }
 }

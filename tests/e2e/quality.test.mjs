@@ -88,7 +88,7 @@ describe("judged shadow samples", () => {
         const large = other.filter((r) => r.body.model === "mistral-large-latest");
         assert.equal(small.length, 1, "the served call");
         assert.equal(large.length, 1, "one shadow call by the other (top) tier");
-        assert.equal(large[0].body.stream, undefined, "the shadow call is not streamed");
+        assert.notEqual(large[0].body.stream, true, "the shadow call is not streamed");
         assert.equal(judge[0].body.model, "mistral-large-latest", "the top tier judges by default");
         assert.deepEqual(judge[0].body.response_format, { type: "json_object" });
         const user = judge[0].body.messages[1].content;
@@ -186,6 +186,27 @@ describe("judged shadow samples", () => {
       assert.equal(judge.length, 1);
       assert.ok(judge[0].body.messages[1].content.includes("Stub answer from mistral-small-2603"), "the streamed answer reached the judge");
     });
+  });
+
+  it("a job whose text was lost with a restart of the store is counted, not forgotten", async () => {
+    const state = tempDir("llm-mux-quality-restart-");
+    const vars = { MISTRAL_API_KEY: MISTRAL_KEY, MISTRAL_BASE_URL: stub.url, QUALITY_SAMPLE_RATE: "1", ROUTING_THRESHOLD: "1" };
+    let gw = await startGateway({ persistTo: state, vars });
+    try {
+      const t = tag();
+      // The other tier fails: the job waits 1 s, then 4 s, for its retries.
+      assertQueryShape(await client(gw).query({ query: `Lost ${t} [[stub:fail-model=mistral-large-latest]]` }));
+      await pollUntil(() => callsFor(stub, t).other.filter((r) => r.body.model === "mistral-large-latest").length, (n) => n >= 2, { timeoutMs: 10_000 });
+      await gw.stop();
+      gw = await startGateway({ persistTo: state, vars });
+      const c = client(gw);
+      const m = await pollUntil(() => quality(c), (m) => m.quality.samples_pending === 0, { timeoutMs: 20_000, intervalMs: 500 });
+      assert.equal(m.quality.samples_pending, 0);
+      assert.equal(m.quality.samples_failed_by_reason.lost_on_restart, 1, JSON.stringify(m.quality));
+      assert.equal(m.quality.samples_judged, 0);
+    } finally {
+      await gw.stop();
+    }
   });
 
   describe("sampling off, a share, and the hourly cap", () => {

@@ -309,7 +309,6 @@ mod tests {
         assert!(text.len() <= 101 && text.chars().all(|c| c == 'é'));
     }
 
-
     const ONE_USER_TURN: &str =
         r#"{"model": "auto", "messages": [{"role": "user", "content": "x"}]}"#;
 
