@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod plan;
 pub mod pricing;
 pub mod providers;
+pub mod quality;
 pub mod routes;
 pub mod routing;
 pub mod scoring;
