@@ -533,7 +533,7 @@ mod tests {
         // True optimum: 1 - 0.2 t^2 = 0.9 -> t = 0.707; the lower bound makes it lower.
         let q = true_q(gap, ctl.threshold);
         assert!(
-            q >= 0.88 && q <= 0.95,
+            (0.88..=0.95).contains(&q),
             "threshold {} quality {q}",
             ctl.threshold
         );

@@ -123,9 +123,8 @@ impl ScoreHistogram {
     /// Share of traffic and mean cost per request (USD) when routing at every bin edge:
     /// element `k` is routing at `edge(k)`. Empty traffic gives shares of 0 and costs of 0.
     pub fn operating_points(&self) -> Vec<(f64, f64)> {
-        let n = self.bins();
         let total = self.total();
-        let mut out = vec![(0.0, 0.0); n + 1];
+        let mut out = vec![(0.0, 0.0); self.bins() + 1];
         if total <= 0.0 {
             return out;
         }
@@ -133,10 +132,10 @@ impl ScoreHistogram {
         let mut top_count: f64 = total;
         let mut cost: f64 = self.cost_top.iter().sum();
         out[0] = (1.0, cost / total);
-        for k in 1..=n {
-            top_count -= self.count[k - 1];
-            cost += self.cost_lower[k - 1] - self.cost_top[k - 1];
-            out[k] = ((top_count / total).clamp(0.0, 1.0), cost.max(0.0) / total);
+        for (b, slot) in out.iter_mut().skip(1).enumerate() {
+            top_count -= self.count[b];
+            cost += self.cost_lower[b] - self.cost_top[b];
+            *slot = ((top_count / total).clamp(0.0, 1.0), cost.max(0.0) / total);
         }
         out
     }
