@@ -84,6 +84,16 @@ pub struct ControllerConfig {
     pub max_probability_factor: f64,
     /// Most samples kept (oldest dropped first).
     pub window: usize,
+    /// Most evaluation spend as a share of what the traffic would cost on the top tier:
+    /// the sampling rate is lowered to keep the recent samples' spend within it.
+    pub max_evaluation_share: f64,
+    /// Half-life of the fast traffic histogram that detects a shift in traffic.
+    pub shift_half_life_ms: u64,
+    /// Total-variation distance between the fast and the slow score distributions (over
+    /// quantile groups) that counts as a shift.
+    pub shift_distance: f64,
+    /// Weight factor of samples taken before the last detected shift.
+    pub pre_shift_weight: f64,
     /// Bins of the traffic histogram and of the candidate thresholds.
     pub bins: usize,
 }
@@ -108,6 +118,10 @@ impl ControllerConfig {
             far_weight: 0.25,
             max_probability_factor: 2.0,
             window: 4000,
+            max_evaluation_share: 0.025,
+            shift_half_life_ms: 20 * 60_000,
+            shift_distance: 0.3,
+            pre_shift_weight: 0.1,
             bins: DEFAULT_BINS,
         }
     }
@@ -158,6 +172,12 @@ pub struct QualityController {
     pub samples: VecDeque<JudgedSample>,
     /// Decayed histogram of all routed traffic.
     pub histogram: ScoreHistogram,
+    /// The same with a short half-life: compared with `histogram` to detect a shift.
+    pub recent: ScoreHistogram,
+    /// Start of the current traffic regime (time of the last detected shift).
+    pub epoch_start_ms: u64,
+    /// Shifts detected so far.
+    pub shifts: u64,
     /// Time of the last update.
     pub last_update_ms: Option<u64>,
     /// Time of the newest sample.
@@ -184,6 +204,9 @@ impl QualityController {
             source: ThresholdSource::Configured,
             samples: VecDeque::new(),
             histogram: ScoreHistogram::new(cfg.bins),
+            recent: ScoreHistogram::new(cfg.bins),
+            epoch_start_ms: 0,
+            shifts: 0,
             last_update_ms: None,
             last_sample_ms: None,
             samples_judged: 0,
@@ -199,11 +222,13 @@ impl QualityController {
     /// merges them with [`QualityController::merge_traffic`]).
     pub fn record_traffic(&mut self, score: f64, cost_lower_usd: f64, cost_top_usd: f64) {
         self.histogram.record(score, cost_lower_usd, cost_top_usd);
+        self.recent.record(score, cost_lower_usd, cost_top_usd);
     }
 
     /// Adds an isolate's traffic histogram.
     pub fn merge_traffic(&mut self, batch: &ScoreHistogram) {
         self.histogram.merge(batch);
+        self.recent.merge(batch);
     }
 
     /// Adds a judged sample (invalid ones count as failed) and its evaluation spend.
@@ -299,11 +324,20 @@ impl QualityController {
         let tight = self.estimate.is_some_and(|e| {
             self.samples.len() >= cfg.min_samples && Z95 * e.std_error <= cfg.precision
         });
-        let rate = if tight {
+        let mut rate = if tight {
             cfg.max_sample_rate * cfg.slow_rate_factor
         } else {
             cfg.max_sample_rate
         };
+        // Keep the evaluation spend within its share of the always-top-tier cost: the
+        // recent samples' mean spend against the traffic's mean top-tier cost.
+        let total = self.histogram.total();
+        let spend: f64 = self.samples.iter().map(|s| s.evaluation_cost_usd()).sum();
+        if total > 0.0 && !self.samples.is_empty() && spend > 0.0 {
+            let top_cost = self.histogram.cost_top.iter().sum::<f64>() / total;
+            let per_sample = spend / self.samples.len() as f64;
+            rate = rate.min(cfg.max_evaluation_share * top_cost / per_sample);
+        }
         self.policy = SamplingPolicy::stratified(
             self.threshold,
             &self.histogram,
@@ -404,6 +438,37 @@ impl QualityController {
         }
         at
     }
+}
+
+/// Groups of the slow histogram's traffic for the shift test.
+const SHIFT_GROUPS: usize = 20;
+/// Least (decayed) requests in each histogram before a shift can be detected.
+const SHIFT_MIN_TRAFFIC: f64 = 300.0;
+
+/// Total-variation distance between two histograms' score distributions over
+/// [`SHIFT_GROUPS`] groups of about equal traffic in `slow` (0 with too little traffic).
+pub fn shift_distance(slow: &ScoreHistogram, fast: &ScoreHistogram) -> f64 {
+    let (ts, tf) = (slow.total(), fast.total());
+    if ts < SHIFT_MIN_TRAFFIC || tf < SHIFT_MIN_TRAFFIC || slow.bins() != fast.bins() {
+        return 0.0;
+    }
+    let mut distance = 0.0;
+    let (mut gs, mut gf, mut cum) = (0.0, 0.0, 0.0);
+    let mut next_edge = 1.0 / SHIFT_GROUPS as f64;
+    for b in 0..slow.bins() {
+        gs += slow.count[b] / ts;
+        gf += fast.count[b] / tf;
+        cum += slow.count[b] / ts;
+        if cum >= next_edge - 1e-12 || b + 1 == slow.bins() {
+            distance += (gs - gf).abs();
+            gs = 0.0;
+            gf = 0.0;
+            while next_edge <= cum + 1e-12 {
+                next_edge += 1.0 / SHIFT_GROUPS as f64;
+            }
+        }
+    }
+    distance / 2.0
 }
 
 #[cfg(test)]

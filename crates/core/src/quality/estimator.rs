@@ -69,6 +69,19 @@ impl QualityCurve {
         half_life_ms: u64,
         bins: usize,
     ) -> Option<QualityCurve> {
+        Self::from_samples_since(samples, now_ms, half_life_ms, bins, 0, 1.0)
+    }
+
+    /// [`QualityCurve::from_samples`], with the weight of samples taken before
+    /// `epoch_start_ms` (a detected shift in traffic) multiplied by `pre_epoch_factor`.
+    pub fn from_samples_since(
+        samples: &[JudgedSample],
+        now_ms: u64,
+        half_life_ms: u64,
+        bins: usize,
+        epoch_start_ms: u64,
+        pre_epoch_factor: f64,
+    ) -> Option<QualityCurve> {
         let bins = bins.max(1);
         // Per-bin sums of w d, w^2 d^2, w^2 d g.
         let mut a = vec![0.0; bins];
@@ -77,7 +90,12 @@ impl QualityCurve {
         let (mut g_sum, mut t_sum, mut w_sum, mut w2_sum) = (0.0, 0.0, 0.0, 0.0);
         let mut n = 0usize;
         for s in samples.iter().filter(|s| s.is_valid()) {
-            let w = decay_weight(now_ms, s.time_ms, half_life_ms) / s.probability;
+            let epoch = if s.time_ms < epoch_start_ms {
+                pre_epoch_factor
+            } else {
+                1.0
+            };
+            let w = epoch * decay_weight(now_ms, s.time_ms, half_life_ms) / s.probability;
             if !(w.is_finite() && w > 0.0) {
                 continue;
             }
