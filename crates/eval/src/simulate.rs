@@ -203,6 +203,8 @@ pub struct Figures {
     pub samples: u64,
     /// Threshold in force at the end.
     pub final_threshold: f64,
+    /// Shifts in traffic the controller detected.
+    pub shifts_detected: u64,
 }
 
 /// A point of a run's trajectory.
@@ -285,7 +287,7 @@ impl Tally {
         self.est_n += o.est_n;
     }
 
-    fn figures(&self, name: &str, final_threshold: f64) -> Figures {
+    fn figures(&self, name: &str, final_threshold: f64, shifts: u64) -> Figures {
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         Figures {
             name: name.to_string(),
@@ -301,6 +303,7 @@ impl Tally {
             evaluation_cost_share: ratio(self.eval_cost, self.cost_top),
             samples: self.samples,
             final_threshold,
+            shifts_detected: shifts,
         }
     }
 }
@@ -330,8 +333,9 @@ pub fn run(phases: &[Phase], opts: &SimOptions, seed: u64) -> Run {
     let mut global = 0usize;
     for phase in phases {
         let mut tally = Tally::default();
+        let shifts_before = ctl.shifts;
         if phase.prompts.is_empty() {
-            per_phase.push(tally.figures(&phase.name, published.threshold));
+            per_phase.push(tally.figures(&phase.name, published.threshold, 0));
             continue;
         }
         for i in 0..opts.requests {
@@ -379,7 +383,7 @@ pub fn run(phases: &[Phase], opts: &SimOptions, seed: u64) -> Run {
                     ctl.record_sample(sample, cfg);
                 }
             }
-            if (i + 1) % UPDATE_EVERY == 0 {
+            if (i + 1).is_multiple_of(UPDATE_EVERY) {
                 published = ctl.update(t_ms, cfg);
                 if late {
                     if let Some(e) = ctl.estimate {
@@ -388,7 +392,7 @@ pub fn run(phases: &[Phase], opts: &SimOptions, seed: u64) -> Run {
                     }
                 }
             }
-            if global % TRACE_EVERY == 0 {
+            if global.is_multiple_of(TRACE_EVERY) {
                 trace.push(TracePoint {
                     request: global,
                     threshold: published.threshold,
@@ -399,11 +403,11 @@ pub fn run(phases: &[Phase], opts: &SimOptions, seed: u64) -> Run {
             }
         }
         total.add(&tally);
-        per_phase.push(tally.figures(&phase.name, published.threshold));
+        per_phase.push(tally.figures(&phase.name, published.threshold, ctl.shifts - shifts_before));
     }
     Run {
         seed,
-        figures: total.figures("", published.threshold),
+        figures: total.figures("", published.threshold, ctl.shifts),
         phases: per_phase,
         trace,
     }
@@ -451,9 +455,7 @@ pub fn best_fixed(phases: &[Phase], target: Option<Target>) -> Option<Fixed> {
     // Candidates: each distinct score (route it and above to the top tier), and "none".
     let mut candidates = scores;
     candidates.push(f64::INFINITY);
-    let requests: f64 = phases.iter().filter(|p| !p.prompts.is_empty()).count() as f64;
     let mut best: Option<Fixed> = None;
-    // The figures change monotonically enough to scan all; phases are small (~10^4).
     let points = sweep(phases, &candidates);
     for f in points {
         let ok = match target {
@@ -464,11 +466,20 @@ pub fn best_fixed(phases: &[Phase], target: Option<Target>) -> Option<Fixed> {
                 (1.0 - f.savings) * always_top * 1000.0 <= usd + 1e-12
             }
         };
-        if ok && best.is_none_or(|b| f.savings > b.savings) {
+        // A quality target: the cheapest threshold meeting it; a share or cost budget: the
+        // best quality within it (then the cheapest).
+        let better = |b: Fixed| match target {
+            Target::QualityRetained(_) => f.savings > b.savings,
+            _ => {
+                f.true_quality_retained > b.true_quality_retained + 1e-12
+                    || (f.true_quality_retained >= b.true_quality_retained - 1e-12
+                        && f.savings > b.savings)
+            }
+        };
+        if ok && best.is_none_or(better) {
             best = Some(f);
         }
     }
-    let _ = requests;
     best
 }
 
@@ -731,5 +742,99 @@ fn yes(b: bool) -> &'static str {
         "yes"
     } else {
         "no"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase() -> Phase {
+        let p = |score: f64, ql: f64, qt: f64| Prompt {
+            score,
+            quality_lower: ql,
+            quality_top: qt,
+            cost_lower: 1.0,
+            cost_top: 3.0,
+            cost_judge: 2.0,
+        };
+        Phase {
+            name: String::from("t"),
+            prompts: vec![
+                p(0.1, 1.0, 1.0),
+                p(0.4, 0.0, 1.0),
+                p(0.6, 0.0, 1.0),
+                p(0.9, 1.0, 0.0),
+            ],
+        }
+    }
+
+    fn opts(rate: f64, target: Option<Target>) -> SimOptions {
+        let mut config = ControllerConfig::new(0.5);
+        config.max_sample_rate = rate;
+        config.target = target;
+        config.max_evaluation_share = 10.0;
+        config.bins = 10;
+        SimOptions {
+            config,
+            requests: 6000,
+            seeds: 2,
+            judge_noise: 0.0,
+        }
+    }
+
+    #[test]
+    fn without_sampling_a_run_is_the_configured_fixed_threshold() {
+        let ph = [phase()];
+        let fixed = fixed_at(&ph, 0.5);
+        // Top tier: the prompts at 0.6 and 0.9; quality (1 + 0 + 1 + 0) / 3.
+        assert!((fixed.large_share - 0.5).abs() < 1e-12);
+        assert!((fixed.true_quality_retained - 2.0 / 3.0).abs() < 1e-12);
+        assert!((fixed.savings - (1.0 - 8.0 / 12.0)).abs() < 1e-12);
+        let r = run(&ph, &opts(0.0, None), 1);
+        let f = &r.figures;
+        assert_eq!(f.samples, 0);
+        assert_eq!(f.evaluation_cost_share, 0.0);
+        assert_eq!(f.savings, f.net_savings);
+        assert!((f.large_share - 0.5).abs() < 0.03);
+        assert!((f.savings - fixed.savings).abs() < 0.03);
+        assert!((f.true_quality_retained - fixed.true_quality_retained).abs() < 0.05);
+        assert_eq!(r.phases.len(), 1);
+        assert_eq!(r.trace.len(), 6000 / TRACE_EVERY);
+    }
+
+    #[test]
+    fn evaluation_spend_is_counted_per_sample() {
+        let ph = [phase()];
+        let r = run(&ph, &opts(0.05, None), 2);
+        let f = &r.figures;
+        assert!(f.samples > 100);
+        // A sample costs the judge (2) plus the other tier: 3 below the threshold, 1 above;
+        // the always-top cost is 3 per request.
+        let per_request = f.evaluation_cost_share * 3.0;
+        let per_sample = per_request * 6000.0 / f.samples as f64;
+        assert!((3.0..=5.0).contains(&per_sample), "{per_sample}");
+        assert!((f.net_savings - (f.savings - f.evaluation_cost_share)).abs() < 1e-12);
+        assert!(f.estimated_quality_retained.is_some());
+    }
+
+    #[test]
+    fn best_fixed_meets_the_target_in_hindsight() {
+        let ph = [phase()];
+        let b = best_fixed(&ph, Some(Target::QualityRetained(0.99))).unwrap();
+        // Only the prompt at 0.1 can go to the lower tier without loss (the one at 0.9
+        // could too, but a threshold above it sends 0.4 and 0.6 lower as well).
+        assert!(b.true_quality_retained >= 0.99);
+        assert!((b.large_share - 0.75).abs() < 1e-12, "{b:?}");
+        assert!(best_fixed(&ph, None).is_none());
+        // Within a 25% share, all-lower (2/3) beats sending the prompt at 0.9 up (1/3).
+        let s = best_fixed(&ph, Some(Target::LargeShare(0.25))).unwrap();
+        assert!(s.large_share <= 0.25);
+        assert!((s.true_quality_retained - 2.0 / 3.0).abs() < 1e-12);
+        let runs = simulate(&ph, &opts(0.02, Some(Target::QualityRetained(0.6))), 2);
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].seed, 0);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[]), 0.0);
     }
 }

@@ -120,8 +120,8 @@ impl ControllerConfig {
             window: 4000,
             max_evaluation_share: 0.025,
             shift_half_life_ms: 20 * 60_000,
-            shift_distance: 0.3,
-            pre_shift_weight: 0.1,
+            shift_distance: 0.08,
+            pre_shift_weight: 0.02,
             bins: DEFAULT_BINS,
         }
     }
@@ -279,11 +279,13 @@ impl QualityController {
     /// The curve of estimates over candidate thresholds from the samples held.
     pub fn curve(&self, now_ms: u64, cfg: &ControllerConfig) -> Option<QualityCurve> {
         let held: Vec<JudgedSample> = self.samples.iter().copied().collect();
-        QualityCurve::from_samples(
+        QualityCurve::from_samples_since(
             &held,
             now_ms,
             cfg.sample_half_life_ms,
             self.histogram.bins(),
+            self.epoch_start_ms,
+            cfg.pre_shift_weight,
         )
     }
 
@@ -293,6 +295,15 @@ impl QualityController {
         if let Some(last) = self.last_update_ms {
             self.histogram
                 .decay(decay_weight(now_ms, last, cfg.traffic_half_life_ms));
+            self.recent
+                .decay(decay_weight(now_ms, last, cfg.shift_half_life_ms));
+        }
+        if shift_distance(&self.histogram, &self.recent) > cfg.shift_distance {
+            // The traffic changed: price thresholds on the new traffic, and let the samples
+            // of the old traffic weigh little.
+            self.histogram = self.recent.clone();
+            self.epoch_start_ms = now_ms;
+            self.shifts += 1;
         }
         self.last_update_ms = Some(now_ms);
         // Samples weighing under 1/1024 of a new one no longer matter.
@@ -487,6 +498,7 @@ mod tests {
         let mut c = ControllerConfig::new(0.5);
         c.target = target;
         c.max_sample_rate = 0.05;
+        c.max_evaluation_share = 1.0;
         c.bins = 100;
         c
     }
@@ -636,6 +648,35 @@ mod tests {
     }
 
     #[test]
+    fn a_shift_in_traffic_discounts_old_samples() {
+        let c = cfg(Some(Target::QualityRetained(0.9)));
+        let mut ctl = QualityController::new(&c);
+        let mut w = World {
+            rng: SplitMix64::new(6),
+            gap: |s| 0.2 * s,
+        };
+        w.run(&mut ctl, &c, 0, 300);
+        assert_eq!(ctl.shifts, 0);
+        // New traffic: scores squeezed into [0, 0.5), the lower tier much worse.
+        let mut rng = SplitMix64::new(9);
+        for m in 300..420u64 {
+            for i in 0..60 {
+                let s = 0.5 * uniform(&mut rng);
+                ctl.record_traffic(s, 1.0, 3.0);
+                let _ = i;
+            }
+            ctl.update((m + 1) * 60_000, &c);
+        }
+        assert_eq!(ctl.shifts, 1);
+        assert!(ctl.epoch_start_ms > 300 * 60_000);
+        assert!(shift_distance(&ctl.histogram, &ctl.recent) < c.shift_distance);
+        let mut empty = ScoreHistogram::new(100);
+        assert_eq!(shift_distance(&ctl.histogram, &empty), 0.0);
+        empty.merge(&ctl.histogram);
+        assert!(shift_distance(&ctl.histogram, &empty) < 1e-9);
+    }
+
+    #[test]
     fn share_and_cost_targets_need_no_samples() {
         let mut c = cfg(Some(Target::LargeShare(0.3)));
         c.max_sample_rate = 0.0;
@@ -677,6 +718,13 @@ mod tests {
         let late = ctl.policy.expected_rate(&ctl.histogram);
         assert!((early - 0.05).abs() < 1e-6, "{early}");
         assert!((late - 0.025).abs() < 1e-6, "{late}");
+        // The evaluation-spend budget: a sample costs 4, a request 3 on the top tier, so a
+        // 1% budget allows 0.75% of requests.
+        let mut tight = c.clone();
+        tight.max_evaluation_share = 0.01;
+        ctl.update(611 * 60_000, &tight);
+        let budgeted = ctl.policy.expected_rate(&ctl.histogram);
+        assert!((budgeted - 0.0075).abs() < 1e-6, "{budgeted}");
         let mut bad = ctl.clone();
         bad.record_sample(
             JudgedSample {
