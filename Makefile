@@ -8,7 +8,7 @@ BUILD_ENV = WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen \
             WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt \
             ESBUILD_BIN=$(CURDIR)/node_modules/.bin/esbuild
 
-.PHONY: setup build dev test test-native test-e2e demo eval train-router calibrate lint coverage mutants deploy clean bench
+.PHONY: setup build dev test test-native test-e2e demo eval train-router calibrate simulate lint coverage mutants deploy clean bench
 
 ## setup: install the toolchain pieces and npm packages (skips what is present)
 setup:
@@ -68,6 +68,19 @@ ROUTER ?= heuristic
 TARGET ?= --target-quality 0.95
 calibrate:
 	cargo run --profile eval --quiet -p llm-mux-eval --bin llm-mux-eval -- calibrate --router $(ROUTER) $(TARGET) --split dev $(EVAL_DATA)
+
+## simulate: the quality controller on replayed traffic (docs/quality.md): the test split as
+##           50,000 requests x 20 seeds at a 0.95 quality target, then the shifting-traffic
+##           scenario (mmlu -> gsm8k -> mt_bench); prints both tables, writes
+##           target/eval/simulate*.json and docs/img/quality-*.svg
+SIM = cargo run --profile eval --quiet -p llm-mux-eval --bin llm-mux-eval -- simulate
+simulate:
+	@mkdir -p target/eval docs/img
+	$(SIM) --split test --requests 50000 --seeds 20 --sample-rate 0.02 --target-quality 0.95 \
+		--json target/eval/simulate-test.json --svg docs/img/quality-test.svg $(EVAL_DATA)
+	$(SIM) --split test --requests 50000 --seeds 20 --sample-rate 0.02 --target-quality 0.95 \
+		--json target/eval/simulate-shift.json --svg docs/img/quality-shift.svg \
+		$(EVAL_DATA)/mmlu.jsonl --then $(EVAL_DATA)/gsm8k.jsonl --then $(EVAL_DATA)/mt_bench.jsonl
 
 ## bench: scorer/router cost, worker size, end-to-end cost against a pass-through floor,
 ## Durable Object rows per request; one table (see BENCHMARKS.md; ~5-10 minutes)

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod plan;
 pub mod pricing;
 pub mod providers;
+pub mod quality;
 pub mod quality_state;
 pub mod routes;
 pub mod routing;

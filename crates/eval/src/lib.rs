@@ -16,6 +16,7 @@
 //! - [`tuning`]: the heuristic's weight search;
 //! - [`training`]: fitting and writing the learned router's weights;
 //! - [`selection`]: choosing the learned router's settings and threshold by cross-validation;
+//! - [`simulate`]: traffic through the core's quality estimator and controller;
 //! - [`report`]: the `report` command's tables, JSON and charts;
 //! - [`plots`]: SVG drawing;
 //! - [`speed`]: the scorers' speed table.
@@ -27,6 +28,7 @@ pub mod plots;
 pub mod report;
 pub mod routers;
 pub mod selection;
+pub mod simulate;
 pub mod speed;
 pub mod training;
 pub mod tuning;

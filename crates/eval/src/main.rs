@@ -9,12 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use llm_mux_core::quality::{ControllerConfig, Target};
+use llm_mux_core::routing::{RouterKind, DEFAULT_ROUTER};
 use llm_mux_core::scoring;
 use llm_mux_eval::calibration::{self, CalibrationTarget};
 use llm_mux_eval::data::{self, Dataset, EvalRecord, Split};
+use llm_mux_eval::plots::{trajectory_svg, TrajectoryPoint};
 use llm_mux_eval::report::{self, pct, RouterScores};
 use llm_mux_eval::routers::{heuristic_scores, Router};
 use llm_mux_eval::selection::{self, FOLDS};
+use llm_mux_eval::simulate::{self, SimRouter};
 use llm_mux_eval::training::TrainConfig;
 use llm_mux_eval::tuning::{self, TuneOptions};
 use llm_mux_eval::{metrics, speed};
@@ -29,6 +33,10 @@ usage:
   llm-mux-eval calibrate (--target-large-share X | --target-quality X | --max-cost-per-1k USD)
                          [--router heuristic|learned] [--split dev] [--benchmark NAME]
                          [--small-model M] [--large-model M] PATH...
+  llm-mux-eval simulate  [--router learned|heuristic|length] [--split dev|test|all]
+                         [--target-quality Q | --target-large-share S | --target-cost-per-1k USD]
+                         [--sample-rate R] [--requests N] [--seeds K] [--judge-noise SD]
+                         [--json OUT] [--svg OUT] PATH [--then PATH ...]
   llm-mux-eval speed
 PATH is a routing-eval JSONL file or a directory of them (all *.jsonl).
 report evaluates both routers at their default thresholds (override with --threshold for the
@@ -38,6 +46,10 @@ from a fixed grid; --quick skips the grid) and writes the weights file. --bits, 
 and --seed replace the default table size, character n-gram range and shuffle seed (for
 size trade-off and noise studies).
 calibrate --router learned on dev scores each prompt out-of-fold (the model was trained on dev).
+simulate streams prompts drawn at random from PATH (then from each --then PATH: a shift in
+traffic), N requests per phase (default 50000), through the core's quality sampler, estimator
+and controller, with the recorded outcomes as the judge's grades; defaults: split test, sample
+rate 0.02, 20 seeds, no judge noise.
 Models are priced from the embedded price table (default mistral-small-latest / mistral-large-latest).";
 
 /// Parsed command line.
@@ -61,6 +73,12 @@ struct Args {
     regularization: Option<f64>,
     target: Option<CalibrationTarget>,
     paths: Vec<PathBuf>,
+    router_name: Option<String>,
+    then_paths: Vec<PathBuf>,
+    sample_rate: f64,
+    requests: usize,
+    seeds: u64,
+    judge_noise: f64,
 }
 
 fn parse_number(flag: &str, value: &str) -> Result<f64, String> {
@@ -91,7 +109,7 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
     let command = it.next().cloned().ok_or("missing subcommand")?;
     if !matches!(
         command.as_str(),
-        "report" | "tune" | "train" | "calibrate" | "speed"
+        "report" | "tune" | "train" | "calibrate" | "simulate" | "speed"
     ) {
         return Err(format!("unknown subcommand {command:?}"));
     }
@@ -115,6 +133,12 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         regularization: None,
         target: None,
         paths: Vec::new(),
+        router_name: None,
+        then_paths: Vec::new(),
+        sample_rate: 0.02,
+        requests: 50_000,
+        seeds: 20,
+        judge_noise: 0.0,
     };
     while let Some(a) = it.next() {
         if !a.starts_with("--") {
@@ -149,18 +173,57 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
                         .map_err(|_| format!("--seed expects an integer, got {v:?}"))?,
                 );
             }
-            "--router" => args.router = Router::parse(&value()?)?,
+            "--router" => {
+                let v = value()?;
+                if args.command == "simulate" {
+                    SimRouter::parse(&v)?;
+                } else {
+                    args.router = Router::parse(&v)?;
+                }
+                args.router_name = Some(v);
+            }
+            "--then" => args.then_paths.push(PathBuf::from(value()?)),
+            "--sample-rate" => {
+                let v = parse_number(a, &value()?)?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(format!("--sample-rate must be in [0,1], got {v}"));
+                }
+                args.sample_rate = v;
+            }
+            "--judge-noise" => {
+                let v = parse_number(a, &value()?)?;
+                if v < 0.0 {
+                    return Err(format!("--judge-noise must be >= 0, got {v}"));
+                }
+                args.judge_noise = v;
+            }
+            "--requests" | "--seeds" => {
+                let v = value()?;
+                let n = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("{a} expects a positive integer, got {v:?}"))?;
+                if a == "--requests" {
+                    args.requests = usize::try_from(n).map_err(|e| e.to_string())?;
+                } else {
+                    args.seeds = n;
+                }
+            }
             "--threshold" => args.threshold = Some(parse_number(a, &value()?)?),
             "--learned-threshold" => args.learned_threshold = Some(parse_number(a, &value()?)?),
             "--small-model" => args.small_model = value()?,
             "--large-model" => args.large_model = value()?,
             "--regularization" => args.regularization = Some(parse_number(a, &value()?)?),
-            "--target-large-share" | "--target-quality" | "--max-cost-per-1k" => {
+            "--target-large-share"
+            | "--target-quality"
+            | "--max-cost-per-1k"
+            | "--target-cost-per-1k" => {
                 if args.target.is_some() {
                     return Err(String::from("give exactly one calibration target"));
                 }
                 let v = parse_number(a, &value()?)?;
-                let fraction = a != "--max-cost-per-1k";
+                let fraction = a == "--target-large-share" || a == "--target-quality";
                 if (fraction && !(0.0..=1.0).contains(&v)) || v < 0.0 {
                     return Err(format!(
                         "{a} must be in [0,1] (or >= 0 for a cost), got {v}"
@@ -177,6 +240,9 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
     }
     if args.command != "speed" && args.paths.is_empty() {
         return Err(String::from("no data PATH given"));
+    }
+    if args.command != "simulate" && !args.then_paths.is_empty() {
+        return Err(String::from("--then is an option of simulate"));
     }
     if args.command == "calibrate" && args.target.is_none() {
         return Err(String::from(
@@ -409,6 +475,108 @@ fn cmd_train(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn cmd_simulate(args: &Args) -> Result<(), String> {
+    let split = args.split.unwrap_or(Split::Test);
+    let default_router = match DEFAULT_ROUTER {
+        RouterKind::Heuristic => "heuristic",
+        RouterKind::Learned => "learned",
+    };
+    let router = SimRouter::parse(args.router_name.as_deref().unwrap_or(default_router))?;
+    let mut sources: Vec<Vec<PathBuf>> = vec![args.paths.clone()];
+    sources.extend(args.then_paths.iter().map(|p| vec![p.clone()]));
+    let mut phases = Vec::new();
+    for paths in &sources {
+        let mut records = Vec::new();
+        for p in paths {
+            records.extend(load_path(p)?);
+        }
+        let data = Dataset::select(
+            records,
+            split,
+            args.benchmark.as_deref(),
+            &args.small_model,
+            &args.large_model,
+        )?;
+        let scores = router.scores(&data);
+        let name = paths
+            .iter()
+            .map(|p| {
+                p.file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("+");
+        phases.push(simulate::Phase::new(&name, &data, &scores));
+    }
+    let mut config = ControllerConfig::new(router.default_threshold());
+    config.max_sample_rate = args.sample_rate;
+    config.target = args.target.map(|t| match t {
+        CalibrationTarget::QualityRetained(q) => Target::QualityRetained(q),
+        CalibrationTarget::LargeShare(s) => Target::LargeShare(s),
+        CalibrationTarget::MaxCostPer1k(c) => Target::CostPer1k(c),
+    });
+    let opts = simulate::SimOptions {
+        config,
+        requests: args.requests,
+        seeds: args.seeds,
+        judge_noise: args.judge_noise,
+    };
+    let started = Instant::now();
+    let runs = simulate::simulate(&phases, &opts, 2);
+    eprintln!(
+        "simulated {} seed(s) in {:.1}s",
+        runs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let sim = simulate::Simulation {
+        router: router.name().to_string(),
+        split: split.name().to_string(),
+        target: opts.config.target,
+        sample_rate: args.sample_rate,
+        requests: args.requests,
+        judge_noise: args.judge_noise,
+        phase_names: phases.iter().map(|p| p.name.clone()).collect(),
+        best_fixed: simulate::best_fixed(&phases, opts.config.target),
+        configured_fixed: simulate::fixed_at(&phases, router.default_threshold()),
+        runs,
+    };
+    print!("{}", simulate::table(&sim));
+    if let Some(p) = &args.json {
+        let json = serde_json::to_string_pretty(&sim).map_err(|e| e.to_string())?;
+        write_file(p, &json)?;
+        eprintln!("wrote {}", p.display());
+    }
+    if let (Some(p), Some(run)) = (&args.svg, sim.runs.first()) {
+        let points: Vec<TrajectoryPoint> = run
+            .trace
+            .iter()
+            .map(|t| TrajectoryPoint {
+                x: t.request as f64,
+                threshold: t.threshold,
+                estimated: t.estimated,
+                interval: t.interval,
+                true_quality: t.true_quality,
+            })
+            .collect();
+        let starts: Vec<f64> = (1..phases.len())
+            .map(|i| (i * args.requests) as f64)
+            .collect();
+        let target = match opts.config.target {
+            Some(Target::QualityRetained(q)) => Some(q),
+            _ => None,
+        };
+        let title = format!(
+            "{} router, {}: threshold and quality retained (seed 0)",
+            router.name(),
+            sim.phase_names.join(" -> ")
+        );
+        write_file(p, &trajectory_svg(&title, &points, target, &starts))?;
+        eprintln!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 fn cmd_speed() -> Result<(), String> {
     speed::run(|line| println!("{line}"))
 }
@@ -435,6 +603,7 @@ fn main() -> ExitCode {
         "tune" => cmd_tune(&args),
         "calibrate" => cmd_calibrate(&args),
         "train" => cmd_train(&args),
+        "simulate" => cmd_simulate(&args),
         _ => cmd_speed(),
     };
     match result {
@@ -472,5 +641,17 @@ mod tests {
         assert!(args("report --bits").is_err());
         assert!(args("fly d").is_err());
         assert!(args("speed").is_ok());
+        let s = args("simulate --router length --target-cost-per-1k 0.05 --sample-rate 0.01 --requests 10 --seeds 2 --judge-noise 1 a --then b --then c").unwrap();
+        assert_eq!(s.router_name.as_deref(), Some("length"));
+        assert_eq!(s.then_paths.len(), 2);
+        assert_eq!(
+            (s.requests, s.seeds, s.sample_rate, s.judge_noise),
+            (10, 2, 0.01, 1.0)
+        );
+        assert_eq!(s.target, Some(CalibrationTarget::MaxCostPer1k(0.05)));
+        assert!(args("simulate --router oracle a").is_err());
+        assert!(args("simulate --sample-rate 2 a").is_err());
+        assert!(args("simulate --requests 0 a").is_err());
+        assert!(args("report --then b a").is_err());
     }
 }
