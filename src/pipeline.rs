@@ -107,10 +107,11 @@ async fn stages<E: Endpoint>(
     stages::budget(config, &plan)?;
     // sample: an automatically routed request may be shadowed by the other tier and
     // judged, after its response (QUALITY_SAMPLE_RATE).
-    let sample = match parsed.requested {
-        Requested::Auto => quality::sample(config)
+    let auto = parsed.requested == Requested::Auto;
+    let sample = match auto {
+        true => quality::sample(config, plan.decision.score)
             .and_then(|p| Some((p, shadow::other_tier(config, plan.decision.tier)?))),
-        _ => None,
+        false => None,
     };
     // cache lookup: no response cache yet; every request is a miss.
     // call: attempts, retries and the deadline (the core's policy) over the runtime's fetch.
@@ -137,6 +138,10 @@ async fn stages<E: Endpoint>(
                 latency_ms,
                 None,
             )?;
+            if auto {
+                let (lower, top) = accounting::lower_and_top_costs(config, &plan, &accounting);
+                quality::record_traffic(config, plan.decision.score, lower, top);
+            }
             let job = sample.map(|(probability, other)| {
                 shadow_job(
                     exchange,
@@ -168,7 +173,7 @@ async fn stages<E: Endpoint>(
             let window_ms = config.metrics_batch_ms;
             let routing = RoutingHeaders::of(&plan);
             let sample = sample.map(|s| (s, parsed));
-            let finish = stream_settlement(endpoint, config.clone(), exchange, plan, sample);
+            let finish = stream_settlement(endpoint, config.clone(), exchange, plan, auto, sample);
             let response = respond::stream(env, ctx, window_ms, routing, upstream, meter, finish)
                 .or_internal()?;
             Ok((response, None, None))
@@ -183,6 +188,7 @@ fn stream_settlement<E: Endpoint>(
     config: Config,
     exchange: &Exchange<'_>,
     plan: Plan,
+    auto: bool,
     sample: Option<((f64, usize), Parsed)>,
 ) -> impl FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static {
     let request_id = exchange.request_id.to_string();
@@ -237,6 +243,10 @@ fn stream_settlement<E: Endpoint>(
         let tail = endpoint.stream_tail(&plan, summary, priced, latency_ms, incomplete);
         let (event, job) = match settled {
             Ok((accounting, event)) => {
+                if auto {
+                    let (lower, top) = accounting::lower_and_top_costs(&config, &plan, &accounting);
+                    quality::record_traffic(&config, plan.decision.score, lower, top);
+                }
                 let job = match incomplete {
                     None => job_of(&accounting, answer),
                     Some(_) => None,

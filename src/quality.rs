@@ -1,73 +1,101 @@
-//! The isolate's side of quality control: the routing threshold it holds (the quality
-//! store's, refreshed at most once a minute, never on a request's critical path), the
-//! sampling decision, and handing sampled requests over to the quality store after the
-//! response.
+//! The isolate's side of quality control: what it applies (the quality store's threshold
+//! and sampling policy, refreshed at most once a minute, never on a request's critical
+//! path), the sampling decision, the batch of its traffic (score and costs of each
+//! automatically routed request, sent with the refresh), and handing sampled requests over
+//! to the quality store after the response.
 //!
 //! With no `QUALITY_SAMPLE_RATE` and no target none of this runs: the request path is
-//! what it was. It must not judge or estimate anything (the quality store and the core do).
+//! what it was. It must not judge, estimate or control anything (the quality store and the
+//! core do).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use worker::{Context, Env};
 
 use llm_mux_core::config::Config;
-use llm_mux_core::quality_state::{Threshold, ThresholdSource};
+use llm_mux_core::quality::ScoreHistogram;
+use llm_mux_core::quality_state::{self as bridge, Published, ThresholdSource};
 use llm_mux_core::shadow::ShadowJob;
 
 use crate::quality_store::QualityClient;
 use crate::runtime;
 
-/// How old the isolate's threshold may get before it is refreshed (ms).
+/// How old what the isolate applies may get before it is refreshed (ms).
 pub const REFRESH_MS: u64 = 60_000;
 
 thread_local! {
-    /// The controller's threshold as last read from the quality store, and when.
-    static THRESHOLD: Cell<Option<(Threshold, u64)>> = const { Cell::new(None) };
+    /// What the quality store last told this isolate to apply, and when.
+    static PUBLISHED: Cell<Option<(Published, u64)>> = const { Cell::new(None) };
     /// Whether a refresh is under way (one at a time per isolate).
     static REFRESHING: Cell<bool> = const { Cell::new(false) };
+    /// This isolate's automatically routed traffic since its last report.
+    static TRAFFIC: RefCell<Option<ScoreHistogram>> = const { RefCell::new(None) };
 }
 
-/// The threshold this isolate routes with: `None` (the configured one) unless a target is
-/// set and the quality store's controller has moved it. Starts a refresh in the
-/// background (`ctx.wait_until`) when the held value is older than [`REFRESH_MS`].
+/// What this isolate applies now: the store's last word, or the configuration's.
+fn current(config: &Config) -> Published {
+    PUBLISHED
+        .with(Cell::get)
+        .map_or_else(|| bridge::initial(config), |(p, _)| p)
+}
+
+/// The threshold this isolate routes with: `None` (the configured one) unless the quality
+/// store's controller has moved it. When quality control is on and what the isolate holds
+/// is older than [`REFRESH_MS`], a refresh starts in the background (`ctx.wait_until`): the
+/// isolate's traffic batch goes to the store, and the store's answer is kept.
 pub fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64> {
-    config.quality.target?;
-    let held = THRESHOLD.with(Cell::get);
+    if !config.quality.enabled() {
+        return None;
+    }
+    let held = PUBLISHED.with(Cell::get);
     let now = runtime::now_ms();
     let stale = held.is_none_or(|(_, at)| now.saturating_sub(at) >= REFRESH_MS);
     if stale && !REFRESHING.with(Cell::get) {
         REFRESHING.with(|r| r.set(true));
+        let batch = TRAFFIC.with(|t| t.borrow_mut().take());
+        let wire = bridge::traffic_wire(&batch.unwrap_or_default());
         let env = env.clone();
         ctx.wait_until(async move {
-            match async { QualityClient::connect(&env)?.snapshot().await }.await {
-                Ok(snapshot) => {
-                    if let Some(threshold) = snapshot.threshold() {
-                        remember(threshold);
-                    }
+            match async { QualityClient::connect(&env)?.report_traffic(&wire).await }.await {
+                Ok(Some(published)) => remember(published),
+                Ok(None) => {
+                    worker::console_error!("quality: unreadable answer to a traffic report")
                 }
-                Err(e) => worker::console_error!("quality: threshold not refreshed: {e}"),
+                Err(e) => worker::console_error!("quality: traffic not reported: {e}"),
             }
             REFRESHING.with(|r| r.set(false));
         });
     }
-    held.and_then(|(t, _)| (t.source == ThresholdSource::Controller).then_some(t.value))
+    held.and_then(|(p, _)| (p.source == ThresholdSource::Controller).then_some(p.threshold))
 }
 
-/// Keeps `threshold` as this isolate's (a read of the quality state, e.g. by /metrics,
-/// refreshes it too).
-pub fn remember(threshold: Threshold) {
-    THRESHOLD.with(|t| t.set(Some((threshold, runtime::now_ms()))));
+/// Keeps `published` as what this isolate applies (a read of the quality state by
+/// /metrics refreshes it too).
+pub fn remember(published: Published) {
+    PUBLISHED.with(|p| p.set(Some((published, runtime::now_ms()))));
 }
 
-/// Whether to sample this automatically routed request, and with which probability: a
-/// uniform draw against `QUALITY_SAMPLE_RATE`.
-pub fn sample(config: &Config) -> Option<f64> {
-    let rate = config.quality.sample_rate;
-    if rate <= 0.0 {
+/// Whether to sample this automatically routed request (score `score`), and with which
+/// probability: the store's sampling policy (stratified by score, lowered once the
+/// estimate is tight), or `QUALITY_SAMPLE_RATE` for every request until it has spoken.
+pub fn sample(config: &Config, score: f64) -> Option<f64> {
+    if config.quality.sample_rate <= 0.0 {
         return None;
     }
-    let draw = (crate::random_u64() >> 11) as f64 / (1u64 << 53) as f64;
-    (draw < rate).then_some(rate)
+    current(config).policy.decide(score, crate::random_u64())
+}
+
+/// Counts an automatically routed request in this isolate's traffic batch: its score and
+/// what it costs (or would cost) on the lower and on the top tier.
+pub fn record_traffic(config: &Config, score: f64, cost_lower_usd: f64, cost_top_usd: f64) {
+    if !config.quality.enabled() {
+        return;
+    }
+    TRAFFIC.with(|t| {
+        t.borrow_mut()
+            .get_or_insert_with(ScoreHistogram::default)
+            .record(score, cost_lower_usd, cost_top_usd)
+    });
 }
 
 /// Hands a sampled request's job to the quality store after the response.

@@ -28,7 +28,8 @@ use llm_mux_core::config::Config;
 use llm_mux_core::judge::{self, Grades};
 use llm_mux_core::plan::{self, Plan};
 use llm_mux_core::providers::ChatResponse;
-use llm_mux_core::quality_state::{self as quality, QualityState};
+use llm_mux_core::quality::{ControllerConfig, QualityController};
+use llm_mux_core::quality_state::{self as bridge, Published, StoreCounts, ThresholdSource};
 use llm_mux_core::shadow::{self, CallCost, JudgedSample, OtherAnswer, ShadowJob};
 use llm_mux_core::stages;
 use llm_mux_core::upstream::{self, Answer};
@@ -80,7 +81,7 @@ pub struct QualityStore {
     state: State,
     env: Env,
     counters: RefCell<Option<Counters>>,
-    controller: RefCell<Option<QualityState>>,
+    controller: RefCell<Option<QualityController>>,
     /// The jobs' texts, by id (memory only).
     texts: RefCell<std::collections::HashMap<String, ShadowJob>>,
 }
@@ -120,8 +121,10 @@ impl QualityStore {
         Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()))
     }
 
-    /// Counters and controller state, loaded on first use after a (re)start.
-    fn load(&self, config: &Config) -> Result<(Counters, QualityState)> {
+    /// Counters and controller state, loaded on first use after a (re)start. The
+    /// controller's samples are not in its stored state: they are read back from the
+    /// `samples` table (the newest `settings.window`).
+    fn load(&self, settings: &ControllerConfig) -> Result<(Counters, QualityController)> {
         if let (Some(c), Some(q)) = (
             self.counters.borrow().as_ref(),
             self.controller.borrow().as_ref(),
@@ -135,26 +138,33 @@ impl QualityStore {
             .exec("SELECT counters, controller FROM state WHERE id = 1", None)?
             .raw()
             .collect::<Result<Vec<_>>>()?;
-        let (counters, controller) = match rows.first().map(Vec::as_slice) {
+        let (counters, mut controller) = match rows.first().map(Vec::as_slice) {
             Some([SqlStorageValue::String(c), SqlStorageValue::String(q)]) => (
                 serde_json::from_str(c).unwrap_or_default(),
-                serde_json::from_str(q).unwrap_or_else(|_| QualityState::new(config)),
+                serde_json::from_str(q).unwrap_or_else(|_| QualityController::new(settings)),
             ),
-            _ => (Counters::default(), QualityState::new(config)),
+            _ => (Counters::default(), QualityController::new(settings)),
         };
+        controller.samples = self
+            .samples(settings.window as u64)?
+            .iter()
+            .map(bridge::controller_sample)
+            .collect();
         *self.counters.borrow_mut() = Some(counters.clone());
         *self.controller.borrow_mut() = Some(controller.clone());
         Ok((counters, controller))
     }
 
-    fn save(&self, counters: &Counters, controller: &QualityState) -> Result<()> {
+    fn save(&self, counters: &Counters, controller: &QualityController) -> Result<()> {
+        let mut stored = controller.clone();
+        stored.samples.clear();
         self.state.storage().sql().exec(
             "INSERT INTO state (id, counters, controller) VALUES (1, ?, ?) \
              ON CONFLICT(id) DO UPDATE SET counters = excluded.counters, \
              controller = excluded.controller",
             vec![
                 SqlStorageValue::from(serde_json::to_string(counters)?),
-                SqlStorageValue::from(serde_json::to_string(controller)?),
+                SqlStorageValue::from(serde_json::to_string(&stored)?),
             ],
         )?;
         *self.counters.borrow_mut() = Some(counters.clone());
@@ -181,7 +191,7 @@ impl QualityStore {
 
     /// Takes a job: refused when its id is taken or the hour's cap is reached.
     async fn accept(&self, job: ShadowJob, config: &Config) -> Result<&'static str> {
-        let (mut counters, controller) = self.load(config)?;
+        let (mut counters, controller) = self.load(&bridge::controller_config(config))?;
         let now = runtime::now_ms();
         if self.exists(&job.id)? {
             counters.duplicates += 1;
@@ -263,7 +273,8 @@ impl QualityStore {
 
     /// Writes a job's outcome: the sample kept and the job deleted, or the job retried.
     fn settle(&self, config: &Config, id: &str, attempts: u64, outcome: Outcome) -> Result<()> {
-        let (mut counters, mut controller) = self.load(config)?;
+        let settings = bridge::controller_config(config);
+        let (mut counters, mut controller) = self.load(&settings)?;
         let sql = self.state.storage().sql();
         let now = runtime::now_ms();
         let delete = |sql: &worker::SqlStorage| {
@@ -292,11 +303,12 @@ impl QualityStore {
                      ORDER BY time_ms DESC LIMIT -1 OFFSET ?)",
                     vec![SqlStorageValue::from(SAMPLES_KEPT as i64)],
                 )?;
-                controller.observe(config, &sample, now);
+                controller.record_sample(bridge::controller_sample(&sample), &settings);
             }
             Outcome::Dropped(reason, cost) => {
                 counters.evaluation_cost_usd += cost;
                 *counters.failed.entry(reason.to_string()).or_default() += 1;
+                controller.record_failure(cost);
                 delete(&sql)?;
             }
             Outcome::Retry(reason, cost) => {
@@ -304,8 +316,10 @@ impl QualityStore {
                 let attempts = attempts + 1;
                 if attempts >= MAX_JOB_ATTEMPTS {
                     *counters.failed.entry(reason.to_string()).or_default() += 1;
+                    controller.record_failure(cost);
                     delete(&sql)?;
                 } else {
+                    controller.evaluation_cost_usd += cost;
                     counters.retries += 1;
                     let delay = RETRY_DELAYS_MS
                         .get(attempts as usize - 1)
@@ -322,7 +336,7 @@ impl QualityStore {
                 }
             }
         }
-        controller.tick(config, now);
+        controller.update(now, &settings);
         self.save(&counters, &controller)
     }
 
@@ -341,13 +355,17 @@ impl QualityStore {
         Ok(())
     }
 
-    /// The judged samples, oldest first.
-    fn samples(&self) -> Result<Vec<JudgedSample>> {
+    /// The newest `limit` judged samples, oldest first.
+    fn samples(&self, limit: u64) -> Result<Vec<JudgedSample>> {
         let rows = self
             .state
             .storage()
             .sql()
-            .exec("SELECT body FROM samples ORDER BY time_ms", None)?
+            .exec(
+                "SELECT body FROM (SELECT body, time_ms FROM samples ORDER BY time_ms DESC \
+                 LIMIT ?) ORDER BY time_ms",
+                vec![SqlStorageValue::from(limit as i64)],
+            )?
             .raw()
             .collect::<Result<Vec<_>>>()?;
         Ok(rows
@@ -489,28 +507,36 @@ impl DurableObject for QualityStore {
                 let outcome = self.accept(job, &config).await?;
                 Response::from_json(&serde_json::json!({ "outcome": outcome }))
             }
+            (Method::Post, "/traffic") => {
+                // An isolate's traffic since its last report; the answer is what it
+                // applies next.
+                let settings = bridge::controller_config(&config);
+                let body: serde_json::Value = serde_json::from_str(&req.text().await?)?;
+                let (counters, mut controller) = self.load(&settings)?;
+                if let Some(batch) = bridge::traffic_from_wire(&body) {
+                    if batch.bins() == controller.histogram.bins() {
+                        controller.merge_traffic(&batch);
+                    }
+                }
+                let published = controller.update(runtime::now_ms(), &settings);
+                self.save(&counters, &controller)?;
+                Response::from_json(&published)
+            }
             (Method::Get, "/state") => {
-                let (counters, controller) = self.load(&config)?;
-                let samples = self.samples()?;
-                let now = runtime::now_ms();
-                let mut report = quality::report(
-                    &config,
-                    &controller,
-                    &samples,
-                    now,
-                    counters.evaluation_cost_usd,
-                );
-                report.samples_judged = counters.judged;
-                report.samples_failed = counters.failed.values().sum();
-                report.samples_failed_by_reason = counters.failed.clone();
-                report.samples_capped = counters.capped;
-                report.samples_pending = self.pending()?;
-                Response::from_json(&Snapshot {
-                    report,
-                    threshold: controller.threshold(&config, now),
-                    evaluation_cost_usd: counters.evaluation_cost_usd,
+                let settings = bridge::controller_config(&config);
+                let (counters, controller) = self.load(&settings)?;
+                let counts = StoreCounts {
+                    failed: counters.failed.clone(),
+                    capped: counters.capped,
                     pending: self.pending()?,
-                    counters,
+                    judged: counters.judged,
+                    evaluation_cost_usd: counters.evaluation_cost_usd,
+                };
+                let published = controller.published();
+                Response::from_json(&Snapshot {
+                    report: bridge::block(&controller.report(&settings), &published, &counts),
+                    published,
+                    evaluation_cost_usd: counters.evaluation_cost_usd,
                 })
             }
             _ => Response::error("not found", 404),
@@ -527,15 +553,11 @@ impl DurableObject for QualityStore {
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
     /// The quality block of /metrics.
-    pub report: quality::QualityReport,
-    /// The threshold isolates route with.
-    pub threshold: quality::Threshold,
+    pub report: bridge::QualityBlock,
+    /// What isolates apply: threshold and sampling policy.
+    pub published: Published,
     /// Evaluation spend so far.
     pub evaluation_cost_usd: f64,
-    /// Jobs not judged yet.
-    pub pending: u64,
-    /// The counters.
-    pub counters: Counters,
 }
 
 /// Worker-side client of the quality object.
@@ -566,6 +588,24 @@ impl QualityClient {
         }
     }
 
+    /// Sends this isolate's traffic batch; answers what the isolate should apply next.
+    pub async fn report_traffic(&self, batch: &serde_json::Value) -> Result<Option<Published>> {
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_body(&serde_json::to_string(batch)?.into());
+        let request = web_sys::Request::new_with_str_and_init("https://quality/traffic", &init)?;
+        let mut response = self.stub.fetch_with_request(request.into()).await?;
+        if response.status_code() != 200 {
+            return Err(worker::Error::RustError(format!(
+                "quality store answered {}",
+                response.status_code()
+            )));
+        }
+        let text = response.text().await?;
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        Ok(published_of(&value))
+    }
+
     /// The quality state, as the object wrote it ([`Snapshot`]'s JSON). Read as a
     /// generic JSON value and picked apart by [`StateView`]: a derived reader of the whole
     /// snapshot would cost the worker several KB of wasm for three fields.
@@ -580,17 +620,9 @@ impl QualityClient {
 pub struct StateView(pub serde_json::Value);
 
 impl StateView {
-    /// The threshold isolates should route with (`None` if the snapshot lacks it).
-    pub fn threshold(&self) -> Option<quality::Threshold> {
-        let t = self.0.get("threshold")?;
-        let source = match t.get("source")?.as_str()? {
-            "controller" => quality::ThresholdSource::Controller,
-            _ => quality::ThresholdSource::Configured,
-        };
-        Some(quality::Threshold {
-            value: t.get("value")?.as_f64()?,
-            source,
-        })
+    /// What isolates should apply (`None` if the snapshot lacks it).
+    pub fn published(&self) -> Option<Published> {
+        published_of(self.0.get("published")?)
     }
 
     /// Evaluation spend so far.
@@ -608,4 +640,25 @@ impl StateView {
             .cloned()
             .unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// A [`Published`] read field by field from JSON (the worker has no derived reader of it).
+pub fn published_of(value: &serde_json::Value) -> Option<Published> {
+    let number = |v: &serde_json::Value, name: &str| v.get(name)?.as_f64();
+    let policy = value.get("policy")?;
+    Some(Published {
+        threshold: number(value, "threshold")?,
+        source: match value.get("source")?.as_str()? {
+            "controller" => ThresholdSource::Controller,
+            _ => ThresholdSource::Configured,
+        },
+        policy: llm_mux_core::quality_state::SamplingPolicy {
+            threshold: number(policy, "threshold")?,
+            near_high: number(policy, "near_high")?,
+            p_below: number(policy, "p_below")?,
+            p_near: number(policy, "p_near")?,
+            p_far: number(policy, "p_far")?,
+        },
+        version: value.get("version")?.as_u64()?,
+    })
 }

@@ -34,8 +34,8 @@ pub async fn handle(env: &Env, ctx: &Context, config: &Config) -> Result<Respons
         .await
         .map_err(|e| GatewayError::Internal(format!("quality store: {e}")))?;
     // This isolate routes with the threshold it has just read.
-    if let Some(threshold) = quality.threshold() {
-        crate::quality::remember(threshold);
+    if let Some(published) = quality.published() {
+        crate::quality::remember(published);
     }
     let body = MetricsBody {
         report: snapshot

@@ -98,11 +98,12 @@ describe("judged shadow samples", () => {
           evaluation += expectedCost(r.model, call.body.model, r.usage.prompt_tokens, r.usage.completion_tokens);
         }
       }
-      // Every sample was served by the small tier (6) and the top tier's answer got 9.
+      // Every sample was served by the small tier (graded 6) and the top tier's answer got
+      // 9; a grade g is quality (g - 1) / 9, so quality retained is 5/8.
       if (before.quality.samples_judged === 0) {
-        assert.ok(Math.abs(m.quality.estimated_quality_retained - 6 / 9) < 1e-9, JSON.stringify(m.quality));
+        assert.ok(Math.abs(m.quality.estimated_quality_retained - 5 / 8) < 1e-9, JSON.stringify(m.quality));
         const [low, high] = m.quality.confidence_interval_95;
-        assert.ok(low <= 6 / 9 && 6 / 9 <= high, `interval ${low}..${high}`);
+        assert.ok(low <= 5 / 8 + 1e-9 && 5 / 8 - 1e-9 <= high, `interval ${low}..${high}`);
       }
       const spent = m.quality.evaluation_cost_usd - before.quality.evaluation_cost_usd;
       assert.ok(Math.abs(spent - evaluation) < 1e-12, `evaluation spend ${spent} vs ${evaluation}`);
@@ -204,6 +205,43 @@ describe("judged shadow samples", () => {
       assert.equal(m.quality.samples_pending, 0);
       assert.equal(m.quality.samples_failed_by_reason.lost_on_restart, 1, JSON.stringify(m.quality));
       assert.equal(m.quality.samples_judged, 0);
+    } finally {
+      await gw.stop();
+    }
+  });
+
+  it("with QUALITY_TARGET the controller moves the threshold once it has enough samples, and the worker routes with it", async () => {
+    const gw = await startGateway({
+      vars: {
+        MISTRAL_API_KEY: MISTRAL_KEY,
+        MISTRAL_BASE_URL: stub.url,
+        QUALITY_SAMPLE_RATE: "1",
+        QUALITY_TARGET: "0.95",
+        QUALITY_MAX_SAMPLES_PER_HOUR: "1000",
+        ROUTING_THRESHOLD: "1",
+      },
+    });
+    try {
+      const c = client(gw);
+      const run = tag();
+      // The small tier's answers grade 6 and the top tier's 9: quality retained with every
+      // request on the small tier is (6-1)/(9-1) = 0.625, far below the target.
+      const first = await c.query({ query: `Controller ${run} first [[stub:judge-small=6]]` });
+      assert.equal(first.json.routing.threshold, 1);
+      const N = 170;
+      for (let i = 0; i < N; i += 17) {
+        await Promise.all(Array.from({ length: 17 }, (_, j) => c.query({ query: `Controller ${run} q${i + j} [[stub:judge-small=6]]` })));
+      }
+      const m = await pollUntil(() => quality(c), (m) => m.quality.threshold_source === "controller", { timeoutMs: 60_000, intervalMs: 1000 });
+      assert.equal(m.quality.threshold_source, "controller", JSON.stringify(m.quality));
+      assert.ok(m.quality.samples_judged >= 150, JSON.stringify(m.quality));
+      assert.ok(m.quality.threshold < 1, `threshold ${m.quality.threshold}`);
+      assert.equal(m.quality.target, 0.95);
+      assert.equal(m.quality.target_kind, "quality_retained");
+      // Reading /metrics refreshed this isolate: the next request routes with the new one.
+      const after = await c.query({ query: `Controller ${run} after` });
+      assertQueryShape(after);
+      assert.ok(Math.abs(after.json.routing.threshold - m.quality.threshold) < 1e-12, `${after.json.routing.threshold} vs ${m.quality.threshold}`);
     } finally {
       await gw.stop();
     }

@@ -95,6 +95,26 @@ pub fn settle(
     Ok((accounting, event))
 }
 
+/// What the tokens of `accounting` cost, or would have cost, on the lower and on the top
+/// tier: the served tier's cost and the always-top counterfactual when a lower tier
+/// served; the top tier's cost and the next plain tier below's price when the top served.
+/// (The quality controller's traffic histogram prices thresholds with these.)
+pub fn lower_and_top_costs(config: &Config, plan: &Plan, accounting: &Accounting) -> (f64, f64) {
+    let top = config.top_tier();
+    if plan.decision.tier != top {
+        return (accounting.cost_usd, accounting.cost_if_large_usd);
+    }
+    let lower = crate::shadow::other_tier(config, top)
+        .and_then(|tier| {
+            let model = &config.tiers.get(tier)?.model;
+            config.price_of(tier, model)
+        })
+        .map_or(accounting.cost_usd, |price| {
+            price.cost_usd(accounting.tokens_in, accounting.tokens_out)
+        });
+    (lower, accounting.cost_usd)
+}
+
 /// The metrics event of a failed request.
 pub fn failed_event(request_id: &str, error: &GatewayError) -> MetricsEvent {
     MetricsEvent::Failed {
@@ -194,5 +214,29 @@ mod tests {
         assert!(a.estimated);
         assert_eq!((a.tokens_in, a.tokens_out), (2, 1));
         assert!(a.cost_usd > 0.0);
+    }
+
+    #[test]
+    fn lower_and_top_costs_price_both_tiers() {
+        let c = config(&[("ROUTING_THRESHOLD", "1")]);
+        let r = ChatRequest::single_turn("auto", "hi", None, false);
+        let usage = Usage {
+            prompt_tokens: 1_000_000,
+            completion_tokens: 1_000_000,
+        };
+        let small = plan(&c, &r, Requested::Auto, "hi").unwrap();
+        let a = account(&c, &small, "mistral-small-2603", Some(usage), 0).unwrap();
+        let (lower, top) = lower_and_top_costs(&c, &small, &a);
+        assert!(
+            (lower - 0.75).abs() < 1e-12 && (top - 2.0).abs() < 1e-12,
+            "{lower} {top}"
+        );
+        let large = plan(&c, &r, Requested::Tier(1), "hi").unwrap();
+        let a = account(&c, &large, "mistral-large-2512", Some(usage), 0).unwrap();
+        let (lower, top) = lower_and_top_costs(&c, &large, &a);
+        assert!(
+            (lower - 0.75).abs() < 1e-12 && (top - 2.0).abs() < 1e-12,
+            "{lower} {top}"
+        );
     }
 }

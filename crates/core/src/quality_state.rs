@@ -1,260 +1,308 @@
-//! The deployment's quality state, as the quality store keeps it and /metrics reports it:
-//! the estimate of quality retained from judged samples, its 95% interval, and the
-//! threshold isolates route with (configured, or moved by the controller).
+//! The bridge between the gateway and the quality controller ([`crate::quality`]): the
+//! controller's settings from the configuration, judged shadow samples in the controller's
+//! form, the isolates' traffic batches in a compact wire form, and the `quality` block of
+//! `/metrics`.
 //!
-//! It owns the shape of the `quality` block of /metrics and of the threshold hand-over to
-//! isolates. It must not do I/O or read the clock (time comes in as `now_ms`).
+//! It owns the shapes that cross the worker / Durable Object boundary and the `/metrics`
+//! block's field names. It must not estimate or control anything itself (that is
+//! `crate::quality`), do I/O or read the clock.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use crate::config::{Config, QualityTarget};
+use crate::quality::{
+    ControllerConfig, JudgedSample as ControllerSample, QualityReport, ScoreHistogram, ServedBy,
+    Target,
+};
 use crate::shadow::JudgedSample;
 
-/// Where the routing threshold comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ThresholdSource {
-    /// `ROUTING_THRESHOLD` (or the router's default).
-    Configured,
-    /// The controller, holding the target.
-    Controller,
+pub use crate::quality::{Published, SamplingPolicy, ThresholdSource};
+
+/// The controller's settings for `config`.
+pub fn controller_config(config: &Config) -> ControllerConfig {
+    let mut settings = ControllerConfig::new(config.routing_threshold);
+    settings.target = config.quality.target.map(|t| match t {
+        QualityTarget::Quality(q) => Target::QualityRetained(q),
+        QualityTarget::LargeShare(s) => Target::LargeShare(s),
+        QualityTarget::CostPer1k(c) => Target::CostPer1k(c),
+    });
+    settings.max_sample_rate = config.quality.sample_rate;
+    settings.max_samples_per_hour =
+        u32::try_from(config.quality.max_samples_per_hour).unwrap_or(u32::MAX);
+    settings
 }
 
-/// The threshold isolates route with.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Threshold {
-    /// The top tier's threshold.
-    pub value: f64,
-    /// Where it comes from.
-    pub source: ThresholdSource,
+/// What isolates apply before they first hear from the quality store: the configured
+/// threshold, and `QUALITY_SAMPLE_RATE` for every request.
+pub fn initial(config: &Config) -> Published {
+    Published {
+        threshold: config.routing_threshold,
+        source: ThresholdSource::Configured,
+        policy: SamplingPolicy::uniform(config.quality.sample_rate),
+        version: 0,
+    }
 }
 
-/// The controller's persistent state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QualityState {
-    /// The current threshold.
-    pub threshold: f64,
-    /// Whether the controller set it.
-    pub moved: bool,
-    /// Time of the last judged sample (ms), 0 before any.
-    pub last_sample_ms: u64,
-}
-
-impl QualityState {
-    /// The state of a deployment with no samples: the configured threshold.
-    pub fn new(config: &Config) -> Self {
-        Self {
-            threshold: config.routing_threshold,
-            moved: false,
-            last_sample_ms: 0,
-        }
-    }
-
-    /// Takes a judged sample into account.
-    pub fn observe(&mut self, _config: &Config, sample: &JudgedSample, now_ms: u64) {
-        self.last_sample_ms = self.last_sample_ms.max(sample.time_ms.min(now_ms));
-    }
-
-    /// Time passes (guard rails that depend on time).
-    pub fn tick(&mut self, config: &Config, _now_ms: u64) {
-        if config.quality.target.is_none() {
-            self.threshold = config.routing_threshold;
-            self.moved = false;
-        }
-    }
-
-    /// The threshold isolates should route with now.
-    pub fn threshold(&self, config: &Config, _now_ms: u64) -> Threshold {
-        if self.moved && config.quality.target.is_some() {
-            Threshold {
-                value: self.threshold,
-                source: ThresholdSource::Controller,
-            }
+/// A judged shadow sample in the controller's form.
+pub fn controller_sample(sample: &JudgedSample) -> ControllerSample {
+    ControllerSample {
+        time_ms: sample.time_ms,
+        score: sample.score,
+        served: if sample.served_top {
+            ServedBy::Top
         } else {
-            Threshold {
-                value: config.routing_threshold,
-                source: ThresholdSource::Configured,
-            }
-        }
+            ServedBy::Lower
+        },
+        grade_lower: sample.grade_lower(),
+        grade_top: sample.grade_top(),
+        probability: sample.sample_probability,
+        serving_cost_usd: sample.served_cost_usd,
+        extra_cost_usd: sample.other_cost_usd,
+        judge_cost_usd: sample.judge_cost_usd,
     }
 }
 
-/// The `quality` block of /metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct QualityReport {
-    /// The configured target (`QUALITY_TARGET`), if any.
+/// An isolate's traffic since its last report, as sent to the quality store: the non-empty
+/// bins only (`[[bin, count, cost_lower_usd, cost_top_usd], ...]`), since most of the
+/// histogram's 1,000 bins are empty in a minute of traffic.
+pub fn traffic_wire(histogram: &ScoreHistogram) -> Value {
+    let bins: Vec<Value> = (0..histogram.bins())
+        .filter(|&b| histogram.count[b] > 0.0)
+        .map(|b| {
+            json!([
+                b,
+                histogram.count[b],
+                histogram.cost_lower[b],
+                histogram.cost_top[b]
+            ])
+        })
+        .collect();
+    json!({ "bins": histogram.bins(), "traffic": bins })
+}
+
+/// The histogram of a [`traffic_wire`] body (bins out of range are ignored).
+pub fn traffic_from_wire(body: &Value) -> Option<ScoreHistogram> {
+    let bins = usize::try_from(body.get("bins")?.as_u64()?).ok()?;
+    if bins == 0 || bins > 100_000 {
+        return None;
+    }
+    let mut histogram = ScoreHistogram::new(bins);
+    for row in body.get("traffic")?.as_array()? {
+        let row = row.as_array()?;
+        let bin = usize::try_from(row.first()?.as_u64()?).ok()?;
+        let field = |i: usize| row.get(i).and_then(Value::as_f64).filter(|v| v.is_finite());
+        if bin < bins {
+            histogram.count[bin] += field(1)?.max(0.0);
+            histogram.cost_lower[bin] += field(2)?.max(0.0);
+            histogram.cost_top[bin] += field(3)?.max(0.0);
+        }
+    }
+    Some(histogram)
+}
+
+/// What the quality store counts beside the controller.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreCounts {
+    /// Dropped samples by reason.
+    pub failed: BTreeMap<String, u64>,
+    /// Samples refused by the hourly cap.
+    pub capped: u64,
+    /// Samples waiting to be judged.
+    pub pending: u64,
+    /// Samples judged since the start.
+    pub judged: u64,
+    /// Spend on shadow and judge calls, judged or not.
+    pub evaluation_cost_usd: f64,
+}
+
+/// The `quality` block of `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QualityBlock {
+    /// The target value: `QUALITY_TARGET`, or the large share / cost per 1k (see
+    /// `target_kind`); `null` without a target.
     pub target: Option<f64>,
-    /// `TARGET_LARGE_SHARE` or `TARGET_COST_PER_1K` when one of those is the target.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_kind: Option<String>,
-    /// Samples judged.
+    /// `quality_retained`, `large_share` or `cost_per_1k`; `null` without a target.
+    pub target_kind: Option<&'static str>,
+    /// Samples judged since the start.
     pub samples_judged: u64,
-    /// Samples dropped (failed calls, unusable judgements).
+    /// Samples dropped (failed calls, unusable judgements, lost with a restart).
     pub samples_failed: u64,
-    /// `samples_failed` by reason (`shadow_call_failed`, `judge_call_failed`,
-    /// `judge_unparseable`, `judge_out_of_range`).
-    pub samples_failed_by_reason: std::collections::BTreeMap<String, u64>,
+    /// `samples_failed` by reason.
+    pub samples_failed_by_reason: BTreeMap<String, u64>,
     /// Sampled requests refused by `QUALITY_MAX_SAMPLES_PER_HOUR`.
     pub samples_capped: u64,
     /// Samples waiting to be judged.
     pub samples_pending: u64,
-    /// Served answers' grades over the top tier's, on the samples, weighted to the
-    /// traffic's routing (inverse sampling probability). `None` before any sample.
+    /// Served answers' quality over the top tier's on the recent samples, weighted to the
+    /// traffic's routing, at the threshold in force; `null` before any sample.
     pub estimated_quality_retained: Option<f64>,
-    /// 95% confidence interval of the estimate (`[low, high]`).
+    /// Its 95% confidence interval `[low, high]`.
     pub confidence_interval_95: Option<[f64; 2]>,
     /// The threshold isolates route with.
     pub threshold: f64,
     /// `configured` or `controller`.
     pub threshold_source: ThresholdSource,
-    /// Spend on shadow and judge calls.
+    /// The sampling probability below the threshold now (the controller lowers it once
+    /// its estimate is tight, and keeps the spend within its share).
+    pub sampling_rate_below_threshold: f64,
+    /// Spend on shadow and judge calls (also in the /metrics totals).
     pub evaluation_cost_usd: f64,
 }
 
-/// Ratio estimate of quality retained with a delta-method 95% interval, weighted by inverse
-/// sampling probability: sum w*served / sum w*top over the samples.
-pub fn estimate(samples: &[JudgedSample]) -> Option<(f64, [f64; 2])> {
-    let rows: Vec<(f64, f64, f64)> = samples
-        .iter()
-        .map(|s| {
-            let w = if s.sample_probability > 0.0 {
-                1.0 / s.sample_probability
-            } else {
-                1.0
-            };
-            (w, f64::from(s.grade_served), f64::from(s.grade_top()))
-        })
-        .collect();
-    let total_w: f64 = rows.iter().map(|r| r.0).sum();
-    if rows.is_empty() || total_w <= 0.0 {
-        return None;
-    }
-    let mean_y = rows.iter().map(|r| r.0 * r.1).sum::<f64>() / total_w;
-    let mean_x = rows.iter().map(|r| r.0 * r.2).sum::<f64>() / total_w;
-    if mean_x <= 0.0 {
-        return None;
-    }
-    let ratio = mean_y / mean_x;
-    let n = rows.len() as f64;
-    // Effective sample size of the weights (Kish), for the variance of weighted means.
-    let sum_w2: f64 = rows.iter().map(|r| r.0 * r.0).sum();
-    let n_eff = (total_w * total_w / sum_w2).max(1.0);
-    let resid_var = if n > 1.0 {
-        rows.iter()
-            .map(|r| r.0 * (r.1 - ratio * r.2).powi(2))
-            .sum::<f64>()
-            / total_w
-            * n
-            / (n - 1.0)
-    } else {
-        f64::INFINITY
-    };
-    let se = (resid_var / n_eff).sqrt() / mean_x;
-    let half = 1.96 * se;
-    let low = if half.is_finite() { ratio - half } else { 0.0 };
-    let high = if half.is_finite() {
-        ratio + half
-    } else {
-        f64::INFINITY
-    };
-    Some((ratio, [low.max(0.0), high]))
-}
-
-/// The quality block from the state and the samples (the store fills in its counters:
-/// failures, capped and pending samples).
-pub fn report(
-    config: &Config,
-    state: &QualityState,
-    samples: &[JudgedSample],
-    now_ms: u64,
-    evaluation_cost_usd: f64,
-) -> QualityReport {
-    let threshold = state.threshold(config, now_ms);
-    let estimate = estimate(samples);
-    let (target, target_kind) = match config.quality.target {
+/// The `/metrics` block from the controller's report, its policy and the store's counts.
+pub fn block(report: &QualityReport, published: &Published, counts: &StoreCounts) -> QualityBlock {
+    let (target, target_kind) = match report.target {
         None => (None, None),
-        Some(QualityTarget::Quality(q)) => (Some(q), None),
-        Some(QualityTarget::LargeShare(s)) => (Some(s), Some("large_share".to_string())),
-        Some(QualityTarget::CostPer1k(c)) => (Some(c), Some("cost_per_1k".to_string())),
+        Some(Target::QualityRetained(q)) => (Some(q), Some("quality_retained")),
+        Some(Target::LargeShare(s)) => (Some(s), Some("large_share")),
+        Some(Target::CostPer1k(c)) => (Some(c), Some("cost_per_1k")),
     };
-    QualityReport {
+    QualityBlock {
         target,
         target_kind,
-        samples_judged: samples.len() as u64,
-        samples_failed: 0,
-        samples_failed_by_reason: std::collections::BTreeMap::new(),
-        samples_capped: 0,
-        samples_pending: 0,
-        estimated_quality_retained: estimate.map(|e| e.0),
-        confidence_interval_95: estimate.map(|e| {
-            let [low, high] = e.1;
-            [low, if high.is_finite() { high } else { 1.0e9 }]
-        }),
-        threshold: threshold.value,
-        threshold_source: threshold.source,
-        evaluation_cost_usd,
+        samples_judged: counts.judged,
+        samples_failed: counts.failed.values().sum(),
+        samples_failed_by_reason: counts.failed.clone(),
+        samples_capped: counts.capped,
+        samples_pending: counts.pending,
+        estimated_quality_retained: report.estimated_quality_retained,
+        confidence_interval_95: report.confidence_interval_95,
+        threshold: report.threshold,
+        threshold_source: report.threshold_source,
+        sampling_rate_below_threshold: published.policy.p_below,
+        evaluation_cost_usd: counts.evaluation_cost_usd,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quality::QualityController;
+    use std::collections::HashMap;
 
-    fn sample(served_top: bool, served: u8, other: u8, p: f64) -> JudgedSample {
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let mut map: HashMap<String, String> =
+            HashMap::from([("MISTRAL_API_KEY".to_string(), "sk-test".to_string())]);
+        for (k, v) in vars {
+            map.insert(k.to_string(), v.to_string());
+        }
+        Config::from_lookup(|name| map.get(name).cloned()).unwrap()
+    }
+
+    fn judged(served_top: bool, served: u8, other: u8) -> JudgedSample {
         JudgedSample {
             id: "x".into(),
-            time_ms: 0,
+            time_ms: 5,
             router: "learned".into(),
-            score: 0.5,
+            score: 0.4,
             threshold: 0.5,
             served_tier: String::new(),
             other_tier: String::new(),
             served_top,
             grade_served: served,
             grade_other: other,
-            sample_probability: p,
-            served_tokens: [0, 0],
-            other_tokens: [0, 0],
-            judge_tokens: [0, 0],
-            served_cost_usd: 0.0,
-            other_cost_usd: 0.0,
-            judge_cost_usd: 0.0,
+            sample_probability: 0.25,
+            served_tokens: [1, 2],
+            other_tokens: [3, 4],
+            judge_tokens: [5, 6],
+            served_cost_usd: 0.1,
+            other_cost_usd: 0.2,
+            judge_cost_usd: 0.3,
         }
     }
 
     #[test]
-    fn the_estimate_is_the_weighted_ratio_of_served_to_top_grades() {
-        assert_eq!(estimate(&[]), None);
-        let samples = [sample(false, 5, 10, 0.5), sample(true, 10, 5, 0.5)];
-        let (ratio, _) = estimate(&samples).unwrap();
-        assert!((ratio - 15.0 / 20.0).abs() < 1e-12);
-        // A sample drawn with half the probability weighs twice as much.
-        let samples = [sample(false, 5, 10, 0.25), sample(true, 10, 5, 0.5)];
-        let (ratio, [low, high]) = estimate(&samples).unwrap();
-        assert!((ratio - (2.0 * 5.0 + 10.0) / (2.0 * 10.0 + 10.0)).abs() < 1e-12);
-        assert!(low <= ratio && ratio <= high);
+    fn settings_follow_the_configuration() {
+        let c = config(&[
+            ("ROUTING_THRESHOLD", "0.4"),
+            ("QUALITY_SAMPLE_RATE", "0.02"),
+            ("QUALITY_TARGET", "0.95"),
+            ("QUALITY_MAX_SAMPLES_PER_HOUR", "60"),
+        ]);
+        let s = controller_config(&c);
+        assert_eq!(s.configured_threshold, 0.4);
+        assert_eq!(s.target, Some(Target::QualityRetained(0.95)));
+        assert_eq!(s.max_sample_rate, 0.02);
+        assert_eq!(s.max_samples_per_hour, 60);
+        let p = initial(&c);
+        assert_eq!(p.threshold, 0.4);
+        assert_eq!(p.source, ThresholdSource::Configured);
+        assert_eq!(p.policy.probability(0.9), 0.02);
+        let c = config(&[("TARGET_COST_PER_1K", "0.5")]);
+        assert_eq!(controller_config(&c).target, Some(Target::CostPer1k(0.5)));
+        let c = config(&[("TARGET_LARGE_SHARE", "0.3")]);
+        assert_eq!(controller_config(&c).target, Some(Target::LargeShare(0.3)));
     }
 
     #[test]
-    fn the_interval_covers_the_truth_at_about_its_rate() {
-        // Synthetic traffic: the top answer grades 8, the lower one 8 or 4 (p = 0.25 each):
-        // true quality retained (8*0.75 + 4*0.25) / 8 = 0.875 for lower-served requests.
-        let mut rng = crate::hash::SplitMix64::new(7);
-        let mut covered = 0;
-        let trials = 400;
-        for _ in 0..trials {
-            let samples: Vec<JudgedSample> = (0..200)
-                .map(|_| {
-                    let u = rng.next_u64() % 4;
-                    sample(false, if u == 0 { 4 } else { 8 }, 8, 0.02)
-                })
-                .collect();
-            let (_, [low, high]) = estimate(&samples).unwrap();
-            if low <= 0.875 && 0.875 <= high {
-                covered += 1;
-            }
-        }
-        let rate = f64::from(covered) / f64::from(trials);
-        assert!((0.92..=0.98).contains(&rate), "coverage {rate}");
+    fn samples_map_grades_to_lower_and_top() {
+        let s = controller_sample(&judged(false, 4, 9));
+        assert_eq!(
+            (s.served, s.grade_lower, s.grade_top),
+            (ServedBy::Lower, 4, 9)
+        );
+        assert_eq!(s.probability, 0.25);
+        assert!((s.evaluation_cost_usd() - 0.5).abs() < 1e-12);
+        assert_eq!(s.serving_cost_usd, 0.1);
+        let s = controller_sample(&judged(true, 9, 4));
+        assert_eq!(
+            (s.served, s.grade_lower, s.grade_top),
+            (ServedBy::Top, 4, 9)
+        );
+        assert!(s.is_valid());
+    }
+
+    #[test]
+    fn traffic_round_trips_through_the_wire_form() {
+        let mut h = ScoreHistogram::new(1000);
+        h.record(0.1234, 0.001, 0.004);
+        h.record(0.1234, 0.001, 0.004);
+        h.record(0.9, 0.002, 0.008);
+        let wire = traffic_wire(&h);
+        assert_eq!(wire["traffic"].as_array().unwrap().len(), 2);
+        let back = traffic_from_wire(&wire).unwrap();
+        assert_eq!(back, h);
+        assert!(traffic_from_wire(&json!({"bins": 0, "traffic": []})).is_none());
+        assert!(traffic_from_wire(&json!({"bins": 10, "traffic": [["x"]]})).is_none());
+        let ignored = traffic_from_wire(&json!({"bins": 10, "traffic": [[12, 1.0, 0.0, 0.0]]}));
+        assert_eq!(ignored.unwrap().total(), 0.0);
+    }
+
+    #[test]
+    fn the_block_names_the_target_and_the_counts() {
+        let c = config(&[("QUALITY_TARGET", "0.9"), ("QUALITY_SAMPLE_RATE", "0.05")]);
+        let settings = controller_config(&c);
+        let controller = QualityController::new(&settings);
+        let counts = StoreCounts {
+            failed: BTreeMap::from([("judge_unparseable".to_string(), 2)]),
+            capped: 3,
+            pending: 1,
+            judged: 7,
+            evaluation_cost_usd: 0.5,
+        };
+        let b = block(
+            &controller.report(&settings),
+            &controller.published(),
+            &counts,
+        );
+        assert_eq!(
+            (b.target, b.target_kind),
+            (Some(0.9), Some("quality_retained"))
+        );
+        assert_eq!(
+            (b.samples_judged, b.samples_failed, b.samples_capped),
+            (7, 2, 3)
+        );
+        assert_eq!(b.samples_pending, 1);
+        assert_eq!(b.estimated_quality_retained, None);
+        assert_eq!(b.threshold, c.routing_threshold);
+        assert_eq!(b.threshold_source, ThresholdSource::Configured);
+        assert_eq!(b.evaluation_cost_usd, 0.5);
+        let text = serde_json::to_value(&b).unwrap();
+        assert_eq!(text["threshold_source"], "configured");
+        assert_eq!(text["confidence_interval_95"], Value::Null);
     }
 }
