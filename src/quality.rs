@@ -22,12 +22,15 @@ use crate::runtime;
 
 /// How old what the isolate applies may get before it is refreshed (ms).
 pub const REFRESH_MS: u64 = 60_000;
+/// A refresh still unfinished after this long is taken for lost (ms).
+pub const STALE_REFRESH_MS: u64 = 30_000;
 
 thread_local! {
     /// What the quality store last told this isolate to apply, and when.
     static PUBLISHED: Cell<Option<(Published, u64)>> = const { Cell::new(None) };
-    /// Whether a refresh is under way (one at a time per isolate).
-    static REFRESHING: Cell<bool> = const { Cell::new(false) };
+    /// When the refresh under way started (one at a time per isolate; a refresh whose
+    /// request was cancelled before it finished is replaced after [`STALE_REFRESH_MS`]).
+    static REFRESHING_SINCE: Cell<Option<u64>> = const { Cell::new(None) };
     /// This isolate's automatically routed traffic since its last report.
     static TRAFFIC: RefCell<Option<ScoreHistogram>> = const { RefCell::new(None) };
 }
@@ -50,8 +53,11 @@ pub fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64> {
     let held = PUBLISHED.with(Cell::get);
     let now = runtime::now_ms();
     let stale = held.is_none_or(|(_, at)| now.saturating_sub(at) >= REFRESH_MS);
-    if stale && !REFRESHING.with(Cell::get) {
-        REFRESHING.with(|r| r.set(true));
+    let busy = REFRESHING_SINCE
+        .with(Cell::get)
+        .is_some_and(|since| now.saturating_sub(since) < STALE_REFRESH_MS);
+    if stale && !busy {
+        REFRESHING_SINCE.with(|r| r.set(Some(now)));
         let batch = TRAFFIC.with(|t| t.borrow_mut().take());
         let wire = bridge::traffic_wire(&batch.unwrap_or_default());
         let env = env.clone();
@@ -63,7 +69,7 @@ pub fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64> {
                 }
                 Err(e) => worker::console_error!("quality: traffic not reported: {e}"),
             }
-            REFRESHING.with(|r| r.set(false));
+            REFRESHING_SINCE.with(|r| r.set(None));
         });
     }
     held.and_then(|(p, _)| (p.source == ThresholdSource::Controller).then_some(p.threshold))
