@@ -387,3 +387,29 @@ pub fn trajectory_svg(
     s.push_str("</svg>\n");
     s
 }
+
+#[cfg(test)]
+mod trajectory_tests {
+    use super::*;
+
+    #[test]
+    fn trajectory_svg_is_well_formed() {
+        let pts: Vec<TrajectoryPoint> = (0..10)
+            .map(|i| TrajectoryPoint {
+                x: f64::from(i) * 500.0,
+                threshold: 0.5 + f64::from(i) * 0.001,
+                estimated: (i > 2).then_some(0.96),
+                interval: (i > 2).then_some([0.94, 0.98]),
+                true_quality: 0.95,
+            })
+            .collect();
+        let svg = trajectory_svg("a & b", &pts, Some(0.95), &[2500.0]);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("a &amp; b"));
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        assert_eq!(svg.matches("<polygon").count(), 1);
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
+        let empty = trajectory_svg("empty", &[], None, &[]);
+        assert!(empty.contains("</svg>") && !empty.contains("NaN"));
+    }
+}
