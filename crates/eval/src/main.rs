@@ -12,6 +12,7 @@ use std::time::Instant;
 use llm_mux_core::scoring;
 use llm_mux_eval::calibration::{self, CalibrationTarget};
 use llm_mux_eval::data::{self, Dataset, EvalRecord, Split};
+use llm_mux_eval::lobo::{self, LoboOptions};
 use llm_mux_eval::report::{self, pct, RouterScores};
 use llm_mux_eval::routers::{heuristic_scores, Router};
 use llm_mux_eval::selection::{self, FOLDS};
@@ -29,6 +30,7 @@ usage:
   llm-mux-eval calibrate (--target-large-share X | --target-quality X | --max-cost-per-1k USD)
                          [--router heuristic|learned] [--split dev] [--benchmark NAME]
                          [--small-model M] [--large-model M] PATH...
+  llm-mux-eval lobo      [--quick] [--json OUT] [--markdown OUT] [--small-model M] [--large-model M] PATH...
   llm-mux-eval speed
 PATH is a routing-eval JSONL file or a directory of them (all *.jsonl).
 report evaluates both routers at their default thresholds (override with --threshold for the
@@ -37,6 +39,8 @@ train fits the learned router on the dev split only (5-fold CV within dev picks 
 from a fixed grid; --quick skips the grid) and writes the weights file. --bits, --chars
 and --seed replace the default table size, character n-gram range and shuffle seed (for
 size trade-off and noise studies).
+lobo holds out each benchmark in turn: tunes, trains (the train procedure; --quick: base
+settings only) and calibrates on the other benchmarks' dev rows, reports on its test rows.
 calibrate --router learned on dev scores each prompt out-of-fold (the model was trained on dev).
 Models are priced from the embedded price table (default mistral-small-latest / mistral-large-latest).";
 
@@ -91,7 +95,7 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
     let command = it.next().cloned().ok_or("missing subcommand")?;
     if !matches!(
         command.as_str(),
-        "report" | "tune" | "train" | "calibrate" | "speed"
+        "report" | "tune" | "train" | "calibrate" | "lobo" | "speed"
     ) {
         return Err(format!("unknown subcommand {command:?}"));
     }
@@ -403,7 +407,45 @@ fn cmd_train(args: &Args) -> Result<(), String> {
         selection::nonzero_weights(&bytes),
         started.elapsed().as_secs_f64()
     );
-    println!("set in crates/core/src/learned.rs: pub const DEFAULT_THRESHOLD: f64 = {threshold:.4};");
+    println!(
+        "set in crates/core/src/learned.rs: pub const DEFAULT_THRESHOLD: f64 = {threshold:.4};"
+    );
+    Ok(())
+}
+
+fn cmd_lobo(args: &Args) -> Result<(), String> {
+    if args.split.is_some() || args.benchmark.is_some() {
+        return Err(String::from(
+            "lobo chooses its rows itself (dev of the others, test of the held-out one)",
+        ));
+    }
+    let mut records = Vec::new();
+    for p in &args.paths {
+        records.extend(load_path(p)?);
+    }
+    let options = LoboOptions {
+        train: base_config(args)?,
+        quick: args.quick,
+        ..LoboOptions::default()
+    };
+    let started = Instant::now();
+    let report = lobo::run(
+        &records,
+        &args.small_model,
+        &args.large_model,
+        &options,
+        |line| eprintln!("{line}"),
+    )?;
+    eprintln!("lobo done in {:.1}s", started.elapsed().as_secs_f64());
+    let md = lobo::markdown(&report);
+    print!("{md}");
+    if let Some(p) = &args.markdown {
+        write_file(p, &md)?;
+    }
+    if let Some(p) = &args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        write_file(p, &json)?;
+    }
     Ok(())
 }
 
@@ -433,6 +475,7 @@ fn main() -> ExitCode {
         "tune" => cmd_tune(&args),
         "calibrate" => cmd_calibrate(&args),
         "train" => cmd_train(&args),
+        "lobo" => cmd_lobo(&args),
         _ => cmd_speed(),
     };
     match result {
@@ -470,5 +513,6 @@ mod tests {
         assert!(args("report --bits").is_err());
         assert!(args("fly d").is_err());
         assert!(args("speed").is_ok());
+        assert!(args("lobo --quick d").unwrap().quick);
     }
 }
