@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use llm_mux_core::learned::LearnedModel;
+use llm_mux_core::learned::{self, LearnedModel};
 use llm_mux_core::scoring::{self, Weights};
 
 use crate::calibration::{self, CalibrationTarget};
@@ -45,8 +45,9 @@ pub struct Fold {
 }
 
 /// One fold per benchmark (sorted by name): fit on the other benchmarks' dev rows, evaluate
-/// on the held-out benchmark's test rows. Needs at least two benchmarks.
-pub fn plan(records: &[EvalRecord]) -> Result<Vec<Fold>, String> {
+/// on the held-out benchmark's `eval_split` rows (test for reporting; dev to make choices
+/// without looking at test). Needs at least two benchmarks.
+pub fn plan(records: &[EvalRecord], eval_split: Split) -> Result<Vec<Fold>, String> {
     let mut names: Vec<&str> = records.iter().map(|r| r.benchmark.as_str()).collect();
     names.sort_unstable();
     names.dedup();
@@ -61,12 +62,13 @@ pub fn plan(records: &[EvalRecord]) -> Result<Vec<Fold>, String> {
             .filter(|&i| records[i].benchmark != name && Split::Dev.contains(&records[i].split))
             .collect();
         let eval: Vec<usize> = (0..records.len())
-            .filter(|&i| records[i].benchmark == name && Split::Test.contains(&records[i].split))
+            .filter(|&i| records[i].benchmark == name && eval_split.contains(&records[i].split))
             .collect();
         if fit.is_empty() || eval.is_empty() {
             return Err(format!(
-                "holding out {name}: {} dev rows of the others, {} test rows of {name}",
+                "holding out {name}: {} dev rows of the others, {} {} rows of {name}",
                 fit.len(),
+                eval_split.name(),
                 eval.len()
             ));
         }
@@ -88,6 +90,9 @@ pub struct LoboOptions {
     pub quick: bool,
     /// The heuristic's weight search.
     pub tune: TuneOptions,
+    /// Rows of the held-out benchmark to measure on: `Test` to report, `Dev` to make
+    /// choices (never `All`: its dev rows would be measured twice).
+    pub eval_split: Split,
 }
 
 impl Default for LoboOptions {
@@ -96,6 +101,7 @@ impl Default for LoboOptions {
             train: TrainConfig::default(),
             quick: false,
             tune: TuneOptions::default(),
+            eval_split: Split::Test,
         }
     }
 }
@@ -119,6 +125,12 @@ pub struct LoboRow {
     /// What the calibrated large share gives on the held-out rows when applied as a quantile
     /// of their scores (ties split in expectation).
     pub at_fit_share: OperatingPoint,
+    /// The strictest threshold: calibrated for 95% on each fit benchmark alone, the lowest
+    /// of those (`None` for random).
+    pub strict_threshold: Option<f64>,
+    /// What the strictest threshold gives on the held-out rows (for random: the largest of
+    /// the per-benchmark shares).
+    pub strict: OperatingPoint,
 }
 
 /// All routers on one held-out benchmark.
@@ -151,6 +163,8 @@ pub struct LoboReport {
     pub large_model: String,
     /// Whether the learned router skipped the grid search.
     pub quick: bool,
+    /// Split of the held-out benchmark measured on.
+    pub eval_split: String,
     /// One entry per held-out benchmark.
     pub benchmarks: Vec<LoboBenchmark>,
 }
@@ -180,6 +194,37 @@ fn row(
     threshold_routing: bool,
 ) -> Result<LoboRow, String> {
     let m = metrics::evaluate(name, &eval.items, eval_scores)?;
+    // Per fit benchmark: its own threshold (or share, for random) for 95% quality.
+    let mut names: Vec<&str> = fit.records.iter().map(|r| r.benchmark.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut strict_threshold = f64::INFINITY;
+    let mut strict_share = 0.0f64;
+    for name in names {
+        let idx: Vec<usize> = (0..fit.records.len())
+            .filter(|&i| fit.records[i].benchmark == name)
+            .collect();
+        let items: Vec<Item> = idx.iter().map(|&i| fit.items[i]).collect();
+        let scores: Vec<f64> = idx.iter().map(|&i| fit_scores[i]).collect();
+        if threshold_routing {
+            let target = CalibrationTarget::QualityRetained(TARGET_QUALITY);
+            let cal = calibration::calibrate(&items, &scores, target)?;
+            strict_threshold = strict_threshold.min(cal.threshold);
+        } else if let Some(p) = metrics::evaluate(name, &items, &scores)?.at95 {
+            strict_share = strict_share.max(p.large_share);
+        }
+    }
+    let (strict_threshold, strict) = if threshold_routing {
+        (
+            Some(strict_threshold),
+            metrics::at_threshold(&eval.items, eval_scores, strict_threshold),
+        )
+    } else {
+        (
+            None,
+            point_at_share(&eval.items, eval_scores, strict_share)?,
+        )
+    };
     let (threshold, fit_point, calibrated, at_fit_share) = if threshold_routing {
         let target = CalibrationTarget::QualityRetained(TARGET_QUALITY);
         let cal = calibration::calibrate(&fit.items, fit_scores, target)?;
@@ -207,36 +252,60 @@ fn row(
         fit_point,
         calibrated,
         at_fit_share,
+        strict_threshold,
+        strict,
     })
 }
 
 /// The heuristic with weights tuned on `fit` (from the hand-set prior, like `tune`); scores
-/// clamped like the worker's.
-fn heuristic(fit: &Dataset, eval: &Dataset, options: &TuneOptions) -> Fitted {
-    let res = tuning::tune_weights(&fit.items, &fit.features, &tuning::prior_weights(), options);
+/// clamped like the worker's. Also returns the weights.
+fn heuristic(fit: &Dataset, eval: &Dataset, options: &TuneOptions) -> (Fitted, Weights) {
+    let mut names: Vec<&str> = fit.records.iter().map(|r| r.benchmark.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let groups: Vec<usize> = fit
+        .records
+        .iter()
+        .map(|r| names.binary_search(&r.benchmark.as_str()).unwrap_or(0))
+        .collect();
+    let res = tuning::tune_weights_by_group(
+        &fit.items,
+        &fit.features,
+        &groups,
+        &tuning::prior_weights(),
+        options,
+    );
     let score = |d: &Dataset, w: &Weights| -> Vec<f64> {
         d.features
             .iter()
             .map(|f| scoring::score_features(f, w).score)
             .collect()
     };
-    Fitted {
-        name: "heuristic",
-        fit_scores: score(fit, &res.weights),
-        eval_scores: score(eval, &res.weights),
-    }
+    (
+        Fitted {
+            name: "heuristic",
+            fit_scores: score(fit, &res.weights),
+            eval_scores: score(eval, &res.weights),
+        },
+        res.weights,
+    )
 }
 
 /// The learned router trained on `fit` exactly like `train` (grid by 5-fold CV unless
 /// `quick`, threshold-calibration scores out-of-fold, final fit on all of `fit`), then
-/// written, read back and scored like the worker scores it.
+/// written, read back and scored like the worker scores it, except that its heuristic-score
+/// input uses `heuristic`, the weights tuned on `fit` (the shipped ones saw every benchmark).
 fn learned(
     fit: &Dataset,
     eval: &Dataset,
     options: &LoboOptions,
+    heuristic: Weights,
 ) -> Result<(Fitted, String), String> {
     let folds = selection::folds(&fit.records);
-    let grid = selection::train_grid(options.train);
+    let grid = selection::train_grid(TrainConfig {
+        heuristic,
+        ..options.train
+    });
     let grid = if options.quick { &grid[..1] } else { &grid[..] };
     let chosen = selection::select(fit, &folds, grid, |_| {})?;
     let settings = selection::describe(&chosen.config);
@@ -246,7 +315,7 @@ fn learned(
     let eval_scores = eval
         .records
         .iter()
-        .map(|r| model.score(&r.prompt).score)
+        .map(|r| learned::sigmoid(model.logits_with(&r.prompt, &heuristic).total()))
         .collect();
     Ok((
         Fitted {
@@ -279,21 +348,33 @@ pub fn run(
     mut progress: impl FnMut(&str),
 ) -> Result<LoboReport, String> {
     let mut benchmarks = Vec::new();
-    for fold in plan(records)? {
+    if options.eval_split == Split::All {
+        return Err(String::from(
+            "lobo measures on the test or the dev split, not both",
+        ));
+    }
+    for fold in plan(records, options.eval_split)? {
         let fit = subset(records, &fold.fit, Split::Dev, small_model, large_model)?;
-        let eval = subset(records, &fold.eval, Split::Test, small_model, large_model)?;
+        let eval = subset(
+            records,
+            &fold.eval,
+            options.eval_split,
+            small_model,
+            large_model,
+        )?;
         progress(&format!(
-            "holding out {}: fitting on {} dev rows, evaluating on {} test rows",
+            "holding out {}: fitting on {} dev rows, evaluating on {} {} rows",
             fold.held_out,
             fit.records.len(),
-            eval.records.len()
+            eval.records.len(),
+            options.eval_split.name()
         ));
         let mut fit_benchmarks: Vec<String> =
             fit.records.iter().map(|r| r.benchmark.clone()).collect();
         fit_benchmarks.sort();
         fit_benchmarks.dedup();
-        let h = heuristic(&fit, &eval, &options.tune);
-        let (l, learned_settings) = learned(&fit, &eval, options)?;
+        let (h, tuned) = heuristic(&fit, &eval, &options.tune);
+        let (l, learned_settings) = learned(&fit, &eval, options, tuned)?;
         progress(&format!("  learned: {learned_settings}"));
         let mut rows = Vec::new();
         for f in [h, l] {
@@ -346,6 +427,7 @@ pub fn run(
         small_model: small_model.to_string(),
         large_model: large_model.to_string(),
         quick: options.quick,
+        eval_split: options.eval_split.name().to_string(),
         benchmarks,
     })
 }
@@ -354,9 +436,11 @@ pub fn run(
 /// benchmark.
 pub fn markdown(report: &LoboReport) -> String {
     let mut s = String::new();
-    s.push_str(
+    let _ = writeln!(
+        s,
         "Leave-one-benchmark-out: tuned, trained and calibrated (95% quality) on the dev rows \
-         of the other benchmarks; measured on the held-out benchmark's test rows.\n\n",
+         of the other benchmarks; measured on the held-out benchmark's {} rows.\n",
+        report.eval_split
     );
     // Summary: APGR per held-out benchmark.
     s.push_str("| held-out APGR |");
@@ -390,17 +474,18 @@ pub fn markdown(report: &LoboReport) -> String {
     for b in &report.benchmarks {
         let _ = writeln!(
             s,
-            "### held out: {} ({} test prompts; quality small {:.3}, large {:.3}; fit on {} dev prompts of {})\n",
+            "### held out: {} ({} {} prompts; quality small {:.3}, large {:.3}; fit on {} dev prompts of {})\n",
             b.held_out,
             b.eval_rows,
+            report.eval_split,
             b.quality_small,
             b.quality_large,
             b.fit_rows,
             b.fit_benchmarks.join(", ")
         );
         s.push_str(
-            "| router | APGR | large share @95% | savings @95% | calibrated threshold | large share at it | quality retained at it | savings at it | quality retained at the fit's share |\n\
-             |---|---|---|---|---|---|---|---|---|\n",
+            "| router | APGR | large share @95% | savings @95% | calibrated threshold | large share at it | quality retained at it | savings at it | quality retained at the fit's share | strictest per-benchmark threshold: large share, quality retained, savings |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n",
         );
         for r in &b.rows {
             let threshold = match r.threshold {
@@ -410,7 +495,7 @@ pub fn markdown(report: &LoboReport) -> String {
             };
             let _ = writeln!(
                 s,
-                "| {} | {:.3} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {:.3} | {} | {} | {} | {} | {} | {} | {} | {}, {}, {} |",
                 r.router,
                 r.apgr,
                 opt_pct(r.at95.map(|p| p.large_share)),
@@ -420,6 +505,9 @@ pub fn markdown(report: &LoboReport) -> String {
                 pct(r.calibrated.quality_retained),
                 pct(r.calibrated.savings),
                 pct(r.at_fit_share.quality_retained),
+                pct(r.strict.large_share),
+                pct(r.strict.quality_retained),
+                pct(r.strict.savings),
             );
         }
         let _ = writeln!(s, "\nlearned settings: {}\n", b.learned_settings);
@@ -484,7 +572,12 @@ mod tests {
     #[test]
     fn held_out_rows_are_never_fit_on() {
         let records = toy();
-        let folds = plan(&records).unwrap();
+        let folds = plan(&records, Split::Test).unwrap();
+        // Measuring on dev rows: still never the held-out benchmark's rows in the fit.
+        for f in plan(&records, Split::Dev).unwrap() {
+            assert!(f.fit.iter().all(|&i| records[i].benchmark != f.held_out));
+            assert!(f.eval.iter().all(|&i| records[i].split == "dev"));
+        }
         assert_eq!(
             folds
                 .iter()
@@ -514,12 +607,12 @@ mod tests {
             .into_iter()
             .filter(|r| r.benchmark == "alpha")
             .collect();
-        assert!(plan(&records).is_err());
+        assert!(plan(&records, Split::Test).is_err());
         let no_test: Vec<EvalRecord> = toy()
             .into_iter()
             .filter(|r| r.benchmark != "beta" || r.split == "dev")
             .collect();
-        assert!(plan(&no_test).is_err());
+        assert!(plan(&no_test, Split::Test).is_err());
     }
 
     #[test]
@@ -528,7 +621,7 @@ mod tests {
         let options = LoboOptions {
             quick: true,
             train: TrainConfig {
-                ngrams: llm_mux_core::learned::NgramConfig {
+                ngrams: learned::NgramConfig {
                     bits: 10,
                     ..TrainConfig::default().ngrams
                 },

@@ -26,11 +26,14 @@ usage:
                          [--threshold T] [--learned-threshold T] [--small-model M] [--large-model M] PATH...
   llm-mux-eval tune      [--split dev] [--regularization R] [--small-model M] [--large-model M] PATH...
   llm-mux-eval train     [--out data/learned_router.bin] [--quick] [--bits N] [--chars MIN-MAX|none]
-                         [--seed N] PATH...
+                         [--seed N] [--group-bias] [--balance X] [--table-epochs N]
+                         [--l2 X] [--l2-dense X] [--dense-prior X] PATH...
+  (lobo also takes --per-benchmark X: share of the heuristic's tuning objective that is
+   the mean per-benchmark APGR)
   llm-mux-eval calibrate (--target-large-share X | --target-quality X | --max-cost-per-1k USD)
                          [--router heuristic|learned] [--split dev] [--benchmark NAME]
                          [--small-model M] [--large-model M] PATH...
-  llm-mux-eval lobo      [--quick] [--json OUT] [--markdown OUT] [--small-model M] [--large-model M] PATH...
+  llm-mux-eval lobo      [--quick] [--split test|dev] [train's options] [--json OUT] [--markdown OUT] [--small-model M] [--large-model M] PATH...
   llm-mux-eval speed
 PATH is a routing-eval JSONL file or a directory of them (all *.jsonl).
 report evaluates both routers at their default thresholds (override with --threshold for the
@@ -40,7 +43,8 @@ from a fixed grid; --quick skips the grid) and writes the weights file. --bits, 
 and --seed replace the default table size, character n-gram range and shuffle seed (for
 size trade-off and noise studies).
 lobo holds out each benchmark in turn: tunes, trains (the train procedure; --quick: base
-settings only) and calibrates on the other benchmarks' dev rows, reports on its test rows.
+settings only) and calibrates on the other benchmarks' dev rows, reports on its test rows
+(--split dev: on its dev rows, to compare changes without looking at test).
 calibrate --router learned on dev scores each prompt out-of-fold (the model was trained on dev).
 Models are priced from the embedded price table (default mistral-small-latest / mistral-large-latest).";
 
@@ -57,6 +61,13 @@ struct Args {
     bits: Option<u8>,
     chars: Option<(u8, u8)>,
     seed: Option<u64>,
+    group_bias: bool,
+    balance: Option<f64>,
+    table_epochs: Option<usize>,
+    l2: Option<f64>,
+    l2_dense: Option<f64>,
+    dense_prior: Option<f64>,
+    per_benchmark: Option<f64>,
     router: Router,
     threshold: Option<f64>,
     learned_threshold: Option<f64>,
@@ -111,6 +122,13 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         bits: None,
         chars: None,
         seed: None,
+        group_bias: false,
+        balance: None,
+        table_epochs: None,
+        l2: None,
+        l2_dense: None,
+        dense_prior: None,
+        per_benchmark: None,
         router: Router::Heuristic,
         threshold: None,
         learned_threshold: None,
@@ -138,6 +156,19 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
             "--svg" => args.svg = Some(PathBuf::from(value()?)),
             "--out" => args.out = Some(PathBuf::from(value()?)),
             "--quick" => args.quick = true,
+            "--group-bias" => args.group_bias = true,
+            "--balance" => args.balance = Some(parse_number(a, &value()?)?),
+            "--l2" => args.l2 = Some(parse_number(a, &value()?)?),
+            "--l2-dense" => args.l2_dense = Some(parse_number(a, &value()?)?),
+            "--dense-prior" => args.dense_prior = Some(parse_number(a, &value()?)?),
+            "--per-benchmark" => args.per_benchmark = Some(parse_number(a, &value()?)?),
+            "--table-epochs" => {
+                let v = value()?;
+                args.table_epochs = Some(
+                    v.parse::<usize>()
+                        .map_err(|_| format!("--table-epochs expects an integer, got {v:?}"))?,
+                );
+            }
             "--bits" => {
                 let v = value()?;
                 args.bits = Some(
@@ -359,6 +390,22 @@ fn base_config(args: &Args) -> Result<TrainConfig, String> {
     if let Some(seed) = args.seed {
         cfg.seed = seed;
     }
+    cfg.group_bias |= args.group_bias;
+    if let Some(b) = args.balance {
+        cfg.balance = b;
+    }
+    if let Some(e) = args.table_epochs {
+        cfg.epochs = e;
+    }
+    if let Some(v) = args.l2 {
+        cfg.l2 = v;
+    }
+    if let Some(v) = args.l2_dense {
+        cfg.l2_dense = v;
+    }
+    if let Some(v) = args.dense_prior {
+        cfg.dense_prior = v;
+    }
     cfg.ngrams.validate()?;
     Ok(cfg)
 }
@@ -414,7 +461,7 @@ fn cmd_train(args: &Args) -> Result<(), String> {
 }
 
 fn cmd_lobo(args: &Args) -> Result<(), String> {
-    if args.split.is_some() || args.benchmark.is_some() {
+    if args.benchmark.is_some() {
         return Err(String::from(
             "lobo chooses its rows itself (dev of the others, test of the held-out one)",
         ));
@@ -426,7 +473,11 @@ fn cmd_lobo(args: &Args) -> Result<(), String> {
     let options = LoboOptions {
         train: base_config(args)?,
         quick: args.quick,
-        ..LoboOptions::default()
+        eval_split: args.split.unwrap_or(Split::Test),
+        tune: TuneOptions {
+            per_benchmark: args.per_benchmark.unwrap_or(0.0),
+            ..TuneOptions::default()
+        },
     };
     let started = Instant::now();
     let report = lobo::run(

@@ -7,6 +7,7 @@
 //! only), print, or write files: progress goes to the caller's callback.
 
 use llm_mux_core::learned::{self, NgramConfig};
+use llm_mux_core::scoring::Weights;
 
 use crate::calibration::{self, CalibrationTarget};
 use crate::data::{Dataset, EvalRecord, Item};
@@ -26,10 +27,18 @@ pub fn folds(records: &[EvalRecord]) -> Vec<usize> {
 }
 
 /// Training examples of the records under `cfg`'s features and target.
+/// Each example's `group` is the index of its benchmark among the sorted names.
 pub fn examples(records: &[EvalRecord], cfg: &TrainConfig) -> Vec<Example> {
+    let mut names: Vec<&str> = records.iter().map(|r| r.benchmark.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
     records
         .iter()
-        .map(|r| training::example(&r.prompt, r.small.score, r.large.score, cfg))
+        .map(|r| {
+            let mut ex = training::example(&r.prompt, r.small.score, r.large.score, cfg);
+            ex.group = names.binary_search(&r.benchmark.as_str()).unwrap_or(0);
+            ex
+        })
         .collect()
 }
 
@@ -172,7 +181,7 @@ pub struct Selection {
     /// The last featurized examples and the settings they were built with, reused by
     /// [`fit_final`] when they match the winner's features.
     examples: Vec<Example>,
-    featurized: Option<(NgramConfig, Target)>,
+    featurized: Option<(NgramConfig, Target, Weights)>,
 }
 
 /// Cross-validates every entry of `grid` on `data` (folds from [`folds`]) and keeps the
@@ -185,11 +194,11 @@ pub fn select(
 ) -> Result<Selection, String> {
     let mut best: Option<(f64, TrainConfig, Vec<f64>)> = None;
     let mut examples: Vec<Example> = Vec::new();
-    let mut featurized: Option<(NgramConfig, Target)> = None;
+    let mut featurized: Option<(NgramConfig, Target, Weights)> = None;
     for cfg in grid {
-        if featurized != Some((cfg.ngrams, cfg.target)) {
+        if featurized != Some((cfg.ngrams, cfg.target, cfg.heuristic)) {
             examples = self::examples(&data.records, cfg);
-            featurized = Some((cfg.ngrams, cfg.target));
+            featurized = Some((cfg.ngrams, cfg.target, cfg.heuristic));
         }
         let oof: Vec<f64> = training::out_of_fold(&examples, folds, FOLDS, cfg)
             .into_iter()
@@ -227,7 +236,7 @@ pub fn threshold_at_95(items: &[Item], oof: &[f64]) -> Result<(f64, OperatingPoi
 /// Fits the chosen settings on all of `data` and returns the weights file with `threshold`.
 pub fn fit_final(data: &Dataset, selection: Selection, threshold: f64) -> Vec<u8> {
     let cfg = selection.config;
-    let examples = if selection.featurized == Some((cfg.ngrams, cfg.target)) {
+    let examples = if selection.featurized == Some((cfg.ngrams, cfg.target, cfg.heuristic)) {
         selection.examples
     } else {
         examples(&data.records, &cfg)
