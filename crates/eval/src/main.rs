@@ -27,7 +27,7 @@ usage:
   llm-mux-eval tune      [--split dev] [--regularization R] [--small-model M] [--large-model M] PATH...
   llm-mux-eval train     [--out data/learned_router.bin] [--quick] [--bits N] [--chars MIN-MAX|none]
                          [--seed N] [--group-bias] [--balance X] [--table-epochs N]
-                         [--l2 X] [--l2-dense X] [--dense-prior X] PATH...
+                         [--l2 X] [--l2-dense X] [--dense-prior X] [--no-signs] PATH...
   (lobo also takes --per-benchmark X: share of the heuristic's tuning objective that is
    the mean per-benchmark APGR)
   llm-mux-eval calibrate (--target-large-share X | --target-quality X | --max-cost-per-1k USD)
@@ -62,6 +62,7 @@ struct Args {
     chars: Option<(u8, u8)>,
     seed: Option<u64>,
     group_bias: bool,
+    no_signs: bool,
     balance: Option<f64>,
     table_epochs: Option<usize>,
     l2: Option<f64>,
@@ -123,6 +124,7 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         chars: None,
         seed: None,
         group_bias: false,
+        no_signs: false,
         balance: None,
         table_epochs: None,
         l2: None,
@@ -157,6 +159,7 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
             "--out" => args.out = Some(PathBuf::from(value()?)),
             "--quick" => args.quick = true,
             "--group-bias" => args.group_bias = true,
+            "--no-signs" => args.no_signs = true,
             "--balance" => args.balance = Some(parse_number(a, &value()?)?),
             "--l2" => args.l2 = Some(parse_number(a, &value()?)?),
             "--l2-dense" => args.l2_dense = Some(parse_number(a, &value()?)?),
@@ -391,6 +394,7 @@ fn base_config(args: &Args) -> Result<TrainConfig, String> {
         cfg.seed = seed;
     }
     cfg.group_bias |= args.group_bias;
+    cfg.sign_constrained &= !args.no_signs;
     if let Some(b) = args.balance {
         cfg.balance = b;
     }

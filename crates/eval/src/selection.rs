@@ -99,12 +99,13 @@ pub fn describe(cfg: &TrainConfig) -> String {
         format!("{}-{}", n.char_min_n, n.char_max_n)
     };
     format!(
-        "bits {} words 1-{} chars {} dense epochs {} lr {}; table epochs {} lr {} l2 {:e}; target {:?}",
+        "bits {} words 1-{} chars {} dense epochs {} lr {}{}; table epochs {} lr {} l2 {:e}; target {:?}",
         n.bits,
         n.word_max_n,
         chars,
         cfg.dense_epochs,
         cfg.learning_rate,
+        if cfg.sign_constrained { " signs" } else { "" },
         cfg.epochs,
         cfg.table_learning_rate,
         cfg.l2,
@@ -269,7 +270,7 @@ mod tests {
         assert_eq!(grid.last().map(|c| c.epochs), Some(0));
         assert_eq!(
             describe(&base),
-            "bits 14 words 1-2 chars 3-3 dense epochs 30 lr 0.1; table epochs 5 lr 0.01 l2 1e-3; target Gain"
+            "bits 14 words 1-2 chars 3-3 dense epochs 30 lr 0.1 signs; table epochs 5 lr 0.01 l2 1e-3; target Gain"
         );
         let no_chars = TrainConfig {
             ngrams: NgramConfig {

@@ -68,6 +68,9 @@ pub struct TrainConfig {
     /// Starting value and centre of the L2 pull (`l2_dense`) of the heuristic-score input's
     /// weight; the feature weights start at and are pulled towards 0. 0 = the plain fit.
     pub dense_prior: f64,
+    /// Keep each dense weight on the side of zero its meaning gives it (the signs of
+    /// [`crate::tuning::DEFAULT_BOUNDS`]; the heuristic score's weight >= 0).
+    pub sign_constrained: bool,
 }
 
 impl Default for TrainConfig {
@@ -91,6 +94,7 @@ impl Default for TrainConfig {
             balance: 0.0,
             heuristic: Weights::default(),
             dense_prior: 0.0,
+            sign_constrained: true,
         }
     }
 }
@@ -174,6 +178,25 @@ impl FloatModel {
     }
 }
 
+/// Allowed range of each dense weight under [`TrainConfig::sign_constrained`]: the sign
+/// of the heuristic's bounds per feature, then the heuristic score (non-negative).
+const DENSE_SIGNS: [(f64, f64); DENSE_COUNT] = {
+    let b = crate::tuning::DEFAULT_BOUNDS;
+    let mut out = [(f64::NEG_INFINITY, f64::INFINITY); DENSE_COUNT];
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].0 >= 0.0 {
+            out[i].0 = 0.0;
+        }
+        if b[i].1 <= 0.0 {
+            out[i].1 = 0.0;
+        }
+        i += 1;
+    }
+    out[DENSE_COUNT - 1].0 = 0.0;
+    out
+};
+
 /// A draw in `0..n` from the shuffle's generator (modulo: the tiny bias is irrelevant here,
 /// and changing the draw would change every trained model).
 fn below(rng: &mut SplitMix64, n: usize) -> usize {
@@ -245,6 +268,11 @@ pub fn fit(examples: &[Example], subset: &[usize], cfg: &TrainConfig) -> FloatMo
                     let grad = g * x + cfg.l2_dense * (*w - c);
                     *acc += grad * grad;
                     *w -= lr * grad / (acc.sqrt() + EPS);
+                }
+                if cfg.sign_constrained {
+                    for (w, (lo, hi)) in model.dense.iter_mut().zip(DENSE_SIGNS) {
+                        *w = w.clamp(lo, hi);
+                    }
                 }
             } else {
                 let lr = cfg.table_learning_rate;
