@@ -50,7 +50,7 @@ EVAL_DATA ?= ../shared/data/routing-eval
 
 ## eval: both routers + baselines on the test split; writes target/eval/report-test.{md,json}
 ##       and the quality-vs-large-share plots docs/img/routing-test*.svg; then the
-##       leave-one-benchmark-out table (target/eval/lobo.{md,json}, ~3 minutes)
+##       leave-one-benchmark-out table (target/eval/lobo.{md,json}, ~1-2 minutes)
 eval:
 	@mkdir -p target/eval docs/img
 	cargo run --profile eval --quiet -p llm-mux-eval --bin llm-mux-eval -- report --split test \

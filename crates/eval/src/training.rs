@@ -404,6 +404,38 @@ mod tests {
     }
 
     #[test]
+    fn sign_constraints_hold_after_fitting() {
+        // Labels that would pull the "simple" weight positive and "reasoning" negative.
+        let cfg = TrainConfig {
+            epochs: 0,
+            ..small_cfg()
+        };
+        let ex: Vec<Example> = [
+            ("hello thanks", 0.0, 1.0),
+            ("hi there", 0.0, 1.0),
+            ("explain why and prove it", 1.0, 0.0),
+            ("analyze and justify the reasoning", 1.0, 0.0),
+        ]
+        .iter()
+        .map(|&(t, s, l)| example(t, s, l, &cfg))
+        .collect();
+        let all: Vec<usize> = (0..ex.len()).collect();
+        let m = fit(&ex, &all, &cfg);
+        for (w, (lo, hi)) in m.dense.iter().zip(DENSE_SIGNS) {
+            assert!(lo <= *w && *w <= hi, "{w} outside {lo}..{hi}");
+        }
+        let free = fit(
+            &ex,
+            &all,
+            &TrainConfig {
+                sign_constrained: false,
+                ..cfg
+            },
+        );
+        assert_ne!(free.dense, m.dense);
+    }
+
+    #[test]
     fn written_model_scores_like_the_float_model() {
         let cfg = small_cfg();
         let ex = toy(&cfg);
