@@ -28,8 +28,8 @@ usage:
   llm-mux-eval train     [--out data/learned_router.bin] [--quick] [--bits N] [--chars MIN-MAX|none]
                          [--seed N] [--group-bias] [--balance X] [--table-epochs N]
                          [--l2 X] [--l2-dense X] [--dense-prior X] [--no-signs] PATH...
-  (lobo also takes --per-benchmark X: share of the heuristic's tuning objective that is
-   the mean per-benchmark APGR)
+  (lobo also takes tune's --regularization R and --per-benchmark X: share of the
+   heuristic's tuning objective that is the mean per-benchmark APGR)
   llm-mux-eval calibrate (--target-large-share X | --target-quality X | --max-cost-per-1k USD)
                          [--router heuristic|learned] [--split dev] [--benchmark NAME]
                          [--small-model M] [--large-model M] PATH...
@@ -480,6 +480,9 @@ fn cmd_lobo(args: &Args) -> Result<(), String> {
         eval_split: args.split.unwrap_or(Split::Test),
         tune: TuneOptions {
             per_benchmark: args.per_benchmark.unwrap_or(0.0),
+            regularization: args
+                .regularization
+                .unwrap_or(TuneOptions::default().regularization),
             ..TuneOptions::default()
         },
     };
