@@ -49,12 +49,18 @@ demo: build
 EVAL_DATA ?= ../shared/data/routing-eval
 
 ## eval: both routers + baselines on the test split; writes target/eval/report-test.{md,json}
-##       and the quality-vs-large-share plots docs/img/routing-test*.svg
+##       and the quality-vs-large-share plots docs/img/routing-test*.svg; then the
+##       leave-one-benchmark-out table (target/eval/lobo.{md,json}, ~1-2 minutes)
 eval:
 	@mkdir -p target/eval docs/img
 	cargo run --profile eval --quiet -p llm-mux-eval --bin llm-mux-eval -- report --split test \
 		--markdown target/eval/report-test.md --json target/eval/report-test.json \
 		--svg docs/img/routing-test.svg $(EVAL_DATA)
+	@echo
+	@echo "## Leave-one-benchmark-out (generalisation to an unseen benchmark)"
+	@echo
+	cargo run --profile eval --quiet -p llm-mux-eval --bin llm-mux-eval -- lobo \
+		--markdown target/eval/lobo.md --json target/eval/lobo.json $(EVAL_DATA)
 
 ## train-router: fit the learned router on the dev split only (5-fold CV grid within dev)
 ##               -> data/learned_router.bin; prints the threshold for crates/core/src/learned.rs

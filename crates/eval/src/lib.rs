@@ -14,6 +14,7 @@
 //! - [`metrics`]: quality curve, PGR, APGR, CPT, operating points, baselines;
 //! - [`calibration`]: the threshold meeting a share, quality or cost target;
 //! - [`tuning`]: the heuristic's weight search;
+//! - [`lobo`]: leave-one-benchmark-out evaluation (fit on the others, measure on one);
 //! - [`training`]: fitting and writing the learned router's weights;
 //! - [`selection`]: choosing the learned router's settings and threshold by cross-validation;
 //! - [`simulate`]: traffic through the core's quality estimator and controller;
@@ -23,6 +24,7 @@
 
 pub mod calibration;
 pub mod data;
+pub mod lobo;
 pub mod metrics;
 pub mod plots;
 pub mod report;

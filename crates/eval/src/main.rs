@@ -14,6 +14,7 @@ use llm_mux_core::routing::{RouterKind, DEFAULT_ROUTER};
 use llm_mux_core::scoring;
 use llm_mux_eval::calibration::{self, CalibrationTarget};
 use llm_mux_eval::data::{self, Dataset, EvalRecord, Split};
+use llm_mux_eval::lobo::{self, LoboOptions};
 use llm_mux_eval::plots::{trajectory_svg, TrajectoryPoint};
 use llm_mux_eval::report::{self, pct, RouterScores};
 use llm_mux_eval::routers::{heuristic_scores, Router};
@@ -29,7 +30,10 @@ usage:
                          [--threshold T] [--learned-threshold T] [--small-model M] [--large-model M] PATH...
   llm-mux-eval tune      [--split dev] [--regularization R] [--small-model M] [--large-model M] PATH...
   llm-mux-eval train     [--out data/learned_router.bin] [--quick] [--bits N] [--chars MIN-MAX|none]
-                         [--seed N] PATH...
+                         [--seed N] [--group-bias] [--balance X] [--table-epochs N]
+                         [--l2 X] [--l2-dense X] [--dense-prior X] [--no-signs] PATH...
+  (lobo also takes tune's --regularization R and --per-benchmark X: share of the
+   heuristic's tuning objective that is the mean per-benchmark APGR)
   llm-mux-eval calibrate (--target-large-share X | --target-quality X | --max-cost-per-1k USD)
                          [--router heuristic|learned] [--split dev] [--benchmark NAME]
                          [--small-model M] [--large-model M] PATH...
@@ -37,6 +41,7 @@ usage:
                          [--target-quality Q | --target-large-share S | --target-cost-per-1k USD]
                          [--sample-rate R] [--requests N] [--seeds K] [--judge-noise SD]
                          [--json OUT] [--svg OUT] PATH [--then PATH ...]
+  llm-mux-eval lobo      [--quick] [--split test|dev] [train's options] [--json OUT] [--markdown OUT] [--small-model M] [--large-model M] PATH...
   llm-mux-eval speed
 PATH is a routing-eval JSONL file or a directory of them (all *.jsonl).
 report evaluates both routers at their default thresholds (override with --threshold for the
@@ -45,6 +50,9 @@ train fits the learned router on the dev split only (5-fold CV within dev picks 
 from a fixed grid; --quick skips the grid) and writes the weights file. --bits, --chars
 and --seed replace the default table size, character n-gram range and shuffle seed (for
 size trade-off and noise studies).
+lobo holds out each benchmark in turn: tunes, trains (the train procedure; --quick: base
+settings only) and calibrates on the other benchmarks' dev rows, reports on its test rows
+(--split dev: on its dev rows, to compare changes without looking at test).
 calibrate --router learned on dev scores each prompt out-of-fold (the model was trained on dev).
 simulate streams prompts drawn at random from PATH (then from each --then PATH: a shift in
 traffic), N requests per phase (default 50000), through the core's quality sampler, estimator
@@ -65,6 +73,14 @@ struct Args {
     bits: Option<u8>,
     chars: Option<(u8, u8)>,
     seed: Option<u64>,
+    group_bias: bool,
+    no_signs: bool,
+    balance: Option<f64>,
+    table_epochs: Option<usize>,
+    l2: Option<f64>,
+    l2_dense: Option<f64>,
+    dense_prior: Option<f64>,
+    per_benchmark: Option<f64>,
     router: Router,
     threshold: Option<f64>,
     learned_threshold: Option<f64>,
@@ -109,7 +125,7 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
     let command = it.next().cloned().ok_or("missing subcommand")?;
     if !matches!(
         command.as_str(),
-        "report" | "tune" | "train" | "calibrate" | "simulate" | "speed"
+        "report" | "tune" | "train" | "calibrate" | "simulate" | "lobo" | "speed"
     ) {
         return Err(format!("unknown subcommand {command:?}"));
     }
@@ -125,6 +141,14 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         bits: None,
         chars: None,
         seed: None,
+        group_bias: false,
+        no_signs: false,
+        balance: None,
+        table_epochs: None,
+        l2: None,
+        l2_dense: None,
+        dense_prior: None,
+        per_benchmark: None,
         router: Router::Heuristic,
         threshold: None,
         learned_threshold: None,
@@ -158,6 +182,20 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
             "--svg" => args.svg = Some(PathBuf::from(value()?)),
             "--out" => args.out = Some(PathBuf::from(value()?)),
             "--quick" => args.quick = true,
+            "--group-bias" => args.group_bias = true,
+            "--no-signs" => args.no_signs = true,
+            "--balance" => args.balance = Some(parse_number(a, &value()?)?),
+            "--l2" => args.l2 = Some(parse_number(a, &value()?)?),
+            "--l2-dense" => args.l2_dense = Some(parse_number(a, &value()?)?),
+            "--dense-prior" => args.dense_prior = Some(parse_number(a, &value()?)?),
+            "--per-benchmark" => args.per_benchmark = Some(parse_number(a, &value()?)?),
+            "--table-epochs" => {
+                let v = value()?;
+                args.table_epochs = Some(
+                    v.parse::<usize>()
+                        .map_err(|_| format!("--table-epochs expects an integer, got {v:?}"))?,
+                );
+            }
             "--bits" => {
                 let v = value()?;
                 args.bits = Some(
@@ -421,6 +459,23 @@ fn base_config(args: &Args) -> Result<TrainConfig, String> {
     if let Some(seed) = args.seed {
         cfg.seed = seed;
     }
+    cfg.group_bias |= args.group_bias;
+    cfg.sign_constrained &= !args.no_signs;
+    if let Some(b) = args.balance {
+        cfg.balance = b;
+    }
+    if let Some(e) = args.table_epochs {
+        cfg.epochs = e;
+    }
+    if let Some(v) = args.l2 {
+        cfg.l2 = v;
+    }
+    if let Some(v) = args.l2_dense {
+        cfg.l2_dense = v;
+    }
+    if let Some(v) = args.dense_prior {
+        cfg.dense_prior = v;
+    }
     cfg.ngrams.validate()?;
     Ok(cfg)
 }
@@ -577,6 +632,49 @@ fn cmd_simulate(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
+fn cmd_lobo(args: &Args) -> Result<(), String> {
+    if args.benchmark.is_some() {
+        return Err(String::from(
+            "lobo chooses its rows itself (dev of the others, test of the held-out one)",
+        ));
+    }
+    let mut records = Vec::new();
+    for p in &args.paths {
+        records.extend(load_path(p)?);
+    }
+    let options = LoboOptions {
+        train: base_config(args)?,
+        quick: args.quick,
+        eval_split: args.split.unwrap_or(Split::Test),
+        tune: TuneOptions {
+            per_benchmark: args.per_benchmark.unwrap_or(0.0),
+            regularization: args
+                .regularization
+                .unwrap_or(TuneOptions::default().regularization),
+            ..TuneOptions::default()
+        },
+    };
+    let started = Instant::now();
+    let report = lobo::run(
+        &records,
+        &args.small_model,
+        &args.large_model,
+        &options,
+        |line| eprintln!("{line}"),
+    )?;
+    eprintln!("lobo done in {:.1}s", started.elapsed().as_secs_f64());
+    let md = lobo::markdown(&report);
+    print!("{md}");
+    if let Some(p) = &args.markdown {
+        write_file(p, &md)?;
+    }
+    if let Some(p) = &args.json {
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        write_file(p, &json)?;
+    }
+    Ok(())
+}
+
 fn cmd_speed() -> Result<(), String> {
     speed::run(|line| println!("{line}"))
 }
@@ -604,6 +702,7 @@ fn main() -> ExitCode {
         "calibrate" => cmd_calibrate(&args),
         "train" => cmd_train(&args),
         "simulate" => cmd_simulate(&args),
+        "lobo" => cmd_lobo(&args),
         _ => cmd_speed(),
     };
     match result {
@@ -653,5 +752,6 @@ mod tests {
         assert!(args("simulate --sample-rate 2 a").is_err());
         assert!(args("simulate --requests 0 a").is_err());
         assert!(args("report --then b a").is_err());
+        assert!(args("lobo --quick d").unwrap().quick);
     }
 }

@@ -124,7 +124,8 @@ pub struct OperatingPoint {
     pub cost_per_1k: f64,
 }
 
-fn point_at(curve: &Curve, k: usize) -> OperatingPoint {
+/// The operating point when the `k` highest-scored prompts go large.
+pub fn point_at(curve: &Curve, k: usize) -> OperatingPoint {
     let n = curve.len();
     let q1 = curve.quality[n];
     let c1 = curve.cost[n];

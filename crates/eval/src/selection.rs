@@ -7,6 +7,7 @@
 //! only), print, or write files: progress goes to the caller's callback.
 
 use llm_mux_core::learned::{self, NgramConfig};
+use llm_mux_core::scoring::Weights;
 
 use crate::calibration::{self, CalibrationTarget};
 use crate::data::{Dataset, EvalRecord, Item};
@@ -26,10 +27,18 @@ pub fn folds(records: &[EvalRecord]) -> Vec<usize> {
 }
 
 /// Training examples of the records under `cfg`'s features and target.
+/// Each example's `group` is the index of its benchmark among the sorted names.
 pub fn examples(records: &[EvalRecord], cfg: &TrainConfig) -> Vec<Example> {
+    let mut names: Vec<&str> = records.iter().map(|r| r.benchmark.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
     records
         .iter()
-        .map(|r| training::example(&r.prompt, r.small.score, r.large.score, cfg))
+        .map(|r| {
+            let mut ex = training::example(&r.prompt, r.small.score, r.large.score, cfg);
+            ex.group = names.binary_search(&r.benchmark.as_str()).unwrap_or(0);
+            ex
+        })
         .collect()
 }
 
@@ -90,12 +99,13 @@ pub fn describe(cfg: &TrainConfig) -> String {
         format!("{}-{}", n.char_min_n, n.char_max_n)
     };
     format!(
-        "bits {} words 1-{} chars {} dense epochs {} lr {}; table epochs {} lr {} l2 {:e}; target {:?}",
+        "bits {} words 1-{} chars {} dense epochs {} lr {}{}; table epochs {} lr {} l2 {:e}; target {:?}",
         n.bits,
         n.word_max_n,
         chars,
         cfg.dense_epochs,
         cfg.learning_rate,
+        if cfg.sign_constrained { " signs" } else { "" },
         cfg.epochs,
         cfg.table_learning_rate,
         cfg.l2,
@@ -172,7 +182,7 @@ pub struct Selection {
     /// The last featurized examples and the settings they were built with, reused by
     /// [`fit_final`] when they match the winner's features.
     examples: Vec<Example>,
-    featurized: Option<(NgramConfig, Target)>,
+    featurized: Option<(NgramConfig, Target, Weights)>,
 }
 
 /// Cross-validates every entry of `grid` on `data` (folds from [`folds`]) and keeps the
@@ -185,11 +195,11 @@ pub fn select(
 ) -> Result<Selection, String> {
     let mut best: Option<(f64, TrainConfig, Vec<f64>)> = None;
     let mut examples: Vec<Example> = Vec::new();
-    let mut featurized: Option<(NgramConfig, Target)> = None;
+    let mut featurized: Option<(NgramConfig, Target, Weights)> = None;
     for cfg in grid {
-        if featurized != Some((cfg.ngrams, cfg.target)) {
+        if featurized != Some((cfg.ngrams, cfg.target, cfg.heuristic)) {
             examples = self::examples(&data.records, cfg);
-            featurized = Some((cfg.ngrams, cfg.target));
+            featurized = Some((cfg.ngrams, cfg.target, cfg.heuristic));
         }
         let oof: Vec<f64> = training::out_of_fold(&examples, folds, FOLDS, cfg)
             .into_iter()
@@ -227,7 +237,7 @@ pub fn threshold_at_95(items: &[Item], oof: &[f64]) -> Result<(f64, OperatingPoi
 /// Fits the chosen settings on all of `data` and returns the weights file with `threshold`.
 pub fn fit_final(data: &Dataset, selection: Selection, threshold: f64) -> Vec<u8> {
     let cfg = selection.config;
-    let examples = if selection.featurized == Some((cfg.ngrams, cfg.target)) {
+    let examples = if selection.featurized == Some((cfg.ngrams, cfg.target, cfg.heuristic)) {
         selection.examples
     } else {
         examples(&data.records, &cfg)
@@ -260,7 +270,7 @@ mod tests {
         assert_eq!(grid.last().map(|c| c.epochs), Some(0));
         assert_eq!(
             describe(&base),
-            "bits 14 words 1-2 chars 3-3 dense epochs 30 lr 0.1; table epochs 5 lr 0.01 l2 1e-3; target Gain"
+            "bits 14 words 1-2 chars 3-3 dense epochs 30 lr 0.1 signs; table epochs 5 lr 0.01 l2 1e-3; target Gain"
         );
         let no_chars = TrainConfig {
             ngrams: NgramConfig {

@@ -11,6 +11,7 @@ use llm_mux_core::hash::{fnv1a64, SplitMix64};
 use llm_mux_core::learned::{
     self, sigmoid, visit_ngrams, Group, NgramConfig, DENSE_COUNT, HEADER_LEN, MAGIC,
 };
+use llm_mux_core::scoring::Weights;
 
 /// What the model learns to predict from the two models' quality scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,23 @@ pub struct TrainConfig {
     pub target: Target,
     /// Seed of the per-epoch shuffle.
     pub seed: u64,
+    /// Fit one bias per benchmark (a fixed effect) instead of one shared bias, so the
+    /// features learn which prompts gain *within* a benchmark rather than which benchmark a
+    /// prompt comes from; the shipped bias is their mean weighted by rows.
+    pub group_bias: bool,
+    /// Per-benchmark reweighting: an example of a benchmark with `n_b` of the `n` rows of
+    /// `B` benchmarks weighs `(n / (B * n_b))^balance` (0 = none, 1 = every benchmark
+    /// weighs the same in total).
+    pub balance: f64,
+    /// Weights of the heuristic score among the dense inputs (the shipped ones by default;
+    /// leave-one-benchmark-out passes weights tuned without the held-out benchmark).
+    pub heuristic: Weights,
+    /// Starting value and centre of the L2 pull (`l2_dense`) of the heuristic-score input's
+    /// weight; the feature weights start at and are pulled towards 0. 0 = the plain fit.
+    pub dense_prior: f64,
+    /// Keep each dense weight on the side of zero its meaning gives it (the signs of
+    /// [`crate::tuning::DEFAULT_BOUNDS`]; the heuristic score's weight >= 0).
+    pub sign_constrained: bool,
 }
 
 impl Default for TrainConfig {
@@ -72,6 +90,11 @@ impl Default for TrainConfig {
             table_learning_rate: 0.01,
             target: Target::Gain,
             seed: 20_240_601,
+            group_bias: false,
+            balance: 0.0,
+            heuristic: Weights::default(),
+            dense_prior: 0.0,
+            sign_constrained: true,
         }
     }
 }
@@ -85,6 +108,9 @@ pub struct Example {
     pub dense: [f64; DENSE_COUNT],
     /// Label in [0,1].
     pub label: f64,
+    /// Index of the prompt's benchmark (for [`TrainConfig::group_bias`] and
+    /// [`TrainConfig::balance`]); 0 when there is one.
+    pub group: usize,
 }
 
 /// Sparse inputs exactly as [`learned::LearnedModel::logits`] uses them: each occurrence of
@@ -119,8 +145,9 @@ pub fn sparse_inputs(text: &str, ngrams: &NgramConfig) -> Vec<(u32, f32)> {
 pub fn example(text: &str, quality_small: f64, quality_large: f64, cfg: &TrainConfig) -> Example {
     Example {
         sparse: sparse_inputs(text, &cfg.ngrams),
-        dense: learned::dense_inputs(text),
+        dense: learned::dense_inputs_with(text, &cfg.heuristic),
         label: cfg.target.label(quality_small, quality_large),
+        group: 0,
     }
 }
 
@@ -151,6 +178,25 @@ impl FloatModel {
     }
 }
 
+/// Allowed range of each dense weight under [`TrainConfig::sign_constrained`]: the sign
+/// of the heuristic's bounds per feature, then the heuristic score (non-negative).
+const DENSE_SIGNS: [(f64, f64); DENSE_COUNT] = {
+    let b = crate::tuning::DEFAULT_BOUNDS;
+    let mut out = [(f64::NEG_INFINITY, f64::INFINITY); DENSE_COUNT];
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].0 >= 0.0 {
+            out[i].0 = 0.0;
+        }
+        if b[i].1 <= 0.0 {
+            out[i].1 = 0.0;
+        }
+        i += 1;
+    }
+    out[DENSE_COUNT - 1].0 = 0.0;
+    out
+};
+
 /// A draw in `0..n` from the shuffle's generator (modulo: the tiny bias is irrelevant here,
 /// and changing the draw would change every trained model).
 fn below(rng: &mut SplitMix64, n: usize) -> usize {
@@ -171,9 +217,34 @@ pub fn fit(examples: &[Example], subset: &[usize], cfg: &TrainConfig) -> FloatMo
         dense: [0.0; DENSE_COUNT],
         table: vec![0.0; size],
     };
+    let mut centre = [0.0f64; DENSE_COUNT];
+    centre[DENSE_COUNT - 1] = cfg.dense_prior;
+    model.dense = centre;
     let mut g_table = vec![0.0f64; size];
     let mut g_dense = [0.0f64; DENSE_COUNT];
-    let mut g_bias = 0.0f64;
+    let groups = subset
+        .iter()
+        .map(|&i| examples[i].group + 1)
+        .max()
+        .unwrap_or(1);
+    let mut counts = vec![0usize; groups];
+    for &i in subset {
+        counts[examples[i].group] += 1;
+    }
+    let present = counts.iter().filter(|&&c| c > 0).count().max(1) as f64;
+    let weights: Vec<f64> = counts
+        .iter()
+        .map(|&c| {
+            if c == 0 || cfg.balance == 0.0 {
+                1.0
+            } else {
+                (subset.len() as f64 / (present * c as f64)).powf(cfg.balance)
+            }
+        })
+        .collect();
+    let mut g_bias = vec![0.0f64; groups];
+    let mut biases = vec![0.0f64; groups];
+    let group_of = |ex: &Example| if cfg.group_bias { ex.group } else { 0 };
     const EPS: f64 = 1e-8;
     let mut rng = SplitMix64::new(cfg.seed);
     let mut order: Vec<usize> = subset.to_vec();
@@ -185,15 +256,23 @@ pub fn fit(examples: &[Example], subset: &[usize], cfg: &TrainConfig) -> FloatMo
         }
         for &i in &order {
             let ex = &examples[i];
-            let g = sigmoid(model.logit(ex)) - ex.label;
+            let k = group_of(ex);
+            model.bias = biases[k];
+            let g = (sigmoid(model.logit(ex)) - ex.label) * weights[ex.group];
             if dense_stage {
                 let lr = cfg.learning_rate;
-                g_bias += g * g;
-                model.bias -= lr * g / (g_bias.sqrt() + EPS);
-                for ((w, acc), x) in model.dense.iter_mut().zip(&mut g_dense).zip(ex.dense) {
-                    let grad = g * x + cfg.l2_dense * *w;
+                g_bias[k] += g * g;
+                biases[k] -= lr * g / (g_bias[k].sqrt() + EPS);
+                let dense = model.dense.iter_mut().zip(&mut g_dense).zip(ex.dense);
+                for (((w, acc), x), c) in dense.zip(centre) {
+                    let grad = g * x + cfg.l2_dense * (*w - c);
                     *acc += grad * grad;
                     *w -= lr * grad / (acc.sqrt() + EPS);
+                }
+                if cfg.sign_constrained {
+                    for (w, (lo, hi)) in model.dense.iter_mut().zip(DENSE_SIGNS) {
+                        *w = w.clamp(lo, hi);
+                    }
                 }
             } else {
                 let lr = cfg.table_learning_rate;
@@ -206,6 +285,17 @@ pub fn fit(examples: &[Example], subset: &[usize], cfg: &TrainConfig) -> FloatMo
             }
         }
     }
+    model.bias = if cfg.group_bias {
+        let total: usize = counts.iter().sum();
+        counts
+            .iter()
+            .zip(&biases)
+            .map(|(&c, b)| c as f64 * b)
+            .sum::<f64>()
+            / total.max(1) as f64
+    } else {
+        biases[0]
+    };
     model
 }
 
@@ -311,6 +401,38 @@ mod tests {
         let hard = example("prove the lemma", 0.0, 1.0, &cfg);
         let easy = example("hello friend", 1.0, 1.0, &cfg);
         assert!(m.logit(&hard) > m.logit(&easy));
+    }
+
+    #[test]
+    fn sign_constraints_hold_after_fitting() {
+        // Labels that would pull the "simple" weight positive and "reasoning" negative.
+        let cfg = TrainConfig {
+            epochs: 0,
+            ..small_cfg()
+        };
+        let ex: Vec<Example> = [
+            ("hello thanks", 0.0, 1.0),
+            ("hi there", 0.0, 1.0),
+            ("explain why and prove it", 1.0, 0.0),
+            ("analyze and justify the reasoning", 1.0, 0.0),
+        ]
+        .iter()
+        .map(|&(t, s, l)| example(t, s, l, &cfg))
+        .collect();
+        let all: Vec<usize> = (0..ex.len()).collect();
+        let m = fit(&ex, &all, &cfg);
+        for (w, (lo, hi)) in m.dense.iter().zip(DENSE_SIGNS) {
+            assert!(lo <= *w && *w <= hi, "{w} outside {lo}..{hi}");
+        }
+        let free = fit(
+            &ex,
+            &all,
+            &TrainConfig {
+                sign_constrained: false,
+                ..cfg
+            },
+        );
+        assert_ne!(free.dense, m.dense);
     }
 
     #[test]

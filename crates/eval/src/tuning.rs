@@ -20,6 +20,9 @@ pub struct TuneOptions {
     pub max_rounds: usize,
     /// Allowed range of each feature weight, in [`FEATURE_NAMES`] order.
     pub bounds: [(f64, f64); FEATURE_COUNT],
+    /// Share of the objective's APGR taken as the mean of the per-benchmark APGRs (ranking
+    /// within each benchmark) instead of the APGR of all prompts pooled (0 = pooled only).
+    pub per_benchmark: f64,
 }
 
 /// Sign constraints from what each feature means, so the fit cannot learn that, say,
@@ -46,6 +49,7 @@ impl Default for TuneOptions {
             steps: [0.2, 0.1, 0.05, 0.02, 0.01],
             max_rounds: 40,
             bounds: DEFAULT_BOUNDS,
+            per_benchmark: 0.0,
         }
     }
 }
@@ -107,7 +111,30 @@ pub fn tune_weights(
     start: &Weights,
     options: &TuneOptions,
 ) -> TuneResult {
+    tune_weights_by_group(items, features, &vec![0; items.len()], start, options)
+}
+
+/// [`tune_weights`] where `groups[i]` is the benchmark of prompt `i`, used when
+/// `options.per_benchmark > 0`.
+pub fn tune_weights_by_group(
+    items: &[Item],
+    features: &[Features],
+    groups: &[usize],
+    start: &Weights,
+    options: &TuneOptions,
+) -> TuneResult {
     let prior = start.feature_weights();
+    let group_count = groups.iter().max().map_or(0, |g| g + 1);
+    let by_group: Vec<(Vec<Item>, Vec<Features>)> = (0..group_count)
+        .map(|g| {
+            let idx: Vec<usize> = (0..items.len()).filter(|&i| groups[i] == g).collect();
+            (
+                idx.iter().map(|&i| items[i]).collect(),
+                idx.iter().map(|&i| features[i]).collect(),
+            )
+        })
+        .filter(|(it, _): &(Vec<Item>, Vec<Features>)| !it.is_empty())
+        .collect();
     let objective = |w: &[f64; FEATURE_COUNT]| {
         let weights = Weights::from_parts(start.bias, *w);
         let penalty: f64 = w
@@ -115,7 +142,18 @@ pub fn tune_weights(
             .zip(prior.iter())
             .map(|(a, b)| (a - b) * (a - b))
             .sum();
-        apgr_of_weights(items, features, &weights) - options.regularization * penalty
+        let pooled = apgr_of_weights(items, features, &weights);
+        let fit = if options.per_benchmark > 0.0 && !by_group.is_empty() {
+            let mean = by_group
+                .iter()
+                .map(|(it, f)| apgr_of_weights(it, f, &weights))
+                .sum::<f64>()
+                / by_group.len() as f64;
+            (1.0 - options.per_benchmark) * pooled + options.per_benchmark * mean
+        } else {
+            pooled
+        };
+        fit - options.regularization * penalty
     };
     let mut w = prior;
     let mut best = objective(&w);
