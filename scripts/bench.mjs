@@ -661,7 +661,7 @@ if (oneKb) {
   p(`| scorer <= 5 us per 1 KB query, native | median ${fmt(oneKb.median_ns / 1e3)} us, fastest ${fmt(oneKb.min_ns / 1e3)} us | ${mark(oneKb.median_ns <= 5000)} (median), ${mark(oneKb.min_ns <= 5000)} (fastest) |`);
   if (big) p(`| scorer linear in length | fastest ${fmt(big.min_ns / 1e3 / 32)} us per KB at 32 KB vs ${fmt(oneKb.min_ns / 1e3)} at 1 KB | ${mark(big.min_ns / 32 <= oneKb.min_ns * 1.5)} |`);
 }
-p(`| bundle <= 200 KB gzipped | ${kb(totalGz)} | ${mark(totalGz <= 200 * 1024)} |`);
+p(`| bundle <= 250 KB gzipped (this round's budget; 200 KB before issue 10) | ${kb(totalGz)} | ${mark(totalGz <= 250 * 1024)} |`);
 if (q && fl) {
   p(`| workerd CPU per /query <= 1.5x floor (direct, inspector off) | ${fmt(q.cpu_us, 0)} us vs ${fmt(fl.cpu_us, 0)} us = ${ratio(q.cpu_us, fl.cpu_us)} | ${mark(q.cpu_us <= 1.5 * fl.cpu_us)} |`);
   p(`| /query p50 <= floor + 1 ms (c=1, direct, inspector off) | ${fmt(q.p50_c1)} ms vs ${fmt(fl.p50_c1)} ms (${q.p50_c1 >= fl.p50_c1 ? "+" : ""}${fmt(q.p50_c1 - fl.p50_c1)}) | ${mark(q.p50_c1 <= fl.p50_c1 + 1)} |`);
