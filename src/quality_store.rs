@@ -28,7 +28,9 @@ use llm_mux_core::config::Config;
 use llm_mux_core::judge::{self, Grades};
 use llm_mux_core::plan::{self, Plan};
 use llm_mux_core::providers::ChatResponse;
-use llm_mux_core::quality::{ControllerConfig, QualityController};
+use llm_mux_core::quality::{
+    ControllerConfig, JudgedSample as ControllerSample, QualityController, ServedBy,
+};
 use llm_mux_core::quality_state::{self as bridge, Published, StoreCounts, ThresholdSource};
 use llm_mux_core::shadow::{self, CallCost, JudgedSample, OtherAnswer, ShadowJob};
 use llm_mux_core::stages;
@@ -105,8 +107,10 @@ impl QualityStore {
             None,
         )?;
         sql.exec(
-            "CREATE TABLE IF NOT EXISTS samples (id TEXT PRIMARY KEY, time_ms INTEGER NOT NULL, \
-             body TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS judged (id TEXT PRIMARY KEY, time_ms INTEGER NOT NULL, \
+             score REAL NOT NULL, served_top INTEGER NOT NULL, grade_lower INTEGER NOT NULL, \
+             grade_top INTEGER NOT NULL, probability REAL NOT NULL, serving_cost REAL NOT NULL, \
+             extra_cost REAL NOT NULL, judge_cost REAL NOT NULL, body TEXT NOT NULL)",
             None,
         )?;
         sql.exec(
@@ -145,11 +149,7 @@ impl QualityStore {
             ),
             _ => (Counters::default(), QualityController::new(settings)),
         };
-        controller.samples = self
-            .samples(settings.window as u64)?
-            .iter()
-            .map(bridge::controller_sample)
-            .collect();
+        controller.samples = self.samples(settings.window as u64)?.into();
         *self.counters.borrow_mut() = Some(counters.clone());
         *self.controller.borrow_mut() = Some(controller.clone());
         Ok((counters, controller))
@@ -174,7 +174,7 @@ impl QualityStore {
 
     fn exists(&self, id: &str) -> Result<bool> {
         let sql = self.state.storage().sql();
-        for table in ["jobs", "samples"] {
+        for table in ["jobs", "judged"] {
             let rows = sql
                 .exec(
                     &format!("SELECT 1 FROM {table} WHERE id = ?"),
@@ -290,16 +290,26 @@ impl QualityStore {
                 counters.evaluation_cost_usd += cost;
                 counters.judged += 1;
                 sql.exec(
-                    "INSERT OR IGNORE INTO samples (id, time_ms, body) VALUES (?, ?, ?)",
+                    "INSERT OR IGNORE INTO judged (id, time_ms, score, served_top, grade_lower, \
+                     grade_top, probability, serving_cost, extra_cost, judge_cost, body) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     vec![
                         SqlStorageValue::from(sample.id.clone()),
                         SqlStorageValue::from(sample.time_ms as i64),
+                        SqlStorageValue::from(sample.score),
+                        SqlStorageValue::from(i64::from(sample.served_top)),
+                        SqlStorageValue::from(i64::from(sample.grade_lower())),
+                        SqlStorageValue::from(i64::from(sample.grade_top())),
+                        SqlStorageValue::from(sample.sample_probability),
+                        SqlStorageValue::from(sample.served_cost_usd),
+                        SqlStorageValue::from(sample.other_cost_usd),
+                        SqlStorageValue::from(sample.judge_cost_usd),
                         SqlStorageValue::from(serde_json::to_string(&sample)?),
                     ],
                 )?;
                 delete(&sql)?;
                 sql.exec(
-                    "DELETE FROM samples WHERE id IN (SELECT id FROM samples \
+                    "DELETE FROM judged WHERE id IN (SELECT id FROM judged \
                      ORDER BY time_ms DESC LIMIT -1 OFFSET ?)",
                     vec![SqlStorageValue::from(SAMPLES_KEPT as i64)],
                 )?;
@@ -355,23 +365,54 @@ impl QualityStore {
         Ok(())
     }
 
-    /// The newest `limit` judged samples, oldest first.
-    fn samples(&self, limit: u64) -> Result<Vec<JudgedSample>> {
+    /// The newest `limit` judged samples, oldest first, in the controller's form (read
+    /// from their columns: the full record's JSON is written for people, never read back).
+    fn samples(&self, limit: u64) -> Result<Vec<ControllerSample>> {
         let rows = self
             .state
             .storage()
             .sql()
             .exec(
-                "SELECT body FROM (SELECT body, time_ms FROM samples ORDER BY time_ms DESC \
-                 LIMIT ?) ORDER BY time_ms",
+                "SELECT time_ms, score, served_top, grade_lower, grade_top, probability, \
+                 serving_cost, extra_cost, judge_cost FROM (SELECT * FROM judged \
+                 ORDER BY time_ms DESC LIMIT ?) ORDER BY time_ms",
                 vec![SqlStorageValue::from(limit as i64)],
             )?
             .raw()
             .collect::<Result<Vec<_>>>()?;
+        // The runtime hands SQLite numbers over as JS numbers: an integer may arrive as
+        // either variant, a real with an integral value too.
+        let int = |v: &SqlStorageValue| match v {
+            SqlStorageValue::Integer(n) => Some(*n),
+            SqlStorageValue::Float(x) if x.fract() == 0.0 => Some(*x as i64),
+            SqlStorageValue::Boolean(b) => Some(i64::from(*b)),
+            _ => None,
+        };
+        let real = |v: &SqlStorageValue| match v {
+            SqlStorageValue::Float(x) => Some(*x),
+            SqlStorageValue::Integer(n) => Some(*n as f64),
+            _ => None,
+        };
         Ok(rows
             .iter()
             .filter_map(|row| match row.as_slice() {
-                [SqlStorageValue::String(body)] => serde_json::from_str(body).ok(),
+                [time, score, top, lower_grade, top_grade, p, serving, extra, judge] => {
+                    Some(ControllerSample {
+                        time_ms: u64::try_from(int(time)?).ok()?,
+                        score: real(score)?,
+                        served: if int(top)? != 0 {
+                            ServedBy::Top
+                        } else {
+                            ServedBy::Lower
+                        },
+                        grade_lower: u8::try_from(int(lower_grade)?).ok()?,
+                        grade_top: u8::try_from(int(top_grade)?).ok()?,
+                        probability: real(p)?,
+                        serving_cost_usd: real(serving)?,
+                        extra_cost_usd: real(extra)?,
+                        judge_cost_usd: real(judge)?,
+                    })
+                }
                 _ => None,
             })
             .collect())
