@@ -95,7 +95,7 @@ async fn stages<E: Endpoint>(
     let parsed = endpoint.parse(&body, config)?;
     // plan: score, route (with the quality controller's threshold when a target is set),
     // build the upstream request.
-    let threshold = quality::threshold(env, ctx, config);
+    let threshold = quality::threshold(env, ctx, config).await;
     let plan = plan::plan_with_threshold(
         config,
         &parsed.chat,

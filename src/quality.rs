@@ -1,6 +1,6 @@
 //! The isolate's side of quality control: what it applies (the quality store's threshold
-//! and sampling policy, refreshed at most once a minute, never on a request's critical
-//! path), the sampling decision, the batch of its traffic (score and costs of each
+//! and sampling policy, never older than a minute: refreshed in the background after 45 s,
+//! and before routing only after the isolate was idle), the sampling decision, the batch of its traffic (score and costs of each
 //! automatically routed request, sent with the refresh), and handing sampled requests over
 //! to the quality store after the response.
 //!
@@ -14,22 +14,17 @@ use worker::{Context, Env};
 
 use llm_mux_core::config::Config;
 use llm_mux_core::quality::ScoreHistogram;
-use llm_mux_core::quality_state::{self as bridge, Published, ThresholdSource};
+use llm_mux_core::quality_state::{self as bridge, Published, Refresh, ThresholdSource};
 use llm_mux_core::shadow::ShadowJob;
 
 use crate::quality_store::QualityClient;
 use crate::runtime;
 
-/// How old what the isolate applies may get before it is refreshed (ms).
-pub const REFRESH_MS: u64 = 60_000;
-/// A refresh still unfinished after this long is taken for lost (ms).
-pub const STALE_REFRESH_MS: u64 = 30_000;
-
 thread_local! {
     /// What the quality store last told this isolate to apply, and when.
     static PUBLISHED: Cell<Option<(Published, u64)>> = const { Cell::new(None) };
-    /// When the refresh under way started (one at a time per isolate; a refresh whose
-    /// request was cancelled before it finished is replaced after [`STALE_REFRESH_MS`]).
+    /// When the background refresh under way started (one at a time per isolate; one whose
+    /// request was cancelled before it finished is replaced after 30 s).
     static REFRESHING_SINCE: Cell<Option<u64>> = const { Cell::new(None) };
     /// This isolate's automatically routed traffic since its last report.
     static TRAFFIC: RefCell<Option<ScoreHistogram>> = const { RefCell::new(None) };
@@ -43,36 +38,58 @@ fn current(config: &Config) -> Published {
 }
 
 /// The threshold this isolate routes with: `None` (the configured one) unless the quality
-/// store's controller has moved it. When quality control is on and what the isolate holds
-/// is older than [`REFRESH_MS`], a refresh starts in the background (`ctx.wait_until`): the
-/// isolate's traffic batch goes to the store, and the store's answer is kept.
-pub fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64> {
+/// store's controller has moved it. What the isolate holds is refreshed in the background
+/// (`ctx.wait_until`) once it is 45 s old, and before this request routes when it is a
+/// minute old or missing (after the isolate was idle; bounded by [`INLINE_REFRESH_MS`]): a
+/// refresh sends the isolate's traffic batch and keeps the store's answer.
+pub async fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64> {
     if !config.quality.enabled() {
         return None;
     }
-    let held = PUBLISHED.with(Cell::get);
     let now = runtime::now_ms();
-    let stale = held.is_none_or(|(_, at)| now.saturating_sub(at) >= REFRESH_MS);
-    let busy = REFRESHING_SINCE
+    let held = PUBLISHED.with(Cell::get);
+    let age = held.map(|(_, at)| now.saturating_sub(at));
+    let refreshing_for = REFRESHING_SINCE
         .with(Cell::get)
-        .is_some_and(|since| now.saturating_sub(since) < STALE_REFRESH_MS);
-    if stale && !busy {
-        REFRESHING_SINCE.with(|r| r.set(Some(now)));
-        let batch = TRAFFIC.with(|t| t.borrow_mut().take());
-        let wire = bridge::traffic_wire(&batch.unwrap_or_default());
-        let env = env.clone();
-        ctx.wait_until(async move {
-            match async { QualityClient::connect(&env)?.report_traffic(&wire).await }.await {
-                Ok(Some(published)) => remember(published),
-                Ok(None) => {
-                    worker::console_error!("quality: unreadable answer to a traffic report")
-                }
-                Err(e) => worker::console_error!("quality: traffic not reported: {e}"),
+        .map(|since| now.saturating_sub(since));
+    match bridge::refresh(age, refreshing_for) {
+        Refresh::Keep => {}
+        Refresh::Background => {
+            REFRESHING_SINCE.with(|r| r.set(Some(now)));
+            let report = report_traffic(env.clone());
+            ctx.wait_until(async move {
+                report.await;
+                REFRESHING_SINCE.with(|r| r.set(None));
+            });
+        }
+        Refresh::Now => {
+            let report = report_traffic(env.clone());
+            let timer = worker::Delay::from(std::time::Duration::from_millis(INLINE_REFRESH_MS));
+            futures_util::pin_mut!(report);
+            if let futures_util::future::Either::Right(_) =
+                futures_util::future::select(report, timer).await
+            {
+                worker::console_error!("quality: refresh took over {INLINE_REFRESH_MS} ms");
             }
-            REFRESHING_SINCE.with(|r| r.set(None));
-        });
+        }
     }
-    held.and_then(|(p, _)| (p.source == ThresholdSource::Controller).then_some(p.threshold))
+    let (published, _) = PUBLISHED.with(Cell::get)?;
+    (published.source == ThresholdSource::Controller).then_some(published.threshold)
+}
+
+/// Longest a request waits for a refresh before it routes (ms); past that it routes with
+/// what the isolate holds (the configuration's at first).
+pub const INLINE_REFRESH_MS: u64 = 2_000;
+
+/// Sends the isolate's traffic batch to the quality store and keeps its answer.
+async fn report_traffic(env: Env) {
+    let batch = TRAFFIC.with(|t| t.borrow_mut().take());
+    let wire = bridge::traffic_wire(&batch.unwrap_or_default());
+    match async { QualityClient::connect(&env)?.report_traffic(&wire).await }.await {
+        Ok(Some(published)) => remember(published),
+        Ok(None) => worker::console_error!("quality: unreadable answer to a traffic report"),
+        Err(e) => worker::console_error!("quality: traffic not reported: {e}"),
+    }
 }
 
 /// Keeps `published` as what this isolate applies (a read of the quality state by

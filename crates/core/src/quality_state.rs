@@ -46,6 +46,37 @@ pub fn initial(config: &Config) -> Published {
     }
 }
 
+/// How old (ms) what an isolate applies may get before a refresh starts in the background.
+pub const REFRESH_AFTER_MS: u64 = 45_000;
+/// How old (ms) it may get at most: older, the request that finds it refreshes it before it
+/// routes (so an isolate applies what the store decided at most a minute ago).
+pub const MAX_AGE_MS: u64 = 60_000;
+/// A background refresh unfinished after this long (ms) is taken for lost.
+pub const LOST_REFRESH_MS: u64 = 30_000;
+
+/// What a request does about the isolate's quality state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// Use what is held.
+    Keep,
+    /// Use what is held, and refresh it after the response.
+    Background,
+    /// Refresh before routing (nothing held, or older than [`MAX_AGE_MS`]).
+    Now,
+}
+
+/// The refresh rule: `age_ms` of what is held (`None`: nothing yet), and how long ago the
+/// background refresh under way started (`None`: none).
+pub fn refresh(age_ms: Option<u64>, refreshing_for_ms: Option<u64>) -> Refresh {
+    let busy = refreshing_for_ms.is_some_and(|t| t < LOST_REFRESH_MS);
+    match age_ms {
+        None => Refresh::Now,
+        Some(age) if age >= MAX_AGE_MS => Refresh::Now,
+        Some(age) if age >= REFRESH_AFTER_MS && !busy => Refresh::Background,
+        Some(_) => Refresh::Keep,
+    }
+}
+
 /// A judged shadow sample in the controller's form.
 pub fn controller_sample(sample: &JudgedSample) -> ControllerSample {
     ControllerSample {
@@ -212,6 +243,23 @@ mod tests {
             other_cost_usd: 0.2,
             judge_cost_usd: 0.3,
         }
+    }
+
+    #[test]
+    fn isolates_refresh_in_the_background_and_never_route_on_state_older_than_a_minute() {
+        assert_eq!(refresh(None, None), Refresh::Now);
+        assert_eq!(refresh(Some(0), None), Refresh::Keep);
+        assert_eq!(refresh(Some(REFRESH_AFTER_MS - 1), None), Refresh::Keep);
+        assert_eq!(refresh(Some(REFRESH_AFTER_MS), None), Refresh::Background);
+        // One background refresh at a time, unless it is lost.
+        assert_eq!(refresh(Some(REFRESH_AFTER_MS), Some(10)), Refresh::Keep);
+        assert_eq!(
+            refresh(Some(50_000), Some(LOST_REFRESH_MS)),
+            Refresh::Background
+        );
+        // Past a minute the request refreshes first, whatever runs in the background.
+        assert_eq!(refresh(Some(MAX_AGE_MS), Some(10)), Refresh::Now);
+        assert_eq!(refresh(Some(10 * MAX_AGE_MS), None), Refresh::Now);
     }
 
     #[test]
