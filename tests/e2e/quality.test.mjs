@@ -211,16 +211,16 @@ describe("judged shadow samples", () => {
   });
 
   it("with QUALITY_TARGET the controller moves the threshold once it has enough samples, and the worker routes with it", async () => {
-    const gw = await startGateway({
-      vars: {
-        MISTRAL_API_KEY: MISTRAL_KEY,
-        MISTRAL_BASE_URL: stub.url,
-        QUALITY_SAMPLE_RATE: "1",
-        QUALITY_TARGET: "0.95",
-        QUALITY_MAX_SAMPLES_PER_HOUR: "1000",
-        ROUTING_THRESHOLD: "1",
-      },
-    });
+    const state = tempDir("llm-mux-quality-controller-");
+    const vars = {
+      MISTRAL_API_KEY: MISTRAL_KEY,
+      MISTRAL_BASE_URL: stub.url,
+      QUALITY_SAMPLE_RATE: "1",
+      QUALITY_TARGET: "0.95",
+      QUALITY_MAX_SAMPLES_PER_HOUR: "1000",
+      ROUTING_THRESHOLD: "1",
+    };
+    let gw = await startGateway({ persistTo: state, vars });
     try {
       const c = client(gw);
       const run = tag();
@@ -242,6 +242,17 @@ describe("judged shadow samples", () => {
       const after = await c.query({ query: `Controller ${run} after` });
       assertQueryShape(after);
       assert.ok(Math.abs(after.json.routing.threshold - m.quality.threshold) < 1e-12, `${after.json.routing.threshold} vs ${m.quality.threshold}`);
+      // A fresh isolate (the gateway restarted on the same state) routes its very first
+      // request with the controller's threshold: it refreshes before routing.
+      await gw.stop();
+      gw = await startGateway({ persistTo: state, vars });
+      const c2 = client(gw);
+      const first2 = await c2.query({ query: `Controller ${run} fresh isolate` });
+      assertQueryShape(first2);
+      const m2 = await quality(c2);
+      assert.equal(m2.quality.threshold_source, "controller");
+      assert.ok(first2.json.routing.threshold < 1, `fresh isolate routed with ${first2.json.routing.threshold}`);
+      assert.ok(Math.abs(first2.json.routing.threshold - m2.quality.threshold) < 0.05, `${first2.json.routing.threshold} vs ${m2.quality.threshold}`);
     } finally {
       await gw.stop();
     }
