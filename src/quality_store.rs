@@ -218,7 +218,15 @@ impl QualityStore {
         )?;
         self.texts.borrow_mut().insert(job.id.clone(), job);
         self.save(&counters, &controller)?;
-        if self.state.storage().get_alarm().await?.is_none() {
+        // Due now: an alarm set for a later retry is brought forward (the run reschedules
+        // whatever is not due yet).
+        let due_later = self
+            .state
+            .storage()
+            .get_alarm()
+            .await?
+            .is_none_or(|at| at > now as i64);
+        if due_later {
             self.state.storage().set_alarm(0i64).await?;
         }
         Ok("accepted")
