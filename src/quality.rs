@@ -39,9 +39,10 @@ fn current(config: &Config) -> Published {
 
 /// The threshold this isolate routes with: `None` (the configured one) unless the quality
 /// store's controller has moved it. What the isolate holds is refreshed in the background
-/// (`ctx.wait_until`) once it is 45 s old, and before this request routes when it is a
-/// minute old or missing (after the isolate was idle; bounded by [`INLINE_REFRESH_MS`]): a
-/// refresh sends the isolate's traffic batch and keeps the store's answer.
+/// (`ctx.wait_until`) once it is 45 s old and, when a target is set (the threshold may
+/// move), before this request routes when it is a minute old or missing (after the isolate
+/// was idle; bounded by [`INLINE_REFRESH_MS`]): a refresh sends the isolate's traffic batch
+/// and keeps the store's answer. Sampling alone never makes a request wait.
 pub async fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64> {
     if !config.quality.enabled() {
         return None;
@@ -52,7 +53,14 @@ pub async fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64>
     let refreshing_for = REFRESHING_SINCE
         .with(Cell::get)
         .map(|since| now.saturating_sub(since));
-    match bridge::refresh(age, refreshing_for) {
+    let mut action = bridge::refresh(age, refreshing_for);
+    if action == Refresh::Now && config.quality.target.is_none() {
+        // Without a target the threshold never moves: only the sampling policy and the
+        // traffic report are due, and no request waits for those.
+        let busy = refreshing_for.is_some_and(|t| t < bridge::LOST_REFRESH_MS);
+        action = if busy { Refresh::Keep } else { Refresh::Background };
+    }
+    match action {
         Refresh::Keep => {}
         Refresh::Background => {
             REFRESHING_SINCE.with(|r| r.set(Some(now)));
