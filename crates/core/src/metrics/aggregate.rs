@@ -534,7 +534,7 @@ mod tests {
             tokens_in: 1,
             tokens_out: 1,
             cost_usd: 0.25,
-            cost_if_large_usd: 1.0,
+            cost_if_large_usd: 2.0,
             tokens_estimated: false,
             incomplete: None,
         });
@@ -544,9 +544,9 @@ mod tests {
         assert_eq!(r.evaluation_cost_usd, 0.15);
         assert!((r.total_cost_usd - 0.40).abs() < 1e-12);
         assert_eq!(r.total_cost, "$0.40");
-        assert!((r.savings_ratio - 0.60).abs() < 1e-12);
-        assert_eq!(r.cost_savings_vs_always_large, "60.0%");
-        assert_eq!(r.cost_if_always_large_usd, 1.0);
+        assert!((r.savings_ratio - 0.80).abs() < 1e-12);
+        assert_eq!(r.cost_savings_vs_always_large, "80.0%");
+        assert_eq!(r.cost_if_always_large_usd, 2.0);
         let empty = Aggregate::default().report().with_evaluation_cost(0.5);
         assert_eq!(empty.savings_ratio, 0.0);
     }
