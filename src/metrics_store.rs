@@ -14,8 +14,7 @@ use std::collections::{HashSet, VecDeque};
 
 use serde::Serialize;
 use worker::{
-    durable_object, web_sys, DurableObject, Env, Method, Request, Response, Result,
-    SqlStorageValue, State,
+    durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State,
 };
 
 use crate::metrics::{Aggregate, MetricsEvent};
@@ -282,19 +281,9 @@ impl MetricsClient {
     }
 
     async fn send(&self, body: &str) -> Result<()> {
-        // The runtime's RequestInit, as for the upstream call: worker's RequestInit would
-        // also convert every Cloudflare `cf` option (~7 KB of gzipped wasm).
-        let init = web_sys::RequestInit::new();
-        init.set_method("POST");
-        init.set_body(&body.into());
-        let request = web_sys::Request::new_with_str_and_init("https://metrics/record", &init)?;
-        let response = self.stub.fetch_with_request(request.into()).await?;
-        match response.status_code() {
-            200 => Ok(()),
-            status => Err(worker::Error::RustError(format!(
-                "metrics store answered {status}"
-            ))),
-        }
+        crate::runtime::post_to_object(&self.stub, "https://metrics/record", body, "metrics store")
+            .await
+            .map(|_| ())
     }
 
     /// Reads the current aggregate and the object's storage counters.

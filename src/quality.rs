@@ -58,7 +58,11 @@ pub async fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64>
         // Without a target the threshold never moves: only the sampling policy and the
         // traffic report are due, and no request waits for those.
         let busy = refreshing_for.is_some_and(|t| t < bridge::LOST_REFRESH_MS);
-        action = if busy { Refresh::Keep } else { Refresh::Background };
+        action = if busy {
+            Refresh::Keep
+        } else {
+            Refresh::Background
+        };
     }
     match action {
         Refresh::Keep => {}

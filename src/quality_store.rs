@@ -19,8 +19,7 @@ use std::cell::RefCell;
 
 use serde::{Deserialize, Serialize};
 use worker::{
-    durable_object, web_sys, DurableObject, Env, Method, Request, Response, Result,
-    SqlStorageValue, State,
+    durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State,
 };
 
 use llm_mux_core::accounting;
@@ -624,34 +623,23 @@ impl QualityClient {
 
     /// Hands a job over (after the response of the request that was sampled).
     pub async fn submit(&self, job: &ShadowJob) -> Result<()> {
-        let init = web_sys::RequestInit::new();
-        init.set_method("POST");
-        init.set_body(&serde_json::to_string(job)?.into());
-        let request = web_sys::Request::new_with_str_and_init("https://quality/job", &init)?;
-        let response = self.stub.fetch_with_request(request.into()).await?;
-        match response.status_code() {
-            200 => Ok(()),
-            status => Err(worker::Error::RustError(format!(
-                "quality store answered {status}"
-            ))),
-        }
+        let body = serde_json::to_string(job)?;
+        runtime::post_to_object(&self.stub, "https://quality/job", &body, "quality store")
+            .await
+            .map(|_| ())
     }
 
     /// Sends this isolate's traffic batch; answers what the isolate should apply next.
     pub async fn report_traffic(&self, batch: &serde_json::Value) -> Result<Option<Published>> {
-        let init = web_sys::RequestInit::new();
-        init.set_method("POST");
-        init.set_body(&serde_json::to_string(batch)?.into());
-        let request = web_sys::Request::new_with_str_and_init("https://quality/traffic", &init)?;
-        let mut response = self.stub.fetch_with_request(request.into()).await?;
-        if response.status_code() != 200 {
-            return Err(worker::Error::RustError(format!(
-                "quality store answered {}",
-                response.status_code()
-            )));
-        }
-        let text = response.text().await?;
-        let value: serde_json::Value = serde_json::from_str(&text)?;
+        let body = serde_json::to_string(batch)?;
+        let mut response = runtime::post_to_object(
+            &self.stub,
+            "https://quality/traffic",
+            &body,
+            "quality store",
+        )
+        .await?;
+        let value: serde_json::Value = serde_json::from_str(&response.text().await?)?;
         Ok(published_of(&value))
     }
 
