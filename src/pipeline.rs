@@ -108,10 +108,13 @@ async fn stages<E: Endpoint>(
     // sample: an automatically routed request may be shadowed by the other tier and
     // judged, after its response (QUALITY_SAMPLE_RATE).
     let auto = parsed.requested == Requested::Auto;
-    let sample = match auto {
-        true => quality::sample(config, plan.decision.score)
-            .and_then(|p| Some((p, shadow::other_tier(config, plan.decision.tier)?))),
-        false => None,
+    let sample = if auto {
+        quality::sample(config, plan.decision.score).and_then(|probability| {
+            let other = shadow::other_tier(config, plan.decision.tier)?;
+            Some(Sampled::new(exchange, &plan, &parsed, probability, other))
+        })
+    } else {
+        None
     };
     // cache lookup: no response cache yet; every request is a miss.
     // call: attempts, retries and the deadline (the core's policy) over the runtime's fetch.
@@ -142,17 +145,7 @@ async fn stages<E: Endpoint>(
                 let (lower, top) = accounting::lower_and_top_costs(config, &plan, &accounting);
                 quality::record_traffic(config, plan.decision.score, lower, top);
             }
-            let job = sample.map(|(probability, other)| {
-                shadow_job(
-                    exchange,
-                    &plan,
-                    &parsed,
-                    probability,
-                    other,
-                    completion.answer.clone(),
-                    &accounting,
-                )
-            });
+            let job = sample.map(|s| s.job(completion.answer.clone(), &accounting));
             // respond: the endpoint's shape.
             let now_s = runtime::now_ms() / 1000;
             let answer =
@@ -172,7 +165,6 @@ async fn stages<E: Endpoint>(
             }
             let window_ms = config.metrics_batch_ms;
             let routing = RoutingHeaders::of(&plan);
-            let sample = sample.map(|s| (s, parsed));
             let finish = stream_settlement(endpoint, config.clone(), exchange, plan, auto, sample);
             let response = respond::stream(env, ctx, window_ms, routing, upstream, meter, finish)
                 .or_internal()?;
@@ -189,37 +181,9 @@ fn stream_settlement<E: Endpoint>(
     exchange: &Exchange<'_>,
     plan: Plan,
     auto: bool,
-    sample: Option<((f64, usize), Parsed)>,
+    sample: Option<Sampled>,
 ) -> impl FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static {
-    let request_id = exchange.request_id.to_string();
     let started_ms = exchange.started_ms;
-    let (router, score, threshold, served) = (
-        plan_router(&plan),
-        plan.decision.score,
-        plan.decision.threshold,
-        plan.decision.tier,
-    );
-    let job_of = move |accounting: &Accounting, answer: String| {
-        // Only a stream that ended well is judged: a cut answer would be graded unfairly.
-        sample.map(|((probability, other), parsed)| ShadowJob {
-            id: request_id.clone(),
-            created_ms: started_ms,
-            router,
-            score,
-            threshold,
-            served_tier: served,
-            other_tier: other,
-            sample_probability: probability,
-            request: ShadowJob::request_of(&parsed.chat),
-            query: parsed.routing_text,
-            served_answer: answer,
-            served_tokens_in: accounting.tokens_in,
-            served_tokens_out: accounting.tokens_out,
-            served_cost_usd: accounting.cost_usd,
-            served_first: quality::served_first(),
-            other: None,
-        })
-    };
     let request_id = exchange.request_id.to_string();
     move |summary: StreamSummary, end: StreamEnd| {
         let latency_ms = elapsed_ms(started_ms);
@@ -247,8 +211,10 @@ fn stream_settlement<E: Endpoint>(
                     let (lower, top) = accounting::lower_and_top_costs(&config, &plan, &accounting);
                     quality::record_traffic(&config, plan.decision.score, lower, top);
                 }
+                // Only a stream that ended well is judged: a cut answer would be graded
+                // unfairly.
                 let job = match incomplete {
-                    None => job_of(&accounting, answer),
+                    None => sample.map(|s| s.job(answer, &accounting)),
                     Some(_) => None,
                 };
                 (event, job)
@@ -262,41 +228,62 @@ fn stream_settlement<E: Endpoint>(
 /// What a stream records when it ends: its metrics event, and its shadow job if sampled.
 pub type Recorded = (MetricsEvent, Option<ShadowJob>);
 
-fn plan_router(plan: &Plan) -> String {
-    match plan.router {
-        llm_mux_core::routing::RouterKind::Learned => "learned".into(),
-        llm_mux_core::routing::RouterKind::Heuristic => "heuristic".into(),
-    }
+/// A request the sample stage picked: what its shadow job needs besides the answer.
+struct Sampled {
+    id: String,
+    created_ms: u64,
+    router: &'static str,
+    score: f64,
+    threshold: f64,
+    served_tier: usize,
+    other_tier: usize,
+    probability: f64,
+    request: serde_json::Map<String, serde_json::Value>,
+    query: String,
 }
 
-/// The shadow job of a sampled whole answer.
-#[allow(clippy::too_many_arguments)]
-fn shadow_job(
-    exchange: &Exchange<'_>,
-    plan: &Plan,
-    parsed: &Parsed,
-    probability: f64,
-    other: usize,
-    answer: String,
-    accounting: &Accounting,
-) -> ShadowJob {
-    ShadowJob {
-        id: exchange.request_id.to_string(),
-        created_ms: exchange.started_ms,
-        router: plan_router(plan),
-        score: plan.decision.score,
-        threshold: plan.decision.threshold,
-        served_tier: plan.decision.tier,
-        other_tier: other,
-        sample_probability: probability,
-        request: ShadowJob::request_of(&parsed.chat),
-        query: parsed.routing_text.clone(),
-        served_answer: answer,
-        served_tokens_in: accounting.tokens_in,
-        served_tokens_out: accounting.tokens_out,
-        served_cost_usd: accounting.cost_usd,
-        served_first: quality::served_first(),
-        other: None,
+impl Sampled {
+    fn new(
+        exchange: &Exchange<'_>,
+        plan: &Plan,
+        parsed: &Parsed,
+        probability: f64,
+        other_tier: usize,
+    ) -> Self {
+        Self {
+            id: exchange.request_id.to_string(),
+            created_ms: exchange.started_ms,
+            router: plan.router.name(),
+            score: plan.decision.score,
+            threshold: plan.decision.threshold,
+            served_tier: plan.decision.tier,
+            other_tier,
+            probability,
+            request: ShadowJob::request_of(&parsed.chat),
+            query: parsed.routing_text.clone(),
+        }
+    }
+
+    /// The shadow job, once the served answer and its price are known.
+    fn job(self, served_answer: String, accounting: &Accounting) -> ShadowJob {
+        ShadowJob {
+            id: self.id,
+            created_ms: self.created_ms,
+            router: self.router.to_string(),
+            score: self.score,
+            threshold: self.threshold,
+            served_tier: self.served_tier,
+            other_tier: self.other_tier,
+            sample_probability: self.probability,
+            request: self.request,
+            query: self.query,
+            served_answer,
+            served_tokens_in: accounting.tokens_in,
+            served_tokens_out: accounting.tokens_out,
+            served_cost_usd: accounting.cost_usd,
+            served_first: quality::served_first(),
+            other: None,
+        }
     }
 }
 

@@ -135,13 +135,15 @@ pub fn record_traffic(config: &Config, score: f64, cost_lower_usd: f64, cost_top
 
 /// Hands a sampled request's job to the quality store after the response.
 pub fn submit_after_response(env: &Env, ctx: &Context, job: ShadowJob) {
-    let env = env.clone();
-    ctx.wait_until(async move {
-        let sent = async { QualityClient::connect(&env)?.submit(&job).await }.await;
-        if let Err(e) = sent {
-            worker::console_error!("quality: sample {} not handed over: {e}", job.id);
-        }
-    });
+    ctx.wait_until(submit(env.clone(), job));
+}
+
+/// Hands a job to the quality store (a failure is logged: the sample is lost, nothing else).
+pub async fn submit(env: Env, job: ShadowJob) {
+    let sent = async { QualityClient::connect(&env)?.submit(&job).await }.await;
+    if let Err(e) = sent {
+        worker::console_error!("quality: sample {} not handed over: {e}", job.id);
+    }
 }
 
 /// The random order of a sample's two answers before the judge.

@@ -12,7 +12,6 @@ use llm_mux_core::plan::Plan;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::pipeline::Recorded;
-use crate::quality_store::QualityClient;
 use crate::stream::{MeteredStream, OnEnd};
 use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
 
@@ -180,10 +179,7 @@ where
     ctx.wait_until(async move {
         if let Ok((event, job)) = receiver.await {
             if let Some(job) = job {
-                let sent = async { QualityClient::connect(&env)?.submit(&job).await }.await;
-                if let Err(e) = sent {
-                    worker::console_error!("quality: sample {} not handed over: {e}", job.id);
-                }
+                crate::quality::submit(env.clone(), job).await;
             }
             if let Some(flush) = crate::metrics_shipping::enqueue(&env, event, window_ms) {
                 flush.await;

@@ -30,6 +30,14 @@ impl RouterKind {
         }
     }
 
+    /// The `ROUTER` value naming this scorer.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Heuristic => "heuristic",
+            Self::Learned => "learned",
+        }
+    }
+
     /// Scores a query.
     pub fn score(self, text: &str) -> ComplexityScore {
         match self {
@@ -177,6 +185,13 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn router_names_parse_back() {
+        for kind in [RouterKind::Heuristic, RouterKind::Learned] {
+            assert_eq!(RouterKind::parse(kind.name()), Some(kind));
+        }
+    }
 
     fn plain(name: &str, min_score: f64) -> TierPolicy {
         TierPolicy {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use llm_mux_core::quality::{ControllerConfig, Target};
-use llm_mux_core::routing::{RouterKind, DEFAULT_ROUTER};
+use llm_mux_core::routing::DEFAULT_ROUTER;
 use llm_mux_core::scoring;
 use llm_mux_eval::calibration::{self, CalibrationTarget};
 use llm_mux_eval::data::{self, Dataset, EvalRecord, Split};
@@ -532,11 +532,7 @@ fn cmd_train(args: &Args) -> Result<(), String> {
 
 fn cmd_simulate(args: &Args) -> Result<(), String> {
     let split = args.split.unwrap_or(Split::Test);
-    let default_router = match DEFAULT_ROUTER {
-        RouterKind::Heuristic => "heuristic",
-        RouterKind::Learned => "learned",
-    };
-    let router = SimRouter::parse(args.router_name.as_deref().unwrap_or(default_router))?;
+    let router = SimRouter::parse(args.router_name.as_deref().unwrap_or(DEFAULT_ROUTER.name()))?;
     let mut sources: Vec<Vec<PathBuf>> = vec![args.paths.clone()];
     sources.extend(args.then_paths.iter().map(|p| vec![p.clone()]));
     let mut phases = Vec::new();
