@@ -8,7 +8,7 @@
 //! only, until it is judged or dropped (SQLite keeps deleted rows in its journal and free
 //! pages, so "deleted" text would still be on disk). SQLite holds, per job, a text-free
 //! entry (id, attempts, when due), so that a job whose text was lost with a restart of the
-//! object is counted (`lost_on_restart`) rather than forgotten; `samples` holds judged
+//! object is counted (`lost_on_restart`) rather than forgotten; `judged` holds judged
 //! samples (grades, tokens, costs); one `state` row holds the counters and the controller's
 //! state. A job is judged at most once: its id is refused when a job or a sample of that
 //! id exists, and its entry is deleted when its outcome is written. It must not decide
@@ -24,7 +24,7 @@ use worker::{
 
 use llm_mux_core::accounting;
 use llm_mux_core::config::Config;
-use llm_mux_core::judge::{self, Grades};
+use llm_mux_core::judge;
 use llm_mux_core::plan::{self, Plan};
 use llm_mux_core::providers::ChatResponse;
 use llm_mux_core::quality::{
@@ -62,8 +62,6 @@ pub struct Counters {
     pub capped: u64,
     /// Jobs refused because their id was already taken (a retried hand-over).
     pub duplicates: u64,
-    /// Samples judged.
-    pub judged: u64,
     /// Samples dropped, by reason.
     pub failed: std::collections::BTreeMap<String, u64>,
     /// Job attempts retried.
@@ -295,7 +293,6 @@ impl QualityStore {
         match outcome {
             Outcome::Judged(sample, cost) => {
                 counters.evaluation_cost_usd += cost;
-                counters.judged += 1;
                 sql.exec(
                     "INSERT OR IGNORE INTO judged (id, time_ms, score, served_top, grade_lower, \
                      grade_top, probability, serving_cost, extra_cost, judge_cost, body) \
@@ -336,7 +333,6 @@ impl QualityStore {
                     controller.record_failure(cost);
                     delete(&sql)?;
                 } else {
-                    controller.evaluation_cost_usd += cost;
                     counters.retries += 1;
                     let delay = RETRY_DELAYS_MS
                         .get(attempts as usize - 1)
@@ -477,22 +473,13 @@ impl QualityStore {
         };
         spent += judge_cost.cost_usd;
         Ok(match judge::read_reply(&reply.answer, job.served_first) {
-            Ok(grades) => {
-                Outcome::Judged(sample(config, &job, grades, other.cost, judge_cost), spent)
-            }
+            Ok(grades) => Outcome::Judged(
+                shadow::judged(config, &job, grades, other.cost, judge_cost),
+                spent,
+            ),
             Err(failure) => Outcome::Dropped(failure.label(), spent),
         })
     }
-}
-
-fn sample(
-    config: &Config,
-    job: &ShadowJob,
-    grades: Grades,
-    other: CallCost,
-    judge: CallCost,
-) -> JudgedSample {
-    shadow::judged(config, job, grades, other, judge)
 }
 
 /// One whole (unstreamed) call to tier `tier`, priced.
@@ -577,7 +564,6 @@ impl DurableObject for QualityStore {
                     failed: counters.failed.clone(),
                     capped: counters.capped,
                     pending: self.pending()?,
-                    judged: counters.judged,
                     evaluation_cost_usd: counters.evaluation_cost_usd,
                 };
                 let published = controller.published();

@@ -143,9 +143,9 @@ pub struct StoreCounts {
     pub capped: u64,
     /// Samples waiting to be judged.
     pub pending: u64,
-    /// Samples judged since the start.
-    pub judged: u64,
-    /// Spend on shadow and judge calls, judged or not.
+    /// Spend on shadow and judge calls, judged or not, as the store booked it when it was
+    /// spent (the controller's own figure counts a retried job's shadow call again with
+    /// its sample).
     pub evaluation_cost_usd: f64,
 }
 
@@ -194,7 +194,7 @@ pub fn block(report: &QualityReport, published: &Published, counts: &StoreCounts
     QualityBlock {
         target,
         target_kind,
-        samples_judged: counts.judged,
+        samples_judged: report.samples_judged,
         samples_failed: counts.failed.values().sum(),
         samples_failed_by_reason: counts.failed.clone(),
         samples_capped: counts.capped,
@@ -323,12 +323,12 @@ mod tests {
     fn the_block_names_the_target_and_the_counts() {
         let c = config(&[("QUALITY_TARGET", "0.9"), ("QUALITY_SAMPLE_RATE", "0.05")]);
         let settings = controller_config(&c);
-        let controller = QualityController::new(&settings);
+        let mut controller = QualityController::new(&settings);
+        controller.samples_judged = 7;
         let counts = StoreCounts {
             failed: BTreeMap::from([("judge_unparseable".to_string(), 2)]),
             capped: 3,
             pending: 1,
-            judged: 7,
             evaluation_cost_usd: 0.5,
         };
         let b = block(
