@@ -53,17 +53,8 @@ pub async fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64>
     let refreshing_for = REFRESHING_SINCE
         .with(Cell::get)
         .map(|since| now.saturating_sub(since));
-    let mut action = bridge::refresh(age, refreshing_for);
-    if action == Refresh::Now && config.quality.target.is_none() {
-        // Without a target the threshold never moves: only the sampling policy and the
-        // traffic report are due, and no request waits for those.
-        let busy = refreshing_for.is_some_and(|t| t < bridge::LOST_REFRESH_MS);
-        action = if busy {
-            Refresh::Keep
-        } else {
-            Refresh::Background
-        };
-    }
+    let may_wait = config.quality.target.is_some();
+    let action = bridge::refresh(age, refreshing_for, may_wait);
     match action {
         Refresh::Keep => {}
         Refresh::Background => {

@@ -65,15 +65,18 @@ pub enum Refresh {
     Now,
 }
 
-/// The refresh rule: `age_ms` of what is held (`None`: nothing yet), and how long ago the
-/// background refresh under way started (`None`: none).
-pub fn refresh(age_ms: Option<u64>, refreshing_for_ms: Option<u64>) -> Refresh {
+/// The refresh rule: `age_ms` of what is held (`None`: nothing yet), how long ago the
+/// background refresh under way started (`None`: none), and whether a request may wait for
+/// a refresh (only when a target is set: without one the threshold never moves, and
+/// sampling alone never makes a request wait).
+pub fn refresh(age_ms: Option<u64>, refreshing_for_ms: Option<u64>, may_wait: bool) -> Refresh {
     let busy = refreshing_for_ms.is_some_and(|t| t < LOST_REFRESH_MS);
+    let too_old = age_ms.is_none_or(|age| age >= MAX_AGE_MS);
     match age_ms {
-        None => Refresh::Now,
-        Some(age) if age >= MAX_AGE_MS => Refresh::Now,
-        Some(age) if age >= REFRESH_AFTER_MS && !busy => Refresh::Background,
-        Some(_) => Refresh::Keep,
+        _ if too_old && may_wait => Refresh::Now,
+        _ if busy => Refresh::Keep,
+        Some(age) if age < REFRESH_AFTER_MS => Refresh::Keep,
+        _ => Refresh::Background,
     }
 }
 
@@ -247,19 +250,43 @@ mod tests {
 
     #[test]
     fn isolates_refresh_in_the_background_and_never_route_on_state_older_than_a_minute() {
-        assert_eq!(refresh(None, None), Refresh::Now);
-        assert_eq!(refresh(Some(0), None), Refresh::Keep);
-        assert_eq!(refresh(Some(REFRESH_AFTER_MS - 1), None), Refresh::Keep);
-        assert_eq!(refresh(Some(REFRESH_AFTER_MS), None), Refresh::Background);
-        // One background refresh at a time, unless it is lost.
-        assert_eq!(refresh(Some(REFRESH_AFTER_MS), Some(10)), Refresh::Keep);
+        assert_eq!(refresh(None, None, true), Refresh::Now);
+        assert_eq!(refresh(Some(0), None, true), Refresh::Keep);
         assert_eq!(
-            refresh(Some(50_000), Some(LOST_REFRESH_MS)),
+            refresh(Some(REFRESH_AFTER_MS - 1), None, true),
+            Refresh::Keep
+        );
+        assert_eq!(
+            refresh(Some(REFRESH_AFTER_MS), None, true),
+            Refresh::Background
+        );
+        // One background refresh at a time, unless it is lost.
+        assert_eq!(
+            refresh(Some(REFRESH_AFTER_MS), Some(10), true),
+            Refresh::Keep
+        );
+        assert_eq!(
+            refresh(Some(50_000), Some(LOST_REFRESH_MS), true),
             Refresh::Background
         );
         // Past a minute the request refreshes first, whatever runs in the background.
-        assert_eq!(refresh(Some(MAX_AGE_MS), Some(10)), Refresh::Now);
-        assert_eq!(refresh(Some(10 * MAX_AGE_MS), None), Refresh::Now);
+        assert_eq!(refresh(Some(MAX_AGE_MS), Some(10), true), Refresh::Now);
+        assert_eq!(refresh(Some(10 * MAX_AGE_MS), None, true), Refresh::Now);
+    }
+
+    #[test]
+    fn without_a_target_no_request_waits() {
+        assert_eq!(refresh(None, None, false), Refresh::Background);
+        assert_eq!(
+            refresh(Some(10 * MAX_AGE_MS), None, false),
+            Refresh::Background
+        );
+        assert_eq!(refresh(Some(MAX_AGE_MS), Some(10), false), Refresh::Keep);
+        assert_eq!(
+            refresh(None, Some(LOST_REFRESH_MS), false),
+            Refresh::Background
+        );
+        assert_eq!(refresh(Some(0), None, false), Refresh::Keep);
     }
 
     #[test]
