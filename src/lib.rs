@@ -116,10 +116,37 @@ async fn route(
 ) -> worker::Result<Response> {
     Ok(match routes::resolve(exchange.method, exchange.path) {
         Ok(Route::Index) => handlers::index::handle()?,
-        Ok(route) => {
-            // authorize: once, for every protected route.
+        Ok(Route::MetricsReset) => {
             let authorization = req.headers().get("authorization").ok().flatten();
-            let access = stages::authorize(exchange.config, authorization.as_deref());
+            let admin_key = exchange
+                .config
+                .is_err()
+                .then(|| env.var("LLM_MUX_ADMIN_KEY").ok())
+                .flatten()
+                .map(|v| v.to_string())
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| config::Secret::new(v.trim()));
+            match stages::authorize_admin(
+                exchange.config,
+                admin_key.as_ref(),
+                authorization.as_deref(),
+            ) {
+                Ok(_) => handlers::metrics::reset(env, ctx, exchange.request_id).await,
+                Err(e) => Err(e),
+            }
+            .or_else(|e| error_response(exchange, &e))?
+        }
+        Ok(route) => {
+            // authorize: once, for every protected route. When the configuration is
+            // invalid, the key is still checked first (LLM_MUX_API_KEYS read on its own).
+            let authorization = req.headers().get("authorization").ok().flatten();
+            let keys = match exchange.config {
+                Ok(_) => Vec::new(),
+                Err(_) => config::api_keys_from_lookup(
+                    env.var("LLM_MUX_API_KEYS").ok().map(|v| v.to_string()),
+                ),
+            };
+            let access = stages::authorize(exchange.config, &keys, authorization.as_deref());
             match route {
                 Route::Query => pipeline::serve(QueryApi, req, env, ctx, access, exchange).await?,
                 Route::ChatCompletions => {
@@ -134,6 +161,10 @@ async fn route(
                     .and_then(|config| handlers::models::handle(config).or_internal())
                     .or_else(|e| error_response(exchange, &e))?,
                 Route::Index => handlers::index::handle()?,
+                Route::MetricsReset => error_response(
+                    exchange,
+                    &error::GatewayError::Internal("reset routed twice".into()),
+                )?,
             }
         }
         Err(e) => error_response(exchange, &e)?,

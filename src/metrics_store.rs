@@ -169,6 +169,23 @@ impl MetricsStore {
         Ok(aggregate)
     }
 
+    /// Writes the one row (aggregate and storage counters) and keeps both in memory.
+    fn write(&self, aggregate: Aggregate, mut counters: StorageCounters) -> Result<()> {
+        let cursor = self.state.storage().sql().exec(
+            "INSERT INTO aggregate (id, state, storage) VALUES (1, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state, storage = excluded.storage",
+            vec![
+                SqlStorageValue::from(serde_json::to_string(&aggregate)?),
+                SqlStorageValue::from(counters.to_text()),
+            ],
+        )?;
+        counters.rows_written += cursor.rows_written() as u64;
+        counters.rows_read += cursor.rows_read() as u64;
+        *self.counters.borrow_mut() = counters;
+        *self.aggregate.borrow_mut() = Some(aggregate);
+        Ok(())
+    }
+
     /// Folds in the events not seen before and writes the row once; returns how many
     /// were new.
     fn record(&self, events: &[MetricsEvent]) -> Result<u64> {
@@ -196,23 +213,22 @@ impl MetricsStore {
         let mut counters = *self.counters.borrow();
         counters.events += recorded;
         counters.batches += 1;
-        let cursor = self.state.storage().sql().exec(
-            "INSERT INTO aggregate (id, state, storage) VALUES (1, ?, ?) \
-             ON CONFLICT(id) DO UPDATE SET state = excluded.state, storage = excluded.storage",
-            vec![
-                SqlStorageValue::from(serde_json::to_string(&aggregate)?),
-                SqlStorageValue::from(counters.to_text()),
-            ],
-        )?;
-        counters.rows_written += cursor.rows_written() as u64;
-        counters.rows_read += cursor.rows_read() as u64;
-        *self.counters.borrow_mut() = counters;
-        *self.aggregate.borrow_mut() = Some(aggregate);
+        self.write(aggregate, counters)?;
         let mut recent = self.recent.borrow_mut();
         for id in new_ids {
             recent.insert(id);
         }
         Ok(recorded)
+    }
+}
+
+impl MetricsStore {
+    /// Sets the aggregate back to empty (the storage counters and the recent ids stay: a
+    /// late retry of an old batch is still a duplicate).
+    fn reset(&self) -> Result<()> {
+        self.load()?;
+        let counters = *self.counters.borrow();
+        self.write(Aggregate::default(), counters)
     }
 }
 
@@ -238,6 +254,10 @@ impl DurableObject for MetricsStore {
                 let events = parse_batch(&req.text().await?)?;
                 let recorded = self.record(&events)?;
                 Response::from_json(&serde_json::json!({ "recorded": recorded }))
+            }
+            (Method::Post, "/reset") => {
+                self.reset()?;
+                Response::from_json(&serde_json::json!({ "reset": true }))
             }
             (Method::Get, "/snapshot") => {
                 let aggregate = self.load()?;
@@ -282,6 +302,13 @@ impl MetricsClient {
 
     async fn send(&self, body: &str) -> Result<()> {
         crate::runtime::post_to_object(&self.stub, "https://metrics/record", body, "metrics store")
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets every total back to zero.
+    pub async fn reset(&self) -> Result<()> {
+        crate::runtime::post_to_object(&self.stub, "https://metrics/reset", "", "metrics store")
             .await
             .map(|_| ())
     }

@@ -489,9 +489,10 @@ async fn call(
     tier: usize,
 ) -> std::result::Result<(ChatResponse, CallCost), GatewayError> {
     let plan: Plan = plan::direct(config, request, tier)?;
+    let request = plan.upstream_request();
     let answer = upstream::call(
         &Fetch,
-        &plan.upstream_request(),
+        &request,
         stages::call_policy(config),
         plan.provider(),
         plan.key.expose(),
@@ -504,9 +505,14 @@ async fn call(
     let priced = accounting::account(
         config,
         &plan,
-        &completion.model,
-        completion.usage,
-        completion.answer.chars().count(),
+        &accounting::Answered {
+            reported_model: &completion.model,
+            usage: completion.usage,
+            completion_chars: completion.answer.chars().count(),
+            request_bytes: request.body.len(),
+            received_bytes: raw.len(),
+            dropped_events: 0,
+        },
     )?;
     let cost = CallCost {
         tokens_in: priced.tokens_in,

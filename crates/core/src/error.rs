@@ -20,8 +20,14 @@ pub enum GatewayError {
         model: String,
         available: Vec<String>,
     },
-    /// The query is larger than MAX_QUERY_BYTES (or the body larger than its bound).
-    PayloadTooLarge { limit: usize, actual: usize },
+    /// The request body is larger than MAX_BODY_BYTES, or the query than MAX_QUERY_BYTES
+    /// (`variable` names which); `actual` is unknown when a body without a length was cut
+    /// off while being read.
+    PayloadTooLarge {
+        variable: &'static str,
+        limit: usize,
+        actual: Option<usize>,
+    },
     /// No route for this path.
     NotFound { path: String },
     /// The path exists but not for this method.
@@ -31,6 +37,9 @@ pub enum GatewayError {
     },
     /// LLM_MUX_API_KEYS is set and the request has no valid bearer token.
     Unauthorized,
+    /// An admin action (`DELETE /metrics`) without LLM_MUX_ADMIN_KEY configured, or
+    /// with another token.
+    Forbidden(String),
     /// The API key of the chosen tier's backend (e.g. MISTRAL_API_KEY) is not configured.
     UpstreamKeyMissing { variable: String },
     /// A configuration variable holds an invalid value.
@@ -38,14 +47,35 @@ pub enum GatewayError {
         variable: &'static str,
         message: String,
     },
-    /// The upstream answered with an error status or an unusable body.
+    /// The upstream answered with an error status (`status`), or with a 2xx body that is
+    /// not a usable answer (`status: None`). The client's status follows the upstream's
+    /// ([`GatewayError::status`]): 429 stays 429, a refused request (400, 422) is the
+    /// client's 400, a refused gateway key (401, 403) and server errors are 502.
     Upstream {
         status: Option<u16>,
         message: String,
         retry_after: Option<String>,
     },
+    /// The upstream could not be reached (DNS, refused or lost connection); `cause` is
+    /// the gateway's wording, never the runtime's message with host names.
+    UpstreamUnreachable { cause: String },
+    /// The upstream's answer grew past MAX_UPSTREAM_RESPONSE_BYTES while being read.
+    UpstreamTooLarge { limit: usize },
+    /// A 2xx answer's body broke off (or stalled past the deadline) after
+    /// `received_bytes`: the upstream has likely billed it, so it is neither retried nor
+    /// sent to another tier.
+    UpstreamBroken {
+        received_bytes: usize,
+        timed_out: bool,
+    },
     /// The upstream did not answer within UPSTREAM_TIMEOUT_MS.
     UpstreamTimeout { timeout_ms: u64 },
+    /// A stream failed after it began (cut, stalled, too long or too large): sent as the
+    /// stream's last event, never as a status. `reason` is the metric label.
+    StreamFailed {
+        reason: &'static str,
+        message: String,
+    },
     /// A bug or runtime failure; the detail is logged, never sent.
     Internal(String),
 }
@@ -59,10 +89,52 @@ impl GatewayError {
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Unauthorized => 401,
+            Self::Forbidden(_) => 403,
             Self::UpstreamKeyMissing { .. } => 503,
             Self::InvalidConfig { .. } | Self::Internal(_) => 500,
-            Self::Upstream { .. } => 502,
-            Self::UpstreamTimeout { .. } => 504,
+            Self::Upstream { status, .. } => match status {
+                Some(429) => 429,
+                Some(400 | 422) => 400,
+                _ => 502,
+            },
+            Self::UpstreamUnreachable { .. }
+            | Self::UpstreamTooLarge { .. }
+            | Self::UpstreamBroken {
+                timed_out: false, ..
+            }
+            | Self::StreamFailed { .. } => 502,
+            Self::UpstreamTimeout { .. }
+            | Self::UpstreamBroken {
+                timed_out: true, ..
+            } => 504,
+        }
+    }
+
+    /// Whether the failure came from the upstream (or the way to it): the gateway has
+    /// made its own retries and fallbacks already, so clients are told not to add theirs
+    /// (`x-should-retry: false`, honoured by the OpenAI SDKs).
+    pub fn is_upstream(&self) -> bool {
+        matches!(
+            self,
+            Self::Upstream { .. }
+                | Self::UpstreamUnreachable { .. }
+                | Self::UpstreamTooLarge { .. }
+                | Self::UpstreamBroken { .. }
+                | Self::UpstreamTimeout { .. }
+                | Self::StreamFailed { .. }
+        )
+    }
+
+    /// The `Retry-After` value sent with this error: an upstream 429's own (or one second
+    /// when it gave none).
+    pub fn retry_after(&self) -> Option<&str> {
+        match self {
+            Self::Upstream {
+                status: Some(429),
+                retry_after,
+                ..
+            } => Some(retry_after.as_deref().unwrap_or("1")),
+            _ => None,
         }
     }
 
@@ -76,9 +148,18 @@ impl GatewayError {
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized => "authentication_error",
+            Self::Forbidden(_) => "permission_error",
             Self::UpstreamKeyMissing { .. } => "upstream_not_configured",
             Self::InvalidConfig { .. } => "configuration_error",
-            Self::Upstream { .. } => "upstream_error",
+            Self::Upstream { status, .. } => match status {
+                Some(429) => "rate_limit_error",
+                Some(400 | 422) => "invalid_request_error",
+                _ => "upstream_error",
+            },
+            Self::UpstreamUnreachable { .. }
+            | Self::UpstreamTooLarge { .. }
+            | Self::UpstreamBroken { .. }
+            | Self::StreamFailed { .. } => "upstream_error",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::Internal(_) => "internal_error",
         }
@@ -93,10 +174,27 @@ impl GatewayError {
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::UpstreamKeyMissing { .. } => "upstream_not_configured",
             Self::InvalidConfig { .. } => "invalid_config",
-            Self::Upstream { .. } => "upstream_error",
-            Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::Upstream { status, .. } => match status {
+                Some(429) => "upstream_rate_limited",
+                Some(400 | 422) => "upstream_rejected",
+                Some(401 | 403) => "upstream_auth_failed",
+                // A 2xx whose body is not a usable answer.
+                Some(200..=299) | None => "upstream_invalid_response",
+                Some(_) => "upstream_error",
+            },
+            Self::UpstreamUnreachable { .. } => "upstream_unreachable",
+            Self::UpstreamTooLarge { .. } => "upstream_too_large",
+            Self::UpstreamBroken {
+                timed_out: false, ..
+            } => "upstream_broken",
+            Self::UpstreamTimeout { .. }
+            | Self::UpstreamBroken {
+                timed_out: true, ..
+            } => "upstream_timeout",
+            Self::StreamFailed { reason, .. } => reason,
             Self::Internal(_) => "internal_error",
         }
     }
@@ -104,14 +202,32 @@ impl GatewayError {
     /// The message the client sees. Internal details never leave the worker.
     pub fn client_message(&self) -> String {
         match self {
-            Self::BadRequest(message) | Self::InvalidParam { message, .. } => message.clone(),
+            Self::BadRequest(message)
+            | Self::InvalidParam { message, .. }
+            | Self::Forbidden(message) => message.clone(),
             Self::UnknownModel { model, available } => format!(
                 "the model '{model}' is not served by this gateway; use one of: {}",
                 available.join(", ")
             ),
-            Self::PayloadTooLarge { limit, actual } => format!(
-                "query is {actual} bytes, over the limit of {limit} bytes (MAX_QUERY_BYTES)"
-            ),
+            Self::PayloadTooLarge {
+                variable,
+                limit,
+                actual,
+            } => {
+                let what = if *variable == "MAX_QUERY_BYTES" {
+                    "query"
+                } else {
+                    "request body"
+                };
+                match actual {
+                    Some(actual) => format!(
+                        "{what} is {actual} bytes, over the limit of {limit} bytes ({variable})"
+                    ),
+                    None => {
+                        format!("{what} is over the limit of {limit} bytes ({variable})")
+                    }
+                }
+            }
             Self::NotFound { path } => format!(
                 "no route for {path}; available: POST /query, GET /metrics, POST /v1/chat/completions, GET /v1/models"
             ),
@@ -128,12 +244,36 @@ impl GatewayError {
                 format!("invalid configuration: {variable}: {message}")
             }
             Self::Upstream { status, message, .. } => match status {
+                Some(code @ (401 | 403)) => format!(
+                    "upstream returned HTTP {code}: the upstream refused the gateway's own API key for this tier (not the client's key; check the tier's key variable, e.g. MISTRAL_API_KEY): {message}"
+                ),
+                Some(code @ (400 | 422)) => {
+                    format!("upstream refused the request (HTTP {code}): {message}")
+                }
                 Some(code) => format!("upstream returned HTTP {code}: {message}"),
-                None => format!("upstream request failed: {message}"),
+                None => format!("upstream sent an unusable answer: {message}"),
             },
+            Self::UpstreamUnreachable { cause } => format!("cannot reach upstream host: {cause}"),
+            Self::UpstreamTooLarge { limit } => format!(
+                "upstream answer is over the limit of {limit} bytes (MAX_UPSTREAM_RESPONSE_BYTES)"
+            ),
+            Self::UpstreamBroken {
+                received_bytes,
+                timed_out,
+            } => {
+                let how = if *timed_out {
+                    "stalled past UPSTREAM_TIMEOUT_MS"
+                } else {
+                    "broke off"
+                };
+                format!(
+                    "upstream answer {how} after {received_bytes} bytes; not retried, since the upstream may have billed it"
+                )
+            }
             Self::UpstreamTimeout { timeout_ms } => format!(
                 "upstream did not answer within {timeout_ms} ms (UPSTREAM_TIMEOUT_MS)"
             ),
+            Self::StreamFailed { message, .. } => message.clone(),
             Self::Internal(_) => String::from("internal error"),
         }
     }
@@ -164,8 +304,11 @@ impl GatewayError {
             Self::InvalidConfig { variable, .. } => {
                 error["variable"] = json!(variable);
             }
-            Self::PayloadTooLarge { limit, .. } => {
+            Self::PayloadTooLarge {
+                limit, variable, ..
+            } => {
                 error["limit_bytes"] = json!(limit);
+                error["variable"] = json!(variable);
             }
             _ => {}
         }
@@ -201,14 +344,32 @@ pub fn openai_error_body(error: &GatewayError) -> Value {
             Value::Null,
             json!("invalid_api_key"),
         ),
+        GatewayError::Forbidden(_) => ("permission_error", Value::Null, json!("forbidden")),
         GatewayError::UpstreamKeyMissing { .. } | GatewayError::InvalidConfig { .. } => {
             ("server_error", Value::Null, json!(error.metric_label()))
         }
-        GatewayError::Upstream { status, .. } => (
-            "upstream_error",
+        GatewayError::Upstream {
+            status: Some(429), ..
+        } => (
+            "rate_limit_error",
             Value::Null,
-            status.map(|s| json!(s.to_string())).unwrap_or(Value::Null),
+            json!("rate_limit_exceeded"),
         ),
+        GatewayError::Upstream {
+            status: Some(status @ (400 | 422)),
+            ..
+        } => (
+            "invalid_request_error",
+            Value::Null,
+            json!(format!("upstream_{status}")),
+        ),
+        GatewayError::Upstream { .. }
+        | GatewayError::UpstreamUnreachable { .. }
+        | GatewayError::UpstreamTooLarge { .. }
+        | GatewayError::UpstreamBroken { .. }
+        | GatewayError::StreamFailed { .. } => {
+            ("upstream_error", Value::Null, json!(error.metric_label()))
+        }
         GatewayError::UpstreamTimeout { .. } => ("timeout", Value::Null, json!("upstream_timeout")),
         GatewayError::Internal(_) => ("server_error", Value::Null, Value::Null),
     };
@@ -232,8 +393,9 @@ mod tests {
             (GatewayError::BadRequest("x".into()), 400),
             (
                 GatewayError::PayloadTooLarge {
+                    variable: "MAX_BODY_BYTES",
                     limit: 1,
-                    actual: 2,
+                    actual: Some(2),
                 },
                 413,
             ),

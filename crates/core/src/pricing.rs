@@ -26,7 +26,8 @@ impl ModelPrice {
         for (side, v) in [("input", self.input), ("output", self.output)] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!(
-                    "price of {model} ({side}) must be a finite, non-negative number, got {v}"
+                    "price of {model} ({side}) must be a finite, non-negative number, got {}",
+                    crate::numfmt::fixed(v, 6)
                 ));
             }
         }

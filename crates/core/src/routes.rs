@@ -11,6 +11,8 @@ pub enum Route {
     Query,
     /// `GET /metrics`.
     Metrics,
+    /// `DELETE /metrics` (LLM_MUX_ADMIN_KEY): sets every total back to zero.
+    MetricsReset,
     /// `POST /v1/chat/completions` (OpenAI-compatible).
     ChatCompletions,
     /// `GET /v1/models`.
@@ -44,7 +46,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
     let (route, allowed) = match path {
         "/" => (Route::Index, "GET"),
         "/query" => (Route::Query, "POST"),
-        "/metrics" => (Route::Metrics, "GET"),
+        "/metrics" => (Route::Metrics, "GET, DELETE"),
         "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
         "/v1/models" => (Route::Models, "GET"),
         _ => {
@@ -53,7 +55,12 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
             })
         }
     };
-    let method_ok = method == allowed || (allowed == "GET" && method == "HEAD");
+    if route == Route::Metrics && method == "DELETE" {
+        return Ok(Route::MetricsReset);
+    }
+    let method_ok = allowed
+        .split(", ")
+        .any(|m| m == method || (m == "GET" && method == "HEAD"));
     if method_ok {
         Ok(route)
     } else {
@@ -101,8 +108,10 @@ mod tests {
     fn unknown_path_is_404_and_wrong_method_405() {
         assert_eq!(resolve("GET", "/nope").unwrap_err().status(), 404);
         assert_eq!(resolve("GET", "/query").unwrap_err().status(), 405);
-        assert_eq!(resolve("DELETE", "/metrics").unwrap_err().status(), 405);
+        assert_eq!(resolve("DELETE", "/metrics"), Ok(Route::MetricsReset));
         assert_eq!(resolve("POST", "/metrics").unwrap_err().status(), 405);
+        assert_eq!(resolve("PUT", "/metrics").unwrap_err().status(), 405);
+        assert_eq!(resolve("DELETE", "/query").unwrap_err().status(), 405);
         assert_eq!(resolve("HEAD", "/query").unwrap_err().status(), 405);
     }
 }

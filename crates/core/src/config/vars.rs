@@ -29,6 +29,21 @@ pub const MAX_METRICS_BATCH_MS: u64 = 10_000;
 pub const MAX_MAX_QUERY_BYTES: usize = 4 * 1024 * 1024;
 /// Upper bound of UPSTREAM_TIMEOUT_MS (15 minutes).
 pub const MAX_UPSTREAM_TIMEOUT_MS: u64 = 900_000;
+/// Default MAX_BODY_BYTES: the largest request body read (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Upper bound of MAX_BODY_BYTES (the platform refuses bodies over 100 MB anyway; a
+/// body is held whole, in a 128 MB isolate).
+pub const MAX_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Default MAX_UPSTREAM_RESPONSE_BYTES (8 MiB), enforced while reading.
+pub const DEFAULT_MAX_UPSTREAM_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Upper bound of MAX_UPSTREAM_RESPONSE_BYTES.
+pub const MAX_MAX_UPSTREAM_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Default STREAM_IDLE_TIMEOUT_MS: the longest wait between two chunks of a stream.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Default STREAM_MAX_DURATION_MS: the longest a stream may run in all (10 minutes).
+pub const DEFAULT_STREAM_MAX_DURATION_MS: u64 = 600_000;
+/// Upper bound of STREAM_IDLE_TIMEOUT_MS and STREAM_MAX_DURATION_MS (1 hour).
+pub const MAX_STREAM_MS: u64 = 3_600_000;
 
 /// Reads a variable by name, already trimmed.
 pub(super) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -118,7 +133,11 @@ pub(super) fn decimal_in(
             Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
             _ => Err(invalid(
                 name,
-                format!("expected a number from {min} to {max}, got {raw:?}"),
+                format!(
+                    "expected a number from {} to {}, got {raw:?}",
+                    crate::numfmt::short(min),
+                    crate::numfmt::short(max)
+                ),
             )),
         },
     }

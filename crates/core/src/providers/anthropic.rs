@@ -311,7 +311,7 @@ impl AnthropicStreamDecoder {
 impl StreamDecoder for AnthropicStreamDecoder {
     fn on_event(&mut self, event: &str, data: &str) -> Decoded {
         let Ok(value) = serde_json::from_str::<Value>(data) else {
-            return Decoded::Chunks(Vec::new());
+            return Decoded::Malformed;
         };
         let kind = value
             .get("type")

@@ -14,7 +14,7 @@ pub mod sse;
 mod errors;
 mod openai_shape;
 
-pub use errors::{classify_error, is_retryable, retry_delay_ms, sanitise};
+pub use errors::{classify_error, is_retryable, retry_delay_ms, sanitise, unreachable_cause};
 pub use openai_shape::{answer_text, openai_usage, parse_openai_shaped, OpenAiChunkDecoder};
 
 use serde_json::Value;
@@ -62,6 +62,8 @@ pub enum Decoded {
     Chunks(Vec<String>),
     /// The end of the stream (`[DONE]`, `message_stop`).
     Done,
+    /// The event is not valid JSON: dropped and counted, never relayed.
+    Malformed,
 }
 
 /// Incremental decoder of one provider's server-sent events into OpenAI chunks, keeping
