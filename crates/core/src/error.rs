@@ -48,6 +48,8 @@ pub enum GatewayError {
     UpstreamTimeout { timeout_ms: u64 },
     /// A bug or runtime failure; the detail is logged, never sent.
     Internal(String),
+    /// `GET /v1/models/{id}` of a model the gateway does not serve.
+    ModelNotFound { model: String },
 }
 
 impl GatewayError {
@@ -63,6 +65,7 @@ impl GatewayError {
             Self::InvalidConfig { .. } | Self::Internal(_) => 500,
             Self::Upstream { .. } => 502,
             Self::UpstreamTimeout { .. } => 504,
+            Self::ModelNotFound { .. } => 404,
         }
     }
 
@@ -81,6 +84,7 @@ impl GatewayError {
             Self::Upstream { .. } => "upstream_error",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::Internal(_) => "internal_error",
+            Self::ModelNotFound { .. } => "invalid_request_error",
         }
     }
 
@@ -98,6 +102,7 @@ impl GatewayError {
             Self::Upstream { .. } => "upstream_error",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::Internal(_) => "internal_error",
+            Self::ModelNotFound { .. } => "model_not_found",
         }
     }
 
@@ -135,6 +140,9 @@ impl GatewayError {
                 "upstream did not answer within {timeout_ms} ms (UPSTREAM_TIMEOUT_MS)"
             ),
             Self::Internal(_) => String::from("internal error"),
+            Self::ModelNotFound { model } => {
+                format!("The model '{model}' does not exist or is not served by this gateway")
+            }
         }
     }
 
@@ -211,6 +219,11 @@ pub fn openai_error_body(error: &GatewayError) -> Value {
         ),
         GatewayError::UpstreamTimeout { .. } => ("timeout", Value::Null, json!("upstream_timeout")),
         GatewayError::Internal(_) => ("server_error", Value::Null, Value::Null),
+        GatewayError::ModelNotFound { .. } => (
+            "invalid_request_error",
+            json!("model"),
+            json!("model_not_found"),
+        ),
     };
     json!({
         "error": {

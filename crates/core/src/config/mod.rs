@@ -24,6 +24,7 @@ pub use vars::{
     MAX_MAX_QUERY_BYTES, MAX_METRICS_BATCH_MS, MAX_UPSTREAM_TIMEOUT_MS,
 };
 
+use crate::cors::CorsPolicy;
 use crate::error::GatewayError;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::routing::{self, Requested, RouterKind, TierPolicy};
@@ -51,6 +52,8 @@ pub struct Config {
     pub prices: PriceTable,
     /// Judged shadow samples and the threshold controller's target.
     pub quality: QualityConfig,
+    /// Origins allowed to call the API from a browser (CORS_ALLOW_ORIGINS).
+    pub cors: CorsPolicy,
 }
 
 impl Config {
@@ -108,6 +111,7 @@ impl Config {
             .map(|p| p.min_score)
             .unwrap_or(routing_threshold);
         let quality = quality::quality(&get, &tiers, routing::top_tier(&policies))?;
+        let cors = vars::cors_allow_origins(&get)?;
 
         Ok(Self {
             tiers,
@@ -120,6 +124,7 @@ impl Config {
             metrics_batch_ms,
             prices,
             quality,
+            cors,
         })
     }
 
@@ -238,5 +243,6 @@ mod tests {
         assert_eq!(c.upstream_timeout_ms, 60000);
         assert_eq!(c.metrics_batch_ms, DEFAULT_METRICS_BATCH_MS);
         assert_eq!(c.top_tier(), 1);
+        assert_eq!(c.cors, CorsPolicy::Off);
     }
 }
