@@ -8,6 +8,7 @@
 //! ([`metrics_store`]). It must not hold policy (scoring, routing, retries, prices,
 //! formats): that lives in the core, where native tests reach it.
 
+pub mod cors;
 pub mod handlers;
 pub mod metrics_shipping;
 pub mod metrics_store;
@@ -104,6 +105,7 @@ async fn fetch(req: Incoming, env: Env, ctx: Context) -> worker::Result<Response
         .or_internal()
         .or_else(|e| error_response(&exchange, &e))?;
     response.headers_mut().set("x-request-id", &request_id)?;
+    cors::apply(&req, &exchange, &mut response)?;
     Ok(response)
 }
 
@@ -116,6 +118,8 @@ async fn route(
 ) -> worker::Result<Response> {
     Ok(match routes::resolve(exchange.method, exchange.path) {
         Ok(Route::Index) => handlers::index::handle()?,
+        // A CORS preflight: no authentication (browsers send no credentials with it).
+        Ok(Route::Preflight(allowed)) => cors::preflight(allowed)?,
         Ok(Route::MetricsReset) => {
             let authorization = req.headers().get("authorization").ok().flatten();
             let admin_key = exchange
@@ -160,11 +164,15 @@ async fn route(
                 Route::Models => access
                     .and_then(|config| handlers::models::handle(config).or_internal())
                     .or_else(|e| error_response(exchange, &e))?,
+                Route::Model => access
+                    .and_then(|config| handlers::models::retrieve(config, exchange.path))
+                    .or_else(|e| error_response(exchange, &e))?,
                 Route::Index => handlers::index::handle()?,
                 Route::MetricsReset => error_response(
                     exchange,
                     &error::GatewayError::Internal("reset routed twice".into()),
                 )?,
+                Route::Preflight(allowed) => cors::preflight(allowed)?,
             }
         }
         Err(e) => error_response(exchange, &e)?,

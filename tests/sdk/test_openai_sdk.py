@@ -42,6 +42,19 @@ def test_models_list(mistral):
     assert ids == ["auto", "small", "large", "mistral-small-latest", "mistral-large-latest"]
 
 
+def test_models_retrieve(mistral):
+    listed = {m.id: m for m in mistral.models.list()}
+    for model_id in ["auto", "large", "mistral-small-latest"]:
+        model = mistral.models.retrieve(model_id)
+        assert model.id == model_id
+        assert model.object == "model"
+        assert model == listed[model_id]
+    with pytest.raises(openai.NotFoundError) as err:
+        mistral.models.retrieve("gpt-4o")
+    assert err.value.status_code == 404
+    assert err.value.code == "model_not_found"
+
+
 def test_non_streaming_completion_with_routing_headers(mistral, mistral_gateway):
     t = tag()
     raw = mistral.chat.completions.with_raw_response.create(

@@ -78,6 +78,8 @@ pub enum GatewayError {
     },
     /// A bug or runtime failure; the detail is logged, never sent.
     Internal(String),
+    /// `GET /v1/models/{id}` of a model the gateway does not serve.
+    ModelNotFound { model: String },
 }
 
 impl GatewayError {
@@ -107,6 +109,7 @@ impl GatewayError {
             | Self::UpstreamBroken {
                 timed_out: true, ..
             } => 504,
+            Self::ModelNotFound { .. } => 404,
         }
     }
 
@@ -162,6 +165,7 @@ impl GatewayError {
             | Self::StreamFailed { .. } => "upstream_error",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::Internal(_) => "internal_error",
+            Self::ModelNotFound { .. } => "invalid_request_error",
         }
     }
 
@@ -196,6 +200,7 @@ impl GatewayError {
             } => "upstream_timeout",
             Self::StreamFailed { reason, .. } => reason,
             Self::Internal(_) => "internal_error",
+            Self::ModelNotFound { .. } => "model_not_found",
         }
     }
 
@@ -275,6 +280,9 @@ impl GatewayError {
             ),
             Self::StreamFailed { message, .. } => message.clone(),
             Self::Internal(_) => String::from("internal error"),
+            Self::ModelNotFound { model } => {
+                format!("The model '{model}' does not exist or is not served by this gateway")
+            }
         }
     }
 
@@ -372,6 +380,11 @@ pub fn openai_error_body(error: &GatewayError) -> Value {
         }
         GatewayError::UpstreamTimeout { .. } => ("timeout", Value::Null, json!("upstream_timeout")),
         GatewayError::Internal(_) => ("server_error", Value::Null, Value::Null),
+        GatewayError::ModelNotFound { .. } => (
+            "invalid_request_error",
+            json!("model"),
+            json!("model_not_found"),
+        ),
     };
     json!({
         "error": {

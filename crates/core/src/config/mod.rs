@@ -28,6 +28,7 @@ pub use vars::{
     MAX_MAX_UPSTREAM_RESPONSE_BYTES, MAX_METRICS_BATCH_MS, MAX_STREAM_MS, MAX_UPSTREAM_TIMEOUT_MS,
 };
 
+use crate::cors::CorsPolicy;
 use crate::error::GatewayError;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::routing::{self, Requested, RouterKind, TierPolicy};
@@ -67,6 +68,8 @@ pub struct Config {
     pub prices: PriceTable,
     /// Judged shadow samples and the threshold controller's target.
     pub quality: QualityConfig,
+    /// Origins allowed to call the API from a browser (CORS_ALLOW_ORIGINS).
+    pub cors: CorsPolicy,
 }
 
 impl Config {
@@ -154,6 +157,7 @@ impl Config {
             .unwrap_or(routing_threshold);
         let quality = quality::quality(&get, &tiers, routing::top_tier(&policies))?;
         let fallback = fallback::parse(get("FALLBACK"), &tiers)?;
+        let cors = vars::cors_allow_origins(&get)?;
 
         Ok(Self {
             tiers,
@@ -172,6 +176,7 @@ impl Config {
             metrics_batch_ms,
             prices,
             quality,
+            cors,
         })
     }
 
@@ -309,5 +314,6 @@ mod tests {
         assert_eq!(c.upstream_timeout_ms, 60000);
         assert_eq!(c.metrics_batch_ms, DEFAULT_METRICS_BATCH_MS);
         assert_eq!(c.top_tier(), 1);
+        assert_eq!(c.cors, CorsPolicy::Off);
     }
 }

@@ -1,10 +1,11 @@
 //! The plain variables: their defaults and bounds, and the reading of each one
-//! (MISTRAL_BASE_URL, SMALL_MODEL, LARGE_MODEL, ROUTER, ROUTING_THRESHOLD, MODEL_PRICES
-//! and the bounded whole numbers) into a validated value or an `InvalidConfig` error that
+//! (MISTRAL_BASE_URL, SMALL_MODEL, LARGE_MODEL, ROUTER, ROUTING_THRESHOLD, MODEL_PRICES,
+//! CORS_ALLOW_ORIGINS and the bounded whole numbers) into a validated value or an `InvalidConfig` error that
 //! names the variable. It owns the shared checks of a base URL and a model id and the
 //! number parsers; it must not assemble tiers, handle secrets or decide the order in which
 //! variables are read (that is [`super::Config::from_lookup`]'s job).
 
+use crate::cors::CorsPolicy;
 use crate::error::GatewayError;
 use crate::pricing::PriceTable;
 use crate::routing::{self, RouterKind};
@@ -165,6 +166,12 @@ pub(super) fn model_prices(get: Lookup) -> Result<PriceTable, GatewayError> {
     Ok(prices)
 }
 
+/// CORS_ALLOW_ORIGINS: unset or empty is no CORS, `*` any origin, else a list of origins.
+pub(super) fn cors_allow_origins(get: Lookup) -> Result<CorsPolicy, GatewayError> {
+    CorsPolicy::parse(get("CORS_ALLOW_ORIGINS").as_deref())
+        .map_err(|m| invalid("CORS_ALLOW_ORIGINS", m))
+}
+
 /// A decimal number such as `0.3`, `.25`, `+1` or `3e-1`, read by serde_json's number
 /// parser (already in the worker for JSON) rather than core's `parse::<f64>`, whose
 /// tables cost ~12 KB of gzipped wasm for the one number read outside JSON.
@@ -305,6 +312,41 @@ mod tests {
         );
         assert_eq!(invalid_variable(config(&[("TIERS", "[]")])), "TIERS");
         assert_eq!(invalid_variable(config(&[("ROUTER", "neural")])), "ROUTER");
+        for bad in [
+            "https://a.example/",
+            "*,https://a.example",
+            "a.example",
+            ",",
+        ] {
+            assert_eq!(
+                invalid_variable(config(&[("CORS_ALLOW_ORIGINS", bad)])),
+                "CORS_ALLOW_ORIGINS"
+            );
+        }
+    }
+
+    #[test]
+    fn cors_origins_are_read() {
+        let c = config(&[(
+            "CORS_ALLOW_ORIGINS",
+            " https://A.example , http://localhost:3000 ",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.cors,
+            CorsPolicy::Origins(vec![
+                "https://a.example".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        assert_eq!(
+            config(&[("CORS_ALLOW_ORIGINS", "*")]).unwrap().cors,
+            CorsPolicy::AnyOrigin
+        );
+        assert_eq!(
+            config(&[("CORS_ALLOW_ORIGINS", "")]).unwrap().cors,
+            CorsPolicy::Off
+        );
     }
 
     #[test]
