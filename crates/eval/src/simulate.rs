@@ -16,6 +16,7 @@
 use serde::Serialize;
 
 use llm_mux_core::hash::{fnv1a64, SplitMix64};
+use llm_mux_core::judge;
 use llm_mux_core::quality::sample::quality_to_grade;
 use llm_mux_core::quality::{
     ControllerConfig, HourlyCap, JudgedSample, QualityController, ServedBy, Target,
@@ -24,8 +25,11 @@ use llm_mux_core::quality::{
 use crate::data::{tokens_from_chars, Dataset, DEFAULT_OUTPUT_TOKENS};
 use crate::routers::Router;
 
-/// Tokens of the judge's fixed instruction (the grading rubric and the answer format).
-pub const JUDGE_INSTRUCTION_TOKENS: f64 = 60.0;
+/// Tokens of the judge's fixed instruction (the grading rubric, the answer format and the
+/// labels around the texts): the worker's own judge prompt (`judge::overhead_chars`).
+pub fn judge_instruction_tokens() -> f64 {
+    tokens_from_chars(judge::overhead_chars() as u64)
+}
 /// Tokens of the judge's answer (the two grades as compact JSON).
 pub const JUDGE_OUTPUT_TOKENS: f64 = 20.0;
 /// Simulated requests between two controller updates (one request per second: a minute).
@@ -128,7 +132,7 @@ impl Phase {
                         .map(tokens_from_chars)
                         .unwrap_or(DEFAULT_OUTPUT_TOKENS)
                 };
-                let tokens_in = JUDGE_INSTRUCTION_TOKENS
+                let tokens_in = judge_instruction_tokens()
                     + tokens_from_chars(rec.prompt.chars().count() as u64)
                     + out(rec.small.output_chars)
                     + out(rec.large.output_chars);

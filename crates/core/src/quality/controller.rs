@@ -119,12 +119,12 @@ impl ControllerConfig {
             sample_half_life_ms: 24 * 3_600_000,
             traffic_half_life_ms: 3_600_000,
             stale_after_ms: 6 * 3_600_000,
-            confidence_z: 1.645,
+            confidence_z: 1.8,
             floor_tolerance: 0.01,
             precision: 0.02,
             slow_rate_factor: 1.0,
             band_share: 0.05,
-            far_weight: 0.1,
+            far_weight: 0.2,
             max_probability_factor: 2.0,
             window: 4000,
             max_evaluation_share: 0.028,
@@ -350,12 +350,29 @@ impl QualityController {
             cfg.max_sample_rate
         };
         // Keep the evaluation spend within its share of the always-top-tier cost: the
-        // recent samples' mean spend against the traffic's mean top-tier cost.
+        // recent samples' mean spend against the traffic's mean top-tier cost. After a
+        // shift, once a few samples of the new traffic are in, only they price a sample
+        // (the old traffic's samples may cost much less or much more).
         let total = self.histogram.total();
-        let spend: f64 = self.samples.iter().map(|s| s.evaluation_cost_usd()).sum();
-        if total > 0.0 && !self.samples.is_empty() && spend > 0.0 {
+        let in_epoch = self
+            .samples
+            .iter()
+            .filter(|s| s.time_ms >= self.epoch_start_ms)
+            .count();
+        let (spend, n) = if in_epoch >= SPEND_MIN_SAMPLES {
+            self.samples
+                .iter()
+                .filter(|s| s.time_ms >= self.epoch_start_ms)
+                .fold((0.0, 0usize), |(c, n), s| {
+                    (c + s.evaluation_cost_usd(), n + 1)
+                })
+        } else {
+            let c: f64 = self.samples.iter().map(|s| s.evaluation_cost_usd()).sum();
+            (c, self.samples.len())
+        };
+        if total > 0.0 && n > 0 && spend > 0.0 {
             let top_cost = self.histogram.cost_top.iter().sum::<f64>() / total;
-            let per_sample = spend / self.samples.len() as f64;
+            let per_sample = spend / n as f64;
             rate = rate.min(cfg.max_evaluation_share * top_cost / per_sample);
         }
         self.policy = SamplingPolicy::stratified(
@@ -462,6 +479,10 @@ impl QualityController {
         at
     }
 }
+
+/// Samples of the current traffic (since the last shift) that price a sample for the
+/// evaluation-spend budget; with fewer, all held samples do.
+const SPEND_MIN_SAMPLES: usize = 20;
 
 /// Groups of the slow histogram's traffic for the shift test.
 const SHIFT_GROUPS: usize = 20;
@@ -791,6 +812,23 @@ mod tests {
         ctl.update(611 * 60_000, &tight);
         let budgeted = ctl.policy.expected_rate(&ctl.histogram);
         assert!((budgeted - 0.0075).abs() < 1e-6, "{budgeted}");
+        // After a shift, the new traffic's samples price a sample once there are enough of
+        // them: here they cost 8 each instead of 4, so the 1% budget allows 0.375%.
+        let mut shifted = ctl.clone();
+        shifted.epoch_start_ms = 611 * 60_000;
+        for i in 0..SPEND_MIN_SAMPLES as u64 {
+            shifted.record_sample(
+                JudgedSample {
+                    time_ms: 611 * 60_000 + i,
+                    extra_cost_usd: 7.0,
+                    ..ctl.samples[0]
+                },
+                &tight,
+            );
+        }
+        shifted.update(612 * 60_000, &tight);
+        let repriced = shifted.policy.expected_rate(&shifted.histogram);
+        assert!((repriced - 0.00375).abs() < 1e-6, "{repriced}");
         let mut bad = ctl.clone();
         bad.record_sample(
             JudgedSample {
