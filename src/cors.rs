@@ -31,6 +31,10 @@ pub fn apply(
     let Ok(config) = exchange.config else {
         return Ok(());
     };
+    // Off (the default): no header read, nothing added.
+    if config.cors == llm_mux_core::cors::CorsPolicy::Off {
+        return Ok(());
+    }
     let headers = req.headers();
     let get = |name: &str| headers.get(name).ok().flatten();
     let (origin, request_method, request_headers) = (

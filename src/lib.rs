@@ -122,19 +122,7 @@ async fn route(
         Ok(Route::Preflight(allowed)) => cors::preflight(allowed)?,
         Ok(Route::MetricsReset) => {
             let authorization = req.headers().get("authorization").ok().flatten();
-            let admin_key = exchange
-                .config
-                .is_err()
-                .then(|| env.var("LLM_MUX_ADMIN_KEY").ok())
-                .flatten()
-                .map(|v| v.to_string())
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| config::Secret::new(v.trim()));
-            match stages::authorize_admin(
-                exchange.config,
-                admin_key.as_ref(),
-                authorization.as_deref(),
-            ) {
+            match stages::authorize_admin(exchange.config, authorization.as_deref()) {
                 Ok(_) => handlers::metrics::reset(env, ctx, exchange.request_id).await,
                 Err(e) => Err(e),
             }
@@ -152,9 +140,9 @@ async fn route(
             };
             let access = stages::authorize(exchange.config, &keys, authorization.as_deref());
             match route {
-                Route::Query => pipeline::serve(QueryApi, req, env, ctx, access, exchange).await?,
+                Route::Query => pipeline::serve(&QueryApi, req, env, ctx, access, exchange).await?,
                 Route::ChatCompletions => {
-                    pipeline::serve(ChatApi, req, env, ctx, access, exchange).await?
+                    pipeline::serve(&ChatApi, req, env, ctx, access, exchange).await?
                 }
                 Route::Metrics => match access {
                     Ok(config) => handlers::metrics::handle(env, ctx, config).await,

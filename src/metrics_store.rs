@@ -147,7 +147,7 @@ impl MetricsStore {
         let rows = cursor.raw().collect::<Result<Vec<_>>>()?;
         let (aggregate, stored) = match rows.first().map(Vec::as_slice) {
             Some([SqlStorageValue::String(state), storage]) => (
-                serde_json::from_str(state)?,
+                serde_json::from_slice(state.as_bytes())?,
                 match storage {
                     SqlStorageValue::String(text) => StorageCounters::from_text(text),
                     _ => StorageCounters::default(),
@@ -316,7 +316,7 @@ impl MetricsClient {
     /// Reads the current aggregate and the object's storage counters.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let mut response = self.stub.fetch_with_str("https://metrics/snapshot").await?;
-        response.json().await
+        serde_json::from_slice(response.text().await?.as_bytes()).map_err(worker::Error::from)
     }
 }
 
@@ -330,9 +330,9 @@ struct Batch {
 /// before batching (isolates of the previous version can still be running during a
 /// deployment).
 pub fn parse_batch(body: &str) -> serde_json::Result<Vec<MetricsEvent>> {
-    match serde_json::from_str::<Batch>(body) {
+    match serde_json::from_slice::<Batch>(body.as_bytes()) {
         Ok(batch) => Ok(batch.events),
-        Err(batch_error) => match serde_json::from_str::<MetricsEvent>(body) {
+        Err(batch_error) => match serde_json::from_slice::<MetricsEvent>(body.as_bytes()) {
             Ok(event) => Ok(vec![event]),
             Err(_) => Err(batch_error),
         },

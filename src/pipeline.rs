@@ -47,8 +47,8 @@ type Served = (Response, Option<MetricsEvent>, Option<ShadowJob>);
 /// Serves one API request. `access` is the result of the authorize stage, run once for
 /// every protected route by the router (`lib.rs`). Every outcome, success or failure, is
 /// recorded after the response.
-pub async fn serve<E: Endpoint>(
-    endpoint: E,
+pub async fn serve(
+    endpoint: &'static dyn Endpoint,
     req: &Incoming,
     env: &Env,
     ctx: &Context,
@@ -60,7 +60,7 @@ pub async fn serve<E: Endpoint>(
         .as_ref()
         .map_or(DEFAULT_METRICS_BATCH_MS, |c| c.metrics_batch_ms);
     let config = access.as_ref().ok().copied();
-    match stages(endpoint, req, env, ctx, access, exchange).await {
+    let (error, plan) = match stages(endpoint, req, env, ctx, access, exchange).await {
         Ok(Ok((response, event, job))) => {
             // record: after the response, batched per isolate; a sampled request's job goes
             // to the quality store.
@@ -70,33 +70,25 @@ pub async fn serve<E: Endpoint>(
             if let Some(job) = job {
                 quality::submit_after_response(env, ctx, job);
             }
-            Ok(response)
+            return Ok(response);
         }
-        Ok(Err(failed)) => {
-            // The call failed: recorded with its plan (fallback, cost of a billed answer).
-            let event = match config {
-                Some(config) => accounting::failed_call_event(
-                    config,
-                    exchange.request_id,
-                    &failed.plan,
-                    &failed.error,
-                ),
-                None => accounting::failed_event(exchange.request_id, &failed.error),
-            };
-            crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
-            let mut response =
-                respond::error(exchange, &failed.error, &endpoint.error_body(&failed.error))?;
-            if failed.plan.decision.fallback.is_some() {
-                RoutingHeaders::of(&failed.plan).set_fallback(&mut response)?;
-            }
-            Ok(response)
+        // The call failed: recorded with its plan (the fallback, the cost of a billed
+        // answer).
+        Ok(Err(failed)) => (failed.error, Some(failed.plan)),
+        Err(error) => (error, None),
+    };
+    let event = match (config, &plan) {
+        (Some(config), Some(plan)) => {
+            accounting::failed_call_event(config, exchange.request_id, plan, &error)
         }
-        Err(error) => {
-            let event = accounting::failed_event(exchange.request_id, &error);
-            crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
-            respond::error(exchange, &error, &endpoint.error_body(&error))
-        }
+        _ => accounting::failed_event(exchange.request_id, &error),
+    };
+    crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
+    let mut response = respond::error(exchange, &error, &endpoint.error_body(&error))?;
+    if let Some(plan) = plan.filter(|p| p.decision.fallback.is_some()) {
+        RoutingHeaders::of(&plan).set_fallback(&mut response)?;
     }
+    Ok(response)
 }
 
 /// A failed upstream call, with the plan of the last tier tried.
@@ -107,8 +99,8 @@ struct FailedCall {
 
 /// The stages from admission to the response: the request's failure before the call
 /// (outer error), or the call's failure with the plan it ran (inner error).
-async fn stages<E: Endpoint>(
-    endpoint: E,
+async fn stages(
+    endpoint: &'static dyn Endpoint,
     req: &Incoming,
     env: &Env,
     ctx: &Context,
@@ -266,8 +258,8 @@ async fn call_with_fallback(
 
 /// settle and respond for a stream, run once when it ends: its price (from the usage it
 /// reported, else estimated), the endpoint's last bytes, and the event to record.
-fn stream_settlement<E: Endpoint>(
-    endpoint: E,
+fn stream_settlement(
+    endpoint: &'static dyn Endpoint,
     config: Config,
     exchange: &Exchange<'_>,
     plan: Plan,

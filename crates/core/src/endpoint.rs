@@ -41,8 +41,9 @@ pub struct WholeAnswer {
     pub headers: Vec<(&'static str, String)>,
 }
 
-/// An endpoint's part of the pipeline.
-pub trait Endpoint: Copy + 'static {
+/// An endpoint's part of the pipeline. Used as `&'static dyn Endpoint`: one copy of the
+/// pipeline serves both endpoints (a generic pipeline was compiled twice, ~10 KB of wasm).
+pub trait Endpoint {
     /// Parses and validates the request body.
     fn parse(&self, body: &[u8], config: &Config) -> Result<Parsed, GatewayError>;
 

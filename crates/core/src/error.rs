@@ -250,7 +250,7 @@ impl GatewayError {
             }
             Self::Upstream { status, message, .. } => match status {
                 Some(code @ (401 | 403)) => format!(
-                    "upstream returned HTTP {code}: the upstream refused the gateway's own API key for this tier (not the client's key; check the tier's key variable, e.g. MISTRAL_API_KEY): {message}"
+                    "upstream returned HTTP {code}: it refused the gateway's own API key (not yours): {message}"
                 ),
                 Some(code @ (400 | 422)) => {
                     format!("upstream refused the request (HTTP {code}): {message}")
@@ -326,65 +326,54 @@ impl GatewayError {
 
 /// The OpenAI error body `{"error": {"message", "type", "param", "code"}}` for an error.
 pub fn openai_error_body(error: &GatewayError) -> Value {
-    let (kind, param, code) = match error {
-        GatewayError::BadRequest(_) => ("invalid_request_error", Value::Null, Value::Null),
-        GatewayError::InvalidParam { param, .. } => {
-            ("invalid_request_error", json!(param), Value::Null)
-        }
-        GatewayError::UnknownModel { .. } => (
+    use std::borrow::Cow;
+    let label = || Some(Cow::Borrowed(error.metric_label()));
+    let (kind, param, code): (&str, Option<&str>, Option<Cow<'static, str>>) = match error {
+        GatewayError::BadRequest(_) => ("invalid_request_error", None, None),
+        GatewayError::InvalidParam { param, .. } => ("invalid_request_error", Some(param), None),
+        GatewayError::UnknownModel { .. } | GatewayError::ModelNotFound { .. } => (
             "invalid_request_error",
-            json!("model"),
-            json!("model_not_found"),
+            Some("model"),
+            Some("model_not_found".into()),
         ),
         GatewayError::PayloadTooLarge { .. } => (
             "invalid_request_error",
-            Value::Null,
-            json!("request_too_large"),
+            None,
+            Some("request_too_large".into()),
         ),
-        GatewayError::NotFound { .. } => ("invalid_request_error", Value::Null, json!("not_found")),
+        GatewayError::NotFound { .. } => ("invalid_request_error", None, Some("not_found".into())),
         GatewayError::MethodNotAllowed { .. } => (
             "invalid_request_error",
-            Value::Null,
-            json!("method_not_allowed"),
+            None,
+            Some("method_not_allowed".into()),
         ),
         GatewayError::Unauthorized => (
             "invalid_request_error",
-            Value::Null,
-            json!("invalid_api_key"),
+            None,
+            Some("invalid_api_key".into()),
         ),
-        GatewayError::Forbidden(_) => ("permission_error", Value::Null, json!("forbidden")),
+        GatewayError::Forbidden(_) => ("permission_error", None, Some("forbidden".into())),
         GatewayError::UpstreamKeyMissing { .. } | GatewayError::InvalidConfig { .. } => {
-            ("server_error", Value::Null, json!(error.metric_label()))
+            ("server_error", None, label())
         }
         GatewayError::Upstream {
             status: Some(429), ..
-        } => (
-            "rate_limit_error",
-            Value::Null,
-            json!("rate_limit_exceeded"),
-        ),
+        } => ("rate_limit_error", None, Some("rate_limit_exceeded".into())),
         GatewayError::Upstream {
             status: Some(status @ (400 | 422)),
             ..
         } => (
             "invalid_request_error",
-            Value::Null,
-            json!(format!("upstream_{status}")),
+            None,
+            Some(format!("upstream_{status}").into()),
         ),
         GatewayError::Upstream { .. }
         | GatewayError::UpstreamUnreachable { .. }
         | GatewayError::UpstreamTooLarge { .. }
         | GatewayError::UpstreamBroken { .. }
-        | GatewayError::StreamFailed { .. } => {
-            ("upstream_error", Value::Null, json!(error.metric_label()))
-        }
-        GatewayError::UpstreamTimeout { .. } => ("timeout", Value::Null, json!("upstream_timeout")),
-        GatewayError::Internal(_) => ("server_error", Value::Null, Value::Null),
-        GatewayError::ModelNotFound { .. } => (
-            "invalid_request_error",
-            json!("model"),
-            json!("model_not_found"),
-        ),
+        | GatewayError::StreamFailed { .. } => ("upstream_error", None, label()),
+        GatewayError::UpstreamTimeout { .. } => ("timeout", None, Some("upstream_timeout".into())),
+        GatewayError::Internal(_) => ("server_error", None, None),
     };
     json!({
         "error": {

@@ -2,47 +2,101 @@
 //! and the models the tiers serve (`GET /v1/models` lists them, `GET /v1/models/{id}`
 //! returns one). It owns their ids, owners and descriptions; it must not build responses.
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::providers::BackendKind;
+
+/// An OpenAI model object (derived serialisation: smaller in the wasm than building
+/// `json!` maps).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelObject {
+    /// What a client puts in `model`.
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// Unix time; 0 (the gateway's models have no creation date).
+    pub created: u64,
+    /// `llm-mux` for auto and the tiers, the backend for a passed-through model.
+    pub owned_by: Owner,
+    /// What choosing it does.
+    pub description: String,
+}
+
+/// Who serves a model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Owner {
+    /// The gateway routes it.
+    #[serde(serialize_with = "gateway")]
+    Gateway,
+    /// Passed through to this backend.
+    Backend(BackendKind),
+}
+
+fn gateway<S: serde::Serializer>(s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("llm-mux")
+}
+
+fn object(id: &str, owned_by: Owner, description: String) -> ModelObject {
+    ModelObject {
+        id: id.to_string(),
+        object: "model",
+        created: 0,
+        owned_by,
+        description,
+    }
+}
 
 /// Every model object, in the order of `GET /v1/models`: auto, the tiers, then each
 /// tier's model not already listed (passed through unrouted).
-pub fn list(config: &Config) -> Vec<Value> {
-    let mut data = vec![json!({
-        "id": "auto", "object": "model", "created": 0, "owned_by": "llm-mux",
-        "description": "routed by query complexity",
-    })];
+pub fn list(config: &Config) -> Vec<ModelObject> {
+    let mut data = vec![object(
+        "auto",
+        Owner::Gateway,
+        "routed by query complexity".into(),
+    )];
     for tier in &config.tiers {
-        data.push(json!({
-            "id": tier.name(), "object": "model", "created": 0, "owned_by": "llm-mux",
-            "description": format!("tier {}: {}", tier.name(), tier.model),
-        }));
+        let description = format!("tier {}: {}", tier.name(), tier.model);
+        data.push(object(tier.name(), Owner::Gateway, description));
     }
     for tier in &config.tiers {
-        if data.iter().all(|m| m["id"] != tier.model.as_str()) {
-            data.push(json!({
-                "id": tier.model, "object": "model", "created": 0,
-                "owned_by": tier.backend,
-                "description": format!("passed through unrouted to tier {}", tier.name()),
-            }));
+        if data.iter().all(|m| m.id != tier.model) {
+            let description = format!("passed through unrouted to tier {}", tier.name());
+            data.push(object(
+                &tier.model,
+                Owner::Backend(tier.backend),
+                description,
+            ));
         }
     }
     data
 }
 
 /// The body of `GET /v1/models`.
-pub fn list_body(config: &Config) -> Value {
-    json!({"object": "list", "data": list(config)})
+#[derive(Debug, Serialize)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: &'static str,
+    /// The models.
+    pub data: Vec<ModelObject>,
+}
+
+/// The body of `GET /v1/models`.
+pub fn list_body(config: &Config) -> ModelList {
+    ModelList {
+        object: "list",
+        data: list(config),
+    }
 }
 
 /// The model object of `id` (the same object `GET /v1/models` lists), or
 /// [`GatewayError::ModelNotFound`].
-pub fn retrieve(config: &Config, id: &str) -> Result<Value, GatewayError> {
+pub fn retrieve(config: &Config, id: &str) -> Result<ModelObject, GatewayError> {
     list(config)
         .into_iter()
-        .find(|m| m["id"] == id)
+        .find(|m| m.id == id)
         .ok_or_else(|| GatewayError::ModelNotFound {
             model: id.chars().take(100).collect(),
         })
@@ -65,7 +119,10 @@ mod tests {
     #[test]
     fn every_listed_model_is_retrieved_as_listed() {
         let c = config(&[("SMALL_MODEL", "mistral-medium-latest")]);
-        let listed = list(&c);
+        let listed: Vec<serde_json::Value> = list(&c)
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap())
+            .collect();
         let ids: Vec<&str> = listed.iter().filter_map(|m| m["id"].as_str()).collect();
         assert_eq!(
             ids,
@@ -79,15 +136,16 @@ mod tests {
         );
         for model in &listed {
             let id = model["id"].as_str().unwrap();
-            let got = retrieve(&c, id).unwrap();
+            let got = serde_json::to_value(retrieve(&c, id).unwrap()).unwrap();
             assert_eq!(&got, model);
             assert_eq!(got["object"], "model");
             assert!(got["created"].is_u64() && got["owned_by"].is_string());
         }
-        assert_eq!(
-            list_body(&c)["data"].as_array().unwrap().len(),
-            listed.len()
-        );
+        let body = serde_json::to_value(list_body(&c)).unwrap();
+        assert_eq!(body["object"], "list");
+        assert_eq!(body["data"].as_array().unwrap().len(), listed.len());
+        assert_eq!(listed[0]["owned_by"], "llm-mux");
+        assert_eq!(listed[4]["owned_by"], "mistral");
     }
 
     #[test]

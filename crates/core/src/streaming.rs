@@ -42,21 +42,16 @@ pub fn stream_failure(end: StreamEnd, summary: &StreamSummary) -> Option<Gateway
         return None;
     }
     let reason = summary.incomplete_reason(end).filter(|r| is_failure(r))?;
-    let received = summary.received_bytes;
-    let message = match end {
-        StreamEnd::IdleTimeout => format!(
-            "the upstream stream stalled after {received} bytes (STREAM_IDLE_TIMEOUT_MS); the answer is incomplete"
-        ),
-        StreamEnd::DurationExceeded => format!(
-            "the upstream stream ran past STREAM_MAX_DURATION_MS after {received} bytes; the answer is incomplete"
-        ),
-        StreamEnd::TooLarge => format!(
-            "the upstream stream grew past MAX_UPSTREAM_RESPONSE_BYTES ({received} bytes received); the answer is incomplete"
-        ),
-        _ => format!(
-            "the upstream stream broke off after {received} bytes; the answer is incomplete"
-        ),
+    let limit = match end {
+        StreamEnd::IdleTimeout => "stalled (STREAM_IDLE_TIMEOUT_MS)",
+        StreamEnd::DurationExceeded => "ran too long (STREAM_MAX_DURATION_MS)",
+        StreamEnd::TooLarge => "grew too large (MAX_UPSTREAM_RESPONSE_BYTES)",
+        _ => "broke off",
     };
+    let message = format!(
+        "the upstream stream {limit} after {} bytes; the answer is incomplete",
+        summary.received_bytes
+    );
     Some(GatewayError::StreamFailed { reason, message })
 }
 
@@ -207,7 +202,7 @@ impl StreamMeter {
         match self.format {
             ClientFormat::OpenAiChunks => {
                 if self.keep_answer {
-                    if let Ok(value) = serde_json::from_str::<Value>(chunk) {
+                    if let Ok(value) = serde_json::from_slice::<Value>(chunk.as_bytes()) {
                         if let Some(content) = delta_content(&value) {
                             self.answer.push_str(content);
                         }
@@ -218,7 +213,7 @@ impl StreamMeter {
                 out.extend_from_slice(b"\n\n");
             }
             ClientFormat::QueryDeltas => {
-                let Ok(value) = serde_json::from_str::<Value>(chunk) else {
+                let Ok(value) = serde_json::from_slice::<Value>(chunk.as_bytes()) else {
                     return;
                 };
                 let content = delta_content(&value).unwrap_or("");

@@ -78,6 +78,12 @@ impl Config {
     where
         F: Fn(&str) -> Option<String>,
     {
+        Self::read(&lookup)
+    }
+
+    /// [`Config::from_lookup`] through a trait object: one copy in the worker however
+    /// many callers (the entry point, the Durable Objects) pass their own closures.
+    fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, GatewayError> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_string());
         let secret = |name: &str| get(name).filter(|v| !v.is_empty()).map(Secret::new);
 

@@ -192,7 +192,7 @@ fn parse_decimal(raw: &str) -> Option<f64> {
         Some(int) => int.to_string(),
         None => text,
     };
-    serde_json::from_str::<f64>(&text).ok()
+    serde_json::from_slice::<f64>(text.as_bytes()).ok()
 }
 
 /// Parses a whole number from `min` to `max`, or returns `default` when unset.

@@ -76,35 +76,25 @@ pub fn sanitise(message: &str, secret: &str) -> String {
 /// `text` with every URL and host name (a dotted name ending in a letter label, or an IPv4
 /// address, with an optional port) replaced by `<host>`; words, numbers and versions stay.
 fn without_hosts(text: &str) -> String {
-    let is_delimiter =
+    let delimiter =
         |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '(' | ')' | '<' | '>' | ',');
     let mut out = String::with_capacity(text.len());
-    let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String| {
+    for piece in text.split_inclusive(delimiter) {
+        let (token, end) = match piece.char_indices().last() {
+            Some((i, c)) if delimiter(c) => piece.split_at(i),
+            _ => (piece, ""),
+        };
         if is_url_or_host(token) {
             out.push_str("<host>");
             // Keep sentence punctuation that followed the host.
-            if let Some(p) = token
-                .chars()
-                .last()
-                .filter(|c| matches!(c, '.' | ';' | ':'))
-            {
-                out.push(p);
+            if token.ends_with(['.', ';', ':']) {
+                out.push_str(&token[token.len() - 1..]);
             }
         } else {
             out.push_str(token);
         }
-        token.clear();
-    };
-    for c in text.chars() {
-        if is_delimiter(c) {
-            flush(&mut token, &mut out);
-            out.push(c);
-        } else {
-            token.push(c);
-        }
+        out.push_str(end);
     }
-    flush(&mut token, &mut out);
     out
 }
 

@@ -96,12 +96,12 @@ impl StreamDecoder for OpenAiChunkDecoder {
         let needs_parse = self.model.is_none() || has_usage(data);
         if !needs_parse {
             // Checked without building a tree: a malformed event is dropped, not relayed.
-            if serde_json::from_str::<serde::de::IgnoredAny>(data).is_err() {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(data.as_bytes()).is_err() {
                 return Decoded::Malformed;
             }
             self.chars += delta_content_len(data);
         } else {
-            let Ok(chunk) = serde_json::from_str::<Value>(data) else {
+            let Ok(chunk) = serde_json::from_slice::<Value>(data.as_bytes()) else {
                 return Decoded::Malformed;
             };
             self.chars += delta_content_len(data);
