@@ -194,3 +194,9 @@ mod tests {
         assert_eq!(distinct.len(), ids.len());
     }
 }
+
+/// The allocator: talc instead of Rust's default dlmalloc on wasm32 (smaller code in the
+/// bundle; the worker is single-threaded, so the lock is a no-op).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: talc::TalckWasm = unsafe { talc::TalckWasm::new_global() };

@@ -7,16 +7,12 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
-use std::task::Waker;
+use std::future::Future;
 
 use futures_util::stream::LocalBoxStream;
 use futures_util::{Stream, StreamExt};
-use worker::js_sys;
-use worker::wasm_bindgen::closure::Closure;
-use worker::wasm_bindgen::JsCast;
-use worker::web_sys::{self, AbortController};
+use worker::web_sys::AbortController;
+use worker::Delay;
 
 use crate::runtime;
 use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
@@ -45,65 +41,11 @@ pub struct MeteredStream {
     limits: StreamLimits,
     /// When the last chunk arrived (ms since the epoch).
     last_chunk_ms: u64,
-    /// One timer at a time, for the earliest moment a limit could expire; re-armed only
-    /// when it fires before that moment (a chunk came in between), so a stream costs one
-    /// timer per idle period rather than one per chunk.
-    timer: Option<Timer>,
-}
-
-/// A one-shot timer that wakes whichever task polled it last. (`worker::Delay` wakes the
-/// task of its first poll only; the runtime pulls a response body from a new task each
-/// time, so that task is gone by the time the delay ends.) Cleared when dropped.
-struct Timer {
-    fired: Rc<Cell<bool>>,
-    waker: Rc<RefCell<Option<Waker>>>,
-    id: Option<i32>,
-    _callback: Closure<dyn FnMut()>,
-}
-
-impl Timer {
-    fn new(ms: u64) -> Self {
-        let fired = Rc::new(Cell::new(false));
-        let waker: Rc<RefCell<Option<Waker>>> = Rc::new(RefCell::new(None));
-        let (f, w) = (fired.clone(), waker.clone());
-        let callback = Closure::<dyn FnMut()>::new(move || {
-            f.set(true);
-            if let Some(waker) = w.borrow_mut().take() {
-                waker.wake();
-            }
-        });
-        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-        let id = global
-            .set_timeout_with_callback_and_timeout_and_arguments_0(
-                callback.as_ref().unchecked_ref(),
-                i32::try_from(ms).unwrap_or(i32::MAX),
-            )
-            .ok();
-        Self {
-            fired,
-            waker,
-            id,
-            _callback: callback,
-        }
-    }
-
-    fn poll(&self, cx: &Context<'_>) -> Poll<()> {
-        if self.fired.get() {
-            Poll::Ready(())
-        } else {
-            *self.waker.borrow_mut() = Some(cx.waker().clone());
-            Poll::Pending
-        }
-    }
-}
-
-impl Drop for Timer {
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-            global.clear_timeout_with_handle(id);
-        }
-    }
+    /// A timer for the earliest moment a limit could expire, made anew each time the
+    /// upstream has nothing: `Delay` wakes the task of its first poll only, and the runtime
+    /// pulls a response body from a new task each time (the old one is dropped, which
+    /// clears its timeout).
+    timer: Option<Pin<Box<Delay>>>,
 }
 
 impl MeteredStream {
@@ -189,12 +131,14 @@ impl Stream for MeteredStream {
                     if let Some(how) = this.expired(now) {
                         return last(this.end(how));
                     }
-                    let timer = this.timer.get_or_insert_with(|| {
-                        let due =
-                            (this.last_chunk_ms + this.limits.idle_ms).min(this.limits.deadline_ms);
-                        Timer::new(due.saturating_sub(now).max(1))
-                    });
-                    match timer.poll(cx) {
+                    let due =
+                        (this.last_chunk_ms + this.limits.idle_ms).min(this.limits.deadline_ms);
+                    let timer =
+                        this.timer
+                            .insert(Box::pin(Delay::from(std::time::Duration::from_millis(
+                                due.saturating_sub(now).max(1),
+                            ))));
+                    match timer.as_mut().poll(cx) {
                         // Fired: check the limits again (a chunk may have come meanwhile,
                         // then a new timer covers the rest of the idle period).
                         Poll::Ready(()) => this.timer = None,

@@ -244,7 +244,7 @@ describe("fallback across tiers (default FALLBACK: the other tier)", () => {
     const calls = findStubRequests(stub, t).map((r) => r.body.model);
     assert.deepEqual(calls, ["mistral-small-latest", "mistral-small-latest", "mistral-large-latest"]);
     const after = await metrics(gw);
-    assert.equal((after.fallbacks_total["small->large"]?.upstream_error ?? 0) - (before.fallbacks_total["small->large"]?.upstream_error ?? 0), 1);
+    assert.equal((after.fallbacks_total["small->large upstream_error"] ?? 0) - (before.fallbacks_total["small->large upstream_error"] ?? 0), 1);
     assert.equal(after.tier_breakdown.large - (before.tier_breakdown.large ?? 0), 1);
   });
 
@@ -267,7 +267,7 @@ describe("fallback across tiers (default FALLBACK: the other tier)", () => {
     assert.equal(findStubRequests(stub, t).length, 4);
     const after = await metrics(gw);
     assert.equal(after.failed_requests.upstream_rate_limited - (before.failed_requests.upstream_rate_limited ?? 0), 1);
-    assert.equal((after.fallbacks_total["small->large"]?.upstream_rate_limited ?? 0) - (before.fallbacks_total["small->large"]?.upstream_rate_limited ?? 0), 1);
+    assert.equal((after.fallbacks_total["small->large upstream_rate_limited"] ?? 0) - (before.fallbacks_total["small->large upstream_rate_limited"] ?? 0), 1);
   });
 
   it("refused requests (400, 422) and refused keys (401) never fall back", async () => {

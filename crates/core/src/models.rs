@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::providers::BackendKind;
 
 /// An OpenAI model object (derived serialisation: smaller in the wasm than building
 /// `json!` maps).
@@ -19,27 +18,12 @@ pub struct ModelObject {
     /// Unix time; 0 (the gateway's models have no creation date).
     pub created: u64,
     /// `llm-mux` for auto and the tiers, the backend for a passed-through model.
-    pub owned_by: Owner,
+    pub owned_by: &'static str,
     /// What choosing it does.
     pub description: String,
 }
 
-/// Who serves a model.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Owner {
-    /// The gateway routes it.
-    #[serde(serialize_with = "gateway")]
-    Gateway,
-    /// Passed through to this backend.
-    Backend(BackendKind),
-}
-
-fn gateway<S: serde::Serializer>(s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str("llm-mux")
-}
-
-fn object(id: &str, owned_by: Owner, description: String) -> ModelObject {
+fn object(id: &str, owned_by: &'static str, description: String) -> ModelObject {
     ModelObject {
         id: id.to_string(),
         object: "model",
@@ -54,21 +38,17 @@ fn object(id: &str, owned_by: Owner, description: String) -> ModelObject {
 pub fn list(config: &Config) -> Vec<ModelObject> {
     let mut data = vec![object(
         "auto",
-        Owner::Gateway,
+        "llm-mux",
         "routed by query complexity".into(),
     )];
     for tier in &config.tiers {
         let description = format!("tier {}: {}", tier.name(), tier.model);
-        data.push(object(tier.name(), Owner::Gateway, description));
+        data.push(object(tier.name(), "llm-mux", description));
     }
     for tier in &config.tiers {
         if data.iter().all(|m| m.id != tier.model) {
             let description = format!("passed through unrouted to tier {}", tier.name());
-            data.push(object(
-                &tier.model,
-                Owner::Backend(tier.backend),
-                description,
-            ));
+            data.push(object(&tier.model, tier.backend.name(), description));
         }
     }
     data

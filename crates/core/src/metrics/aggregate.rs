@@ -238,8 +238,7 @@ pub struct Aggregate {
     pub model_breakdown: BTreeMap<String, u64>,
     /// Failed requests per reason.
     pub failed_requests: BTreeMap<String, u64>,
-    /// Fallbacks per route and reason, keyed `small->large upstream_error` (one map of
-    /// counts like the others; `/metrics` shows it nested by route).
+    /// Fallbacks per route and reason, keyed `small->large upstream_error`.
     pub fallbacks: BTreeMap<String, u64>,
     /// Requests whose reported usage could not be true (replaced by an estimate).
     pub implausible_usage_requests: u64,
@@ -254,21 +253,6 @@ impl Aggregate {
         if let Some(f) = fallback {
             *self.fallbacks.entry(String::from(f.clone())).or_default() += 1;
         }
-    }
-
-    /// Fallbacks as `{"small->large": {"upstream_error": 3}}`.
-    pub fn fallbacks_by_route(&self) -> serde_json::Value {
-        let mut routes = serde_json::Map::new();
-        for (key, n) in &self.fallbacks {
-            let (route, reason) = key.split_once(' ').unwrap_or((key, ""));
-            let reasons = routes
-                .entry(route.to_string())
-                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-            if let serde_json::Value::Object(reasons) = reasons {
-                reasons.insert(reason.to_string(), serde_json::json!(n));
-            }
-        }
-        serde_json::Value::Object(routes)
     }
 
     /// Folds one event in.
@@ -401,7 +385,7 @@ impl Aggregate {
             failed_requests_total: self.failed_requests.values().sum(),
             failed_requests: self.failed_requests.clone(),
             failed_requests_with_cost: self.failed_requests_with_cost,
-            fallbacks_total: self.fallbacks_by_route(),
+            fallbacks_total: self.fallbacks.clone(),
             implausible_usage_requests: self.implausible_usage_requests,
             dropped_stream_events: self.dropped_stream_events,
             evaluation_cost_usd: 0.0,
@@ -472,10 +456,10 @@ pub struct MetricsReport {
     /// produced, and likely billed, that broke before the client got them.
     #[serde(default)]
     pub failed_requests_with_cost: u64,
-    /// Fallbacks to another tier, per route (`small->large`) and reason:
-    /// `{"small->large": {"upstream_error": 3}}`.
+    /// Fallbacks to another tier, keyed by route and reason:
+    /// `{"small->large upstream_error": 3}`.
     #[serde(default)]
-    pub fallbacks_total: serde_json::Value,
+    pub fallbacks_total: BTreeMap<String, u64>,
     /// Requests whose reported usage could not be true (priced by the estimate instead;
     /// counted in requests_with_estimated_tokens too).
     #[serde(default)]
@@ -1109,10 +1093,10 @@ mod tests {
         assert_eq!(r.failed_requests_with_cost, 2);
         assert_eq!(
             r.fallbacks_total,
-            serde_json::json!({
-                "small->code": {"upstream_error": 3},
-                "large->small": {"upstream_timeout": 2},
-            })
+            routes(&[
+                ("small->code", "upstream_error", 3),
+                ("large->small", "upstream_timeout", 2),
+            ])
         );
         assert_eq!(r.implausible_usage_requests, 5);
         assert_eq!(r.dropped_stream_events, 2_867);

@@ -128,6 +128,15 @@ impl BackendKind {
         }
     }
 
+    /// The configuration value (`mistral`, `openai`, `anthropic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mistral => "mistral",
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+        }
+    }
+
     /// Default base URL of the backend.
     pub fn default_base_url(self) -> &'static str {
         match self {
@@ -187,6 +196,7 @@ mod tests {
             BackendKind::Anthropic,
         ] {
             assert_eq!(kind.provider().kind(), kind);
+            assert_eq!(BackendKind::parse(kind.name()), Some(kind));
         }
     }
 }
