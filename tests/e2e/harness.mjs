@@ -32,7 +32,7 @@ export const WORKER_DIR = process.env.LLM_MUX_E2E_WORKER_DIR
 /** Vars passed as secrets (env file -> secret_text bindings) instead of `--var`: these, and
  * any variable whose name ends in _API_KEY or _API_KEYS (OPENAI_API_KEY, ANTHROPIC_API_KEY, a
  * tier's own api_key_var...). */
-export const SECRET_VARS = new Set(["MISTRAL_API_KEY", "LLM_MUX_API_KEYS"]);
+export const SECRET_VARS = new Set(["MISTRAL_API_KEY", "LLM_MUX_API_KEYS", "LLM_MUX_ADMIN_KEY"]);
 
 /** Whether a variable is passed as a secret. */
 export function isSecretVar(name) {
