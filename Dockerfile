@@ -1,0 +1,81 @@
+# llm-mux, self-hosted: the worker built from this checkout, run by plain workerd (no
+# wrangler, no Cloudflare account). README "Run it anywhere"; `docker compose up --build`.
+#
+# Base images are build arguments. The defaults are pulled from Docker Hub; where no registry
+# is reachable, scripts/selfhost/docker-base.sh builds equivalents from Debian's packages
+# (`make test-docker` does, and passes them in):
+#   BUILD_BASE    Rust (rustup, the wasm32 target is added here) and a C compiler; node and
+#                 npm are installed with apt when missing.
+#   RUNTIME_BASE  glibc and a busybox (sh, wget): all workerd and the entrypoint need.
+# Builds need the network (crates.io, the npm registry): build with host networking
+# (docker-compose.yml does).
+ARG BUILD_BASE=rust:1.95-bookworm
+ARG RUNTIME_BASE=busybox:1.36-glibc
+
+FROM ${BUILD_BASE} AS build
+ENV CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
+RUN set -eu; \
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+      apt-get update; apt-get install -y --no-install-recommends nodejs npm; rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+WORKDIR /src
+
+# worker-build and the wasm-bindgen CLI, at the versions scripts/setup.sh and Cargo.lock pin
+# (a layer of its own: rebuilt only when those change).
+COPY scripts/setup.sh scripts/setup.sh
+COPY Cargo.lock Cargo.lock
+RUN set -eu; \
+    wb=$(sed -n 's/^WORKER_BUILD_VERSION=//p' scripts/setup.sh); \
+    bg=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock); \
+    test -n "$wb" && test -n "$bg"; \
+    cargo install --quiet worker-build --version "$wb" --locked; \
+    cargo install --quiet wasm-bindgen-cli --version "$bg"; \
+    rm -rf "$CARGO_HOME/registry/src" "$CARGO_HOME/registry/cache" "$CARGO_HOME/git"
+
+# npm packages (esbuild and binaryen for the build; workerd, copied to the runtime image).
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
+# The worker, as `make build` builds it, and its workerd config (from wrangler.toml).
+COPY Cargo.toml wrangler.toml ./
+COPY src src
+COPY crates crates
+COPY data data
+COPY scripts/selfhost scripts/selfhost
+ARG EXTRA_VARS=
+RUN set -eu; \
+    WASM_BINDGEN_BIN=$CARGO_HOME/bin/wasm-bindgen WASM_OPT_BIN=$PWD/node_modules/.bin/wasm-opt \
+      ESBUILD_BIN=$PWD/node_modules/.bin/esbuild worker-build --release; \
+    node_modules/.bin/wasm-opt build/index_bg.wasm --strip-debug --strip-producers \
+      --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int \
+      --enable-sign-ext --enable-mutable-globals --enable-multivalue -o build/index_bg.wasm; \
+    node scripts/selfhost/workerd-config.mjs --vars "$EXTRA_VARS"; \
+    mkdir -p /out/app/build /out/app/scripts/selfhost /out/usr/local/bin; \
+    cp build/index.js build/index_bg.wasm build/llm-mux.* /out/app/build/; \
+    cp scripts/selfhost/serve.sh /out/app/scripts/selfhost/; \
+    cp "$(node -p 'require.resolve("@cloudflare/workerd-linux-64/bin/workerd")')" /out/usr/local/bin/workerd; \
+    /out/usr/local/bin/workerd --version
+
+FROM ${RUNTIME_BASE}
+COPY --from=build /out/ /
+RUN set -eu; \
+    echo 'llm-mux:x:10001:10001:llm-mux:/var/lib/llm-mux:/bin/false' >> /etc/passwd; \
+    echo 'llm-mux:x:10001:' >> /etc/group; \
+    mkdir -p /var/lib/llm-mux; chown 10001:10001 /var/lib/llm-mux
+USER 10001:10001
+WORKDIR /app
+# LLM_MUX_LISTEN: 127.0.0.1 by default (docker-compose.yml uses host networking); behind a
+# port mapping, listen on 0.0.0.0:8787 instead.
+ENV LLM_MUX_LISTEN=127.0.0.1:8787 \
+    LLM_MUX_STATE_DIR=/var/lib/llm-mux \
+    LLM_MUX_CONFIG=/app/build/llm-mux.capnp \
+    LLM_MUX_WORKERD=/usr/local/bin/workerd \
+    LLM_MUX_DEV_VARS=
+VOLUME ["/var/lib/llm-mux"]
+EXPOSE 8787
+# GET / is the unauthenticated index; wget to 0.0.0.0 reaches a wildcard listener too.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["/bin/sh", "-c", "wget -q -T 2 -O /dev/null \"http://${LLM_MUX_LISTEN}/\""]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/app/scripts/selfhost/serve.sh"]

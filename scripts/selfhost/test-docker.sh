@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# `make test-docker`: the Docker image, tested for real on this machine.
+#   1. Debian's docker.io / docker-compose / debootstrap when missing; dockerd started when
+#      none answers (and stopped at the end).
+#   2. Base images: LLM_MUX_BUILD_BASE / LLM_MUX_RUNTIME_BASE when given (e.g. the Dockerfile's
+#      registry defaults), else built locally from Debian's packages (docker-base.sh, once).
+#   3. `docker-compose build` of the image (LLM_MUX_IMAGE, default llm-mux:test); its size.
+#   4. The self-hosted subset (the spec files given as arguments) against containers started
+#      by docker-compose (tests/e2e/harness.mjs, LLM_MUX_E2E_RUNTIME=docker).
+#   5. compose-restart-check.mjs: `docker-compose up` as a user runs it, traffic, `restart`,
+#      totals survived, `down -v`.
+# Containers use host networking bound to 127.0.0.1. Everything it started is removed; the
+# images stay (they are the cache that makes the next run fast).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+started_at=$(date +%s)
+say() { printf 'test-docker: %s\n' "$*" >&2; }
+
+bash scripts/selfhost/docker-engine.sh install
+dockerd_pid=$(bash scripts/selfhost/docker-engine.sh start)
+cleanup() {
+  local status=$?
+  bash scripts/selfhost/docker-engine.sh stop "$dockerd_pid" || true
+  exit $status
+}
+trap cleanup EXIT
+
+if [ -z "${LLM_MUX_BUILD_BASE:-}" ] || [ -z "${LLM_MUX_RUNTIME_BASE:-}" ]; then
+  export LLM_MUX_BUILD_BASE=llm-mux-base/rust:bookworm LLM_MUX_RUNTIME_BASE=llm-mux-base/runtime:bookworm
+  bash scripts/selfhost/docker-base.sh
+fi
+export LLM_MUX_IMAGE=${LLM_MUX_IMAGE:-llm-mux:test}
+
+say "building $LLM_MUX_IMAGE (BUILD_BASE=$LLM_MUX_BUILD_BASE, RUNTIME_BASE=$LLM_MUX_RUNTIME_BASE)"
+build_started=$(date +%s)
+# docker-compose needs the env file to exist even to build; an empty one will do.
+empty_env=$(mktemp)
+LLM_MUX_ENV_FILE=$empty_env docker-compose -p llm-mux-test-build -f docker-compose.yml build --quiet llm-mux \
+  || { rm -f "$empty_env"; exit 1; }
+rm -f "$empty_env"
+build_s=$(( $(date +%s) - build_started ))
+size=$(docker image inspect -f '{{.Size}}' "$LLM_MUX_IMAGE")
+size_mb=$(awk -v s="$size" 'BEGIN {printf "%.1f", s / 1e6}')
+say "image $LLM_MUX_IMAGE: $size_mb MB uncompressed (built in ${build_s} s)"
+
+say "self-hosted subset against docker-compose containers: $*"
+LLM_MUX_E2E_RUNTIME=docker node --test --test-concurrency=1 "$@"
+
+say "docker-compose up, restart, totals survive"
+node scripts/selfhost/compose-restart-check.mjs
+
+say "passed in $(( $(date +%s) - started_at )) s (image build ${build_s} s, image $size_mb MB)"
