@@ -8,6 +8,9 @@
 #   llm-mux-base/rust:bookworm       BUILD_BASE: a debootstrap minbase root, then (apt) gcc,
 #                                    curl, nodejs and npm, plus the Rust toolchain from rustup
 #                                    (RUST_VERSION, with the wasm32 target); like rust:bookworm.
+#                                    It also trusts the host's extra CAs
+#                                    (/usr/local/share/ca-certificates), so HTTPS through an
+#                                    egress proxy works in image builds as it does on the host.
 #
 # Debian's mirror and suite are the host's (from apt's sources and /etc/os-release), never a
 # host written into the repository. Needs root, apt, debootstrap and a running Docker engine
@@ -72,6 +75,8 @@ else
     rm -rf "$work/build"
   fi
   say "installing gcc, curl, nodejs, npm (apt) and Rust $RUST_VERSION (rustup, wasm32 target) into $BUILD_IMAGE"
+  mkdir -p "$work/extra-ca"
+  cp /usr/local/share/ca-certificates/*.crt "$work/extra-ca/" 2>/dev/null || true
   docker build -q --network host -t "$BUILD_IMAGE" --build-arg "BASE=$debian" \
     --build-arg "RUST_VERSION=$RUST_VERSION" -f - "$work" >/dev/null <<'EOF'
 ARG BASE
@@ -82,6 +87,11 @@ RUN set -eu; export DEBIAN_FRONTEND=noninteractive; \
     apt-get update -q; \
     apt-get install -y -q --no-install-recommends ca-certificates curl gcc libc6-dev make nodejs npm >/dev/null; \
     rm -rf /var/lib/apt/lists/*
+# The host's own CAs (an egress proxy's, on machines like this one): HTTPS to rustup, crates.io
+# and the npm registry is then trusted exactly as on the host.
+COPY extra-ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates >/dev/null
+ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 RUN set -eu; \
     curl -sSf --proto '=https' --tlsv1.2 -o /tmp/rustup-init \
       https://static.rust-lang.org/rustup/dist/x86_64-unknown-linux-gnu/rustup-init; \

@@ -54,6 +54,14 @@ describe("workerd config generated from wrangler.toml", () => {
     assert.deepEqual(missing, [], "add these to CONFIG_VARS in scripts/selfhost/workerd-config.mjs");
   });
 
+  it("pins the workerd that wrangler runs (package.json = wrangler's dependency)", () => {
+    const pkg = JSON.parse(readFileSync(path.join(PROJECT_ROOT, "package.json"), "utf8"));
+    const lock = JSON.parse(readFileSync(path.join(PROJECT_ROOT, "package-lock.json"), "utf8"));
+    const wranglerDep = lock.packages["node_modules/wrangler"].dependencies.workerd;
+    assert.equal(pkg.devDependencies.workerd, wranglerDep);
+    assert.equal(lock.packages["node_modules/workerd"].version, wranglerDep);
+  });
+
   it("refuses TOML it does not understand", () => {
     assert.throws(() => parseToml("a = { inline = 1 }"), /unsupported value/);
     assert.throws(() => parseToml("what"), /cannot read/);
