@@ -4,8 +4,9 @@
 # Base images are build arguments. The defaults are pulled from Docker Hub; where no registry
 # is reachable, scripts/selfhost/docker-base.sh builds equivalents from Debian's packages
 # (`make test-docker` does, and passes them in):
-#   BUILD_BASE    Rust (rustup, the wasm32 target is added here) and a C compiler; node and
-#                 npm are installed with apt when missing.
+#   BUILD_BASE    Rust (rustup, the wasm32 target is added here) and a C compiler; node, npm,
+#                 pkg-config and OpenSSL's headers (worker-build links OpenSSL) are installed
+#                 with apt when missing.
 #   RUNTIME_BASE  glibc and a busybox (sh, wget): all workerd and the entrypoint need.
 # Builds need the network (crates.io, the npm registry): build with host networking
 # (docker-compose.yml does).
@@ -15,8 +16,10 @@ ARG RUNTIME_BASE=busybox:1.36-glibc
 FROM ${BUILD_BASE} AS build
 ENV CARGO_TERM_COLOR=never CARGO_INCREMENTAL=0
 RUN set -eu; \
-    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
-      apt-get update; apt-get install -y --no-install-recommends nodejs npm; rm -rf /var/lib/apt/lists/*; \
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null \
+       || ! command -v pkg-config >/dev/null || ! pkg-config --exists openssl; then \
+      apt-get update; apt-get install -y --no-install-recommends nodejs npm pkg-config libssl-dev; \
+      rm -rf /var/lib/apt/lists/*; \
     fi; \
     rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 WORKDIR /src

@@ -6,7 +6,7 @@
 #                                    and busybox (sh for the entrypoint, wget for the health
 #                                    check), ~15 MB; the same content as busybox:glibc.
 #   llm-mux-base/rust:bookworm       BUILD_BASE: a debootstrap minbase root, then (apt) gcc,
-#                                    curl, nodejs and npm, plus the Rust toolchain from rustup
+#                                    curl, libssl-dev, pkg-config, nodejs and npm, plus the Rust toolchain from rustup
 #                                    (RUST_VERSION, with the wasm32 target); like rust:bookworm.
 #                                    It also trusts the host's extra CAs
 #                                    (/usr/local/share/ca-certificates), so HTTPS through an
@@ -85,7 +85,7 @@ ARG RUST_VERSION
 ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN set -eu; export DEBIAN_FRONTEND=noninteractive; \
     apt-get update -q; \
-    apt-get install -y -q --no-install-recommends ca-certificates curl gcc libc6-dev make nodejs npm >/dev/null; \
+    apt-get install -y -q --no-install-recommends ca-certificates curl gcc libc6-dev libssl-dev make nodejs npm pkg-config >/dev/null; \
     rm -rf /var/lib/apt/lists/*
 # The host's own CAs (an egress proxy's, on machines like this one): HTTPS to rustup, crates.io
 # and the npm registry is then trusted exactly as on the host.

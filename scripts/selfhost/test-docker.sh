@@ -35,8 +35,9 @@ say "building $LLM_MUX_IMAGE (BUILD_BASE=$LLM_MUX_BUILD_BASE, RUNTIME_BASE=$LLM_
 build_started=$(date +%s)
 # docker-compose needs the env file to exist even to build; an empty one will do.
 empty_env=$(mktemp)
-LLM_MUX_ENV_FILE=$empty_env docker-compose -p llm-mux-test-build -f docker-compose.yml build --quiet llm-mux \
-  || { rm -f "$empty_env"; exit 1; }
+build_log=${TMPDIR:-/tmp}/llm-mux-docker-build.log
+LLM_MUX_ENV_FILE=$empty_env docker-compose -p llm-mux-test-build -f docker-compose.yml build llm-mux >"$build_log" 2>&1 \
+  || { rm -f "$empty_env"; tail -40 "$build_log" >&2; say "image build failed (log: $build_log)"; exit 1; }
 rm -f "$empty_env"
 build_s=$(( $(date +%s) - build_started ))
 size=$(docker image inspect -f '{{.Size}}' "$LLM_MUX_IMAGE")
