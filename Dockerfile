@@ -40,14 +40,27 @@ RUN set -eu; \
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --loglevel=error
 
+# The worker's dependencies, compiled against stub sources of the workspace's crates (a layer
+# rebuilt only when a manifest or Cargo.lock changes; worker-build runs this same cargo build).
+COPY Cargo.toml ./
+COPY crates/core/Cargo.toml crates/core/Cargo.toml
+COPY crates/eval/Cargo.toml crates/eval/Cargo.toml
+RUN set -eu; \
+    mkdir -p src crates/core/src crates/core/benches crates/eval/src; \
+    touch src/lib.rs crates/core/src/lib.rs crates/eval/src/lib.rs; \
+    echo 'fn main() {}' > crates/eval/src/main.rs; echo 'fn main() {}' > crates/core/benches/routers.rs; \
+    cargo build --quiet --lib --release --target wasm32-unknown-unknown -p llm-mux; \
+    rm -rf src crates
+
 # The worker, as `make build` builds it, and its workerd config (from wrangler.toml).
-COPY Cargo.toml wrangler.toml ./
+COPY wrangler.toml ./
 COPY src src
 COPY crates crates
 COPY data data
 COPY scripts/selfhost scripts/selfhost
 ARG EXTRA_VARS=
 RUN set -eu; \
+    find src crates -name '*.rs' -exec touch {} +; \
     WASM_BINDGEN_BIN=$CARGO_HOME/bin/wasm-bindgen WASM_OPT_BIN=$PWD/node_modules/.bin/wasm-opt \
       ESBUILD_BIN=$PWD/node_modules/.bin/esbuild worker-build --release; \
     node_modules/.bin/wasm-opt build/index_bg.wasm --strip-debug --strip-producers \
