@@ -6,7 +6,7 @@
 # (`make test-docker` does, and passes them in):
 #   BUILD_BASE    Rust (rustup, the wasm32 target is added here) and a C compiler; node, npm,
 #                 pkg-config and OpenSSL's headers (worker-build links OpenSSL) are installed
-#                 with apt when missing.
+#                 with apt, worker-build and wasm-bindgen-cli with cargo, when missing.
 #   RUNTIME_BASE  glibc and a busybox (sh, wget): all workerd and the entrypoint need.
 # Builds need the network (crates.io, the npm registry): build with host networking
 # (docker-compose.yml does).
@@ -24,16 +24,18 @@ RUN set -eu; \
     rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 WORKDIR /src
 
-# worker-build and the wasm-bindgen CLI, at the versions scripts/setup.sh and Cargo.lock pin
-# (a layer of its own: rebuilt only when those change).
+# worker-build and the wasm-bindgen CLI at the versions scripts/setup.sh and Cargo.lock pin,
+# installed when the base does not have them (a layer of its own: rebuilt when those change).
 COPY scripts/setup.sh scripts/setup.sh
 COPY Cargo.lock Cargo.lock
 RUN set -eu; \
     wb=$(sed -n 's/^WORKER_BUILD_VERSION=//p' scripts/setup.sh); \
     bg=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/[^0-9.]/, ""); print; exit}' Cargo.lock); \
     test -n "$wb" && test -n "$bg"; \
-    cargo install --quiet worker-build --version "$wb" --locked; \
-    cargo install --quiet wasm-bindgen-cli --version "$bg"; \
+    worker-build --version 2>/dev/null | grep -q "$wb" \
+      || cargo install --quiet worker-build --version "$wb" --locked; \
+    wasm-bindgen --version 2>/dev/null | grep -q " $bg\$" \
+      || cargo install --quiet wasm-bindgen-cli --version "$bg"; \
     rm -rf "$CARGO_HOME/registry/src" "$CARGO_HOME/registry/cache" "$CARGO_HOME/git"
 
 # npm packages (esbuild and binaryen for the build; workerd, copied to the runtime image).

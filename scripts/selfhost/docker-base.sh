@@ -8,7 +8,9 @@
 #   llm-mux-base/rust:bookworm       BUILD_BASE: a debootstrap minbase root, then (apt) gcc,
 #                                    curl, libssl-dev, pkg-config, nodejs and npm, plus the Rust toolchain from rustup
 #                                    (RUST_VERSION, with the wasm32 target); like rust:bookworm.
-#                                    It also trusts the host's extra CAs
+#                                    With the host's worker-build and wasm-bindgen (from
+#                                    scripts/setup.sh) when present, so image builds skip
+#                                    compiling them. It also trusts the host's extra CAs
 #                                    (/usr/local/share/ca-certificates), so HTTPS through an
 #                                    egress proxy works in image builds as it does on the host.
 #
@@ -75,8 +77,14 @@ else
     rm -rf "$work/build"
   fi
   say "installing gcc, curl, nodejs, npm (apt) and Rust $RUST_VERSION (rustup, wasm32 target) into $BUILD_IMAGE"
-  mkdir -p "$work/extra-ca"
+  mkdir -p "$work/extra-ca" "$work/tools"
   cp /usr/local/share/ca-certificates/*.crt "$work/extra-ca/" 2>/dev/null || true
+  # worker-build and wasm-bindgen as scripts/setup.sh built them on this host (same Debian):
+  # the image build then skips compiling them (it installs them itself when absent).
+  cargo_bin=${CARGO_HOME:-$HOME/.cargo}/bin
+  for tool in worker-build wasm-bindgen; do
+    if [ -x "$cargo_bin/$tool" ]; then cp "$cargo_bin/$tool" "$work/tools/"; fi
+  done
   docker build -q --network host -t "$BUILD_IMAGE" --build-arg "BASE=$debian" \
     --build-arg "RUST_VERSION=$RUST_VERSION" -f - "$work" >/dev/null <<'EOF'
 ARG BASE
@@ -99,6 +107,7 @@ RUN set -eu; \
     /tmp/rustup-init -y -q --no-modify-path --profile minimal --default-toolchain "$RUST_VERSION" \
       --target wasm32-unknown-unknown; \
     rm /tmp/rustup-init; rustc --version; cargo --version; node --version
+COPY tools/ /usr/local/cargo/bin/
 EOF
 fi
 say "base images: RUNTIME_BASE=$RUNTIME_IMAGE BUILD_BASE=$BUILD_IMAGE"
