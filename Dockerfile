@@ -92,8 +92,9 @@ ENV LLM_MUX_LISTEN=127.0.0.1:8787 \
     LLM_MUX_DEV_VARS=
 VOLUME ["/var/lib/llm-mux"]
 EXPOSE 8787
-# GET / is the unauthenticated index; wget to 0.0.0.0 reaches a wildcard listener too.
+# GET / is the unauthenticated index; wget to 0.0.0.0 reaches a wildcard listener too. (No
+# `wget -T`: Debian's busybox 1.35 wget crashes with it; --timeout bounds the check.)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["/bin/sh", "-c", "wget -q -T 2 -O /dev/null \"http://${LLM_MUX_LISTEN}/\""]
+    CMD ["/bin/sh", "-c", "wget -q -O /dev/null \"http://${LLM_MUX_LISTEN}/\""]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/app/scripts/selfhost/serve.sh"]
