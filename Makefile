@@ -45,13 +45,18 @@ SELFHOST_SPECS = tests/e2e/query.test.mjs tests/e2e/chat.test.mjs tests/e2e/stre
                  tests/e2e/metrics.test.mjs tests/e2e/errors.test.mjs tests/e2e/persistence.test.mjs
 
 ## test: native tests of the core, then end-to-end tests over the built worker in workerd
-## (wrangler dev), the self-hosted subset in plain workerd (make serve's way), then the
-## official openai and mistralai Python SDKs against it (tests/sdk)
+## (wrangler dev), the self-hosted subset in plain workerd (make serve's way), the official
+## openai and mistralai Python SDKs against it (tests/sdk), then test-docker (the Docker
+## image; ~1.5 min on a warm machine; TEST_DOCKER=0 leaves it out where Docker cannot run)
+TEST_DOCKER ?= 1
 test: build
 	cargo test --workspace --lib --bins --tests
 	node --test --test-concurrency=1 tests/e2e/
 	LLM_MUX_E2E_RUNTIME=workerd node --test --test-concurrency=1 $(SELFHOST_SPECS)
 	.venv/bin/python -m pytest -q tests/sdk
+ifeq ($(TEST_DOCKER),1)
+	$(MAKE) --no-print-directory test-docker
+endif
 
 ## test-selfhost: the self-hosted subset in plain workerd only
 test-selfhost: build

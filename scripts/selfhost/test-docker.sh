@@ -16,6 +16,14 @@ cd "$(dirname "$0")/../.."
 started_at=$(date +%s)
 say() { printf 'test-docker: %s\n' "$*" >&2; }
 
+# One run at a time on a machine (checkouts share the engine, the base images and the image
+# tag; a run that started dockerd stops it when it ends).
+exec 9>"${TMPDIR:-/tmp}/llm-mux-test-docker.lock"
+if ! flock -n 9; then
+  say "another test-docker run holds the lock; waiting for it"
+  flock 9
+fi
+
 bash scripts/selfhost/docker-engine.sh install
 dockerd_pid=$(bash scripts/selfhost/docker-engine.sh start)
 cleanup() {
