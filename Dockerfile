@@ -54,21 +54,23 @@ RUN set -eu; \
     cargo build --quiet --lib --release --target wasm32-unknown-unknown -p llm-mux; \
     rm -rf src crates
 
-# The worker, as `make build` builds it, and its workerd config (from wrangler.toml).
+# The worker, as `make build` builds it.
 COPY wrangler.toml ./
 COPY src src
 COPY crates crates
 COPY data data
-COPY scripts/selfhost scripts/selfhost
-ARG EXTRA_VARS=
 RUN set -eu; \
     find src crates -name '*.rs' -exec touch {} +; \
     WASM_BINDGEN_BIN=$CARGO_HOME/bin/wasm-bindgen WASM_OPT_BIN=$PWD/node_modules/.bin/wasm-opt \
       ESBUILD_BIN=$PWD/node_modules/.bin/esbuild worker-build --release; \
     node_modules/.bin/wasm-opt build/index_bg.wasm --strip-debug --strip-producers \
       --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int \
-      --enable-sign-ext --enable-mutable-globals --enable-multivalue -o build/index_bg.wasm; \
-    node scripts/selfhost/workerd-config.mjs --vars "$EXTRA_VARS"; \
+      --enable-sign-ext --enable-mutable-globals --enable-multivalue -o build/index_bg.wasm
+
+# Its workerd config (generated from wrangler.toml), the launcher and workerd itself.
+COPY scripts/selfhost scripts/selfhost
+RUN set -eu; \
+    node scripts/selfhost/workerd-config.mjs; \
     mkdir -p /out/app/build /out/app/scripts/selfhost /out/usr/local/bin; \
     cp build/index.js build/index_bg.wasm build/llm-mux.* /out/app/build/; \
     cp scripts/selfhost/serve.sh /out/app/scripts/selfhost/; \

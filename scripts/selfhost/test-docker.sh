@@ -58,4 +58,11 @@ LLM_MUX_E2E_RUNTIME=docker node --test --test-concurrency=1 "$@"
 say "docker-compose up, restart, totals survive"
 node scripts/selfhost/compose-restart-check.mjs
 
+# Nothing it started is left: no container, no volume of its compose projects.
+left=$( (docker ps -a --format '{{.Names}}'; docker volume ls -q) | grep -E '^llm-mux-(e2e|compose-check)-' || true)
+if [ -n "$left" ]; then
+  say "left behind: $left"
+  exit 1
+fi
+
 say "passed in $(( $(date +%s) - started_at )) s (image build ${build_s} s, image $size_mb MB)"

@@ -345,13 +345,13 @@ async function startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutM
     for (const [k, v] of given) {
       if (/[\r\n]/.test(String(v))) throw new Error(`${k}: a value with a newline cannot go through an env file`);
     }
-    writeFileSync(envFile, given.map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
+    const lines = [...given, ["LLM_MUX_EXTRA_VARS", given.map(([k]) => k).join(",")]];
+    writeFileSync(envFile, lines.map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
     project = `llm-mux-e2e-${process.pid}-${++composeRuns}`;
     Object.assign(env, {
       LLM_MUX_ENV_FILE: envFile,
       LLM_MUX_LISTEN: listen,
       LLM_MUX_STATE: persistTo,
-      LLM_MUX_EXTRA_VARS: given.map(([k]) => k).join(","),
       ...(process.env.LLM_MUX_IMAGE ? { LLM_MUX_IMAGE: process.env.LLM_MUX_IMAGE } : {}),
     });
     cmd = "docker-compose";
@@ -396,7 +396,8 @@ async function startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutM
     if (stopped) return;
     stopped = true;
     if (docker) {
-      // Removes the container (the state directory is a bind mount: it stays).
+      // Removes the container and the project's unused named volume (the state directory is
+      // a bind mount: it stays).
       composeDown(project, env);
       liveProjects.delete(project);
     }
@@ -454,7 +455,7 @@ async function startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutM
 const liveProjects = new Map();
 
 function composeDown(project, env) {
-  spawnSync("docker-compose", ["-p", project, "-f", path.join(WORKER_DIR, "docker-compose.yml"), "down", "--timeout", "10"], {
+  spawnSync("docker-compose", ["-p", project, "-f", path.join(WORKER_DIR, "docker-compose.yml"), "down", "-v", "--timeout", "10"], {
     env,
     stdio: "ignore",
     timeout: 60_000,
