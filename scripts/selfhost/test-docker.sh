@@ -47,6 +47,10 @@ build_log=${TMPDIR:-/tmp}/llm-mux-docker-build.log
 LLM_MUX_ENV_FILE=$empty_env docker-compose -p llm-mux-test-build -f docker-compose.yml build llm-mux >"$build_log" 2>&1 \
   || { rm -f "$empty_env"; tail -40 "$build_log" >&2; say "image build failed (log: $build_log)"; exit 1; }
 rm -f "$empty_env"
+# Tag the build stage too (all cached by now): its layers, dependencies compiled, are then
+# not "dangling" and survive `docker image prune`, so the next run stays fast.
+docker build -q --network host --target build --build-arg "BUILD_BASE=$LLM_MUX_BUILD_BASE" \
+  --build-arg "RUNTIME_BASE=$LLM_MUX_RUNTIME_BASE" -t "${LLM_MUX_IMAGE%%:*}:build-stage" . >/dev/null 2>&1
 build_s=$(( $(date +%s) - build_started ))
 size=$(docker image inspect -f '{{.Size}}' "$LLM_MUX_IMAGE")
 size_mb=$(awk -v s="$size" 'BEGIN {printf "%.1f", s / 1e6}')
