@@ -8,21 +8,28 @@ BUILD_ENV = WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen \
             WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt \
             ESBUILD_BIN=$(CURDIR)/node_modules/.bin/esbuild
 
-.PHONY: setup build dev serve test test-native test-e2e test-selfhost test-docker demo eval train-router calibrate simulate lint coverage mutants deploy clean bench
+.PHONY: setup build dev serve test test-native test-e2e test-selfhost test-docker test-build-while-dev demo eval train-router calibrate simulate lint coverage mutants deploy clean bench
 
 ## setup: install the toolchain pieces and npm packages (skips what is present)
 setup:
 	@bash scripts/setup.sh
 
-## build: compile the worker to build/index.js + build/index_bg.wasm
+## build: compile the worker to build/index.js + build/index_bg.wasm. Everything is built
+## and optimised in $(BUILD_STAGING), then renamed into build/ file by file, wasm first
+## (scripts/publish-build.sh): a running `make dev` reloads whole files only and survives.
+BUILD_STAGING = target/worker-build
+# Extra wasm-opt flags (tests/build/build-while-dev.sh passes -O1 to make two builds differ).
+WASM_OPT_EXTRA ?=
 build: setup
-	$(BUILD_ENV) worker-build --release
+	$(BUILD_ENV) worker-build --release --out-dir $(BUILD_STAGING)
 	@# Drop the wasm name and producers sections (~138 KB raw, ~36 KB gzipped): only
 	@# debugging uses them. Stripping after wasm-bindgen is safe; `strip = true` in the
 	@# cargo profile is not (shared/reference/toolchain.md).
-	node_modules/.bin/wasm-opt build/index_bg.wasm --strip-debug --strip-producers \
+	node_modules/.bin/wasm-opt $(BUILD_STAGING)/index_bg.wasm --strip-debug --strip-producers \
 	  --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int \
-	  --enable-sign-ext --enable-mutable-globals --enable-multivalue -o build/index_bg.wasm
+	  --enable-sign-ext --enable-mutable-globals --enable-multivalue $(WASM_OPT_EXTRA) \
+	  -o $(BUILD_STAGING)/index_bg.wasm
+	bash scripts/publish-build.sh $(BUILD_STAGING) build
 
 ## dev: run the gateway at http://127.0.0.1:$(PORT) with wrangler dev (reads .dev.vars)
 dev: build
@@ -54,6 +61,7 @@ test: build
 	node --test --test-concurrency=1 tests/e2e/
 	LLM_MUX_E2E_RUNTIME=workerd node --test --test-concurrency=1 $(SELFHOST_SPECS)
 	.venv/bin/python -m pytest -q tests/sdk
+	bash tests/build/build-while-dev.sh
 ifeq ($(TEST_DOCKER),1)
 	$(MAKE) --no-print-directory test-docker
 endif
@@ -68,6 +76,10 @@ test-selfhost: build
 ##              started (scripts/selfhost/test-docker.sh; installs Debian's docker.io if missing)
 test-docker: setup
 	bash scripts/selfhost/test-docker.sh $(SELFHOST_SPECS)
+
+## test-build-while-dev: `make build` twice while `make dev` serves; dev must survive (~1 min)
+test-build-while-dev: build
+	bash tests/build/build-while-dev.sh
 
 test-native:
 	cargo test --workspace --lib --bins --tests

@@ -5,13 +5,12 @@
 // - GATEWAY_URL set: that running gateway (LLM_MUX_TOKEN is sent as the bearer token).
 // - else, with a Mistral key (MISTRAL_API_KEY in the environment or in .dev.vars): starts
 //   `wrangler dev` on a free port with that key, calling the real Mistral API.
-// - else: starts the local Mistral stand-in and a gateway pointed at it; the answers,
-//   tokens and costs are SIMULATED, and the demo says so.
-import { existsSync, readFileSync } from "node:fs";
-import path from "node:path";
-
+// - else (no key, or a placeholder such as .dev.vars.example's `your-mistral-api-key`):
+//   starts the local Mistral stand-in and a gateway pointed at it; the answers, tokens and
+//   costs are SIMULATED, and the demo says so.
 import { startGateway, PROJECT_ROOT } from "../tests/e2e/harness.mjs";
 import { startMistralStub } from "../tests/e2e/mistral-stub.mjs";
+import { demoKey } from "./demo-key.mjs";
 
 const QUERIES = [
   "Hi there!",
@@ -36,16 +35,6 @@ const QUERIES = [
   "Derive the closed form of the sum of the first n squares and prove it by induction; then explain how it generalizes to cubes.",
 ];
 
-function devVarsKey() {
-  const file = path.join(PROJECT_ROOT, ".dev.vars");
-  if (!existsSync(file)) return undefined;
-  const line = readFileSync(file, "utf8")
-    .split("\n")
-    .find((l) => /^\s*MISTRAL_API_KEY\s*=/.test(l));
-  const value = line?.split("=").slice(1).join("=").trim().replace(/^["']|["']$/g, "");
-  return value || undefined;
-}
-
 function pad(text, width) {
   const s = String(text);
   return s.length > width ? s.slice(0, width - 1) + "…" : s.padEnd(width);
@@ -59,19 +48,25 @@ async function main() {
   if (url) {
     console.log(`Using the running gateway at ${url}.`);
   } else {
-    const key = process.env.MISTRAL_API_KEY || devVarsKey();
+    const { key, source, placeholder } = demoKey(PROJECT_ROOT);
     const vars = {};
     if (key) {
       vars.MISTRAL_API_KEY = key;
-      console.log("Starting a local gateway (wrangler dev) that calls the real Mistral API.");
+      console.log(`Starting a local gateway (wrangler dev) that calls the real Mistral API (${source}).`);
     } else {
+      if (placeholder) {
+        console.log(
+          `${placeholder.source} is a placeholder (${JSON.stringify(placeholder.value)}), not a key: ` +
+            "put your Mistral key there to call the real API.",
+        );
+      }
       const stub = await startMistralStub({ port: 0 });
       cleanups.push(() => stub.close());
       vars.MISTRAL_API_KEY = "demo-key-for-the-local-stand-in";
       vars.MISTRAL_BASE_URL = stub.url;
       simulated = true;
       console.log(
-        "No MISTRAL_API_KEY found (environment or .dev.vars): using the LOCAL STAND-IN for Mistral.\n" +
+        `${placeholder ? "No real" : "No"} MISTRAL_API_KEY found (environment or .dev.vars): using the LOCAL STAND-IN for Mistral.\n` +
           "*** Answers, token counts and costs below are SIMULATED, not from Mistral. ***",
       );
     }

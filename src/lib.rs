@@ -8,6 +8,7 @@
 //! ([`metrics_store`]). It must not hold policy (scoring, routing, retries, prices,
 //! formats): that lives in the core, where native tests reach it.
 
+pub mod cors;
 pub mod handlers;
 pub mod metrics_shipping;
 pub mod metrics_store;
@@ -104,6 +105,7 @@ async fn fetch(req: Incoming, env: Env, ctx: Context) -> worker::Result<Response
         .or_internal()
         .or_else(|e| error_response(&exchange, &e))?;
     response.headers_mut().set("x-request-id", &request_id)?;
+    cors::apply(&req, &exchange, &mut response)?;
     Ok(response)
 }
 
@@ -116,14 +118,31 @@ async fn route(
 ) -> worker::Result<Response> {
     Ok(match routes::resolve(exchange.method, exchange.path) {
         Ok(Route::Index) => handlers::index::handle()?,
-        Ok(route) => {
-            // authorize: once, for every protected route.
+        // A CORS preflight: no authentication (browsers send no credentials with it).
+        Ok(Route::Preflight(allowed)) => cors::preflight(allowed)?,
+        Ok(Route::MetricsReset) => {
             let authorization = req.headers().get("authorization").ok().flatten();
-            let access = stages::authorize(exchange.config, authorization.as_deref());
+            match stages::authorize_admin(exchange.config, authorization.as_deref()) {
+                Ok(_) => handlers::metrics::reset(env, ctx, exchange.request_id).await,
+                Err(e) => Err(e),
+            }
+            .or_else(|e| error_response(exchange, &e))?
+        }
+        Ok(route) => {
+            // authorize: once, for every protected route. When the configuration is
+            // invalid, the key is still checked first (LLM_MUX_API_KEYS read on its own).
+            let authorization = req.headers().get("authorization").ok().flatten();
+            let keys = match exchange.config {
+                Ok(_) => Vec::new(),
+                Err(_) => config::api_keys_from_lookup(
+                    env.var("LLM_MUX_API_KEYS").ok().map(|v| v.to_string()),
+                ),
+            };
+            let access = stages::authorize(exchange.config, &keys, authorization.as_deref());
             match route {
-                Route::Query => pipeline::serve(QueryApi, req, env, ctx, access, exchange).await?,
+                Route::Query => pipeline::serve(&QueryApi, req, env, ctx, access, exchange).await?,
                 Route::ChatCompletions => {
-                    pipeline::serve(ChatApi, req, env, ctx, access, exchange).await?
+                    pipeline::serve(&ChatApi, req, env, ctx, access, exchange).await?
                 }
                 Route::Metrics => match access {
                     Ok(config) => handlers::metrics::handle(env, ctx, config).await,
@@ -133,7 +152,15 @@ async fn route(
                 Route::Models => access
                     .and_then(|config| handlers::models::handle(config).or_internal())
                     .or_else(|e| error_response(exchange, &e))?,
+                Route::Model => access
+                    .and_then(|config| handlers::models::retrieve(config, exchange.path))
+                    .or_else(|e| error_response(exchange, &e))?,
                 Route::Index => handlers::index::handle()?,
+                Route::MetricsReset => error_response(
+                    exchange,
+                    &error::GatewayError::Internal("reset routed twice".into()),
+                )?,
+                Route::Preflight(allowed) => cors::preflight(allowed)?,
             }
         }
         Err(e) => error_response(exchange, &e)?,
@@ -167,3 +194,9 @@ mod tests {
         assert_eq!(distinct.len(), ids.len());
     }
 }
+
+/// The allocator: talc instead of Rust's default dlmalloc on wasm32 (smaller code in the
+/// bundle; the worker is single-threaded, so the lock is a no-op).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: talc::TalckWasm = unsafe { talc::TalckWasm::new_global() };

@@ -16,7 +16,14 @@ use crate::runtime;
 thread_local! {
     /// This isolate's metrics events not yet sent to the Durable Object.
     static OUTBOX: std::cell::RefCell<Outbox> = std::cell::RefCell::new(Outbox::default());
+    /// Batches of this isolate on their way to the Durable Object.
+    static IN_FLIGHT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
+
+/// Longest a reader waits for this isolate's sends under way.
+const SETTLE_WAIT_MS: u64 = 5_000;
+/// How often a reader checks whether they have landed.
+const SETTLE_POLL_MS: u64 = 5;
 
 /// Records `event` in the metrics Durable Object after the response is sent: it joins the
 /// isolate's batch, and this request's `wait_until` keeps the batch's flusher alive when
@@ -55,27 +62,62 @@ pub fn enqueue(
     }
 }
 
-/// Sends this isolate's queued events now (before `/metrics` reads the aggregate). The
-/// send runs in `ctx.wait_until`, so events of other requests taken from the queue are
-/// still delivered if the reader goes away; the reader waits for it to finish.
+/// Sends this isolate's queued events now and waits until every batch of this isolate
+/// that is on its way has landed (before `/metrics` reads the aggregate): a client that
+/// got its answer then reads its own request, also while an earlier batch (taken by a
+/// flusher a moment before) is still in flight. The send runs in `ctx.wait_until`, so
+/// events of other requests taken from the queue are delivered even if the reader goes
+/// away. The wait is bounded (5 s).
 pub async fn flush(env: &Env, ctx: &Context) {
     let batch = OUTBOX.with(|outbox| outbox.borrow_mut().take_now());
-    if batch.is_empty() {
-        return;
+    if !batch.is_empty() {
+        let env = env.clone();
+        // Counted as under way now, before the task first runs.
+        let guard = SendGuard::begin();
+        ctx.wait_until(async move {
+            deliver(&env, &batch).await;
+            drop(guard);
+        });
     }
-    let (done, finished) = futures_channel::oneshot::channel::<()>();
-    let env = env.clone();
-    ctx.wait_until(async move {
-        send_batch(&env, &batch).await;
-        let _ = done.send(());
-    });
-    let _ = finished.await;
+    // Polled on this request's own timer: a promise settled by another request's task
+    // would wake this one from that request's context, which the runtime takes for a hang.
+    let started = runtime::now_ms();
+    while IN_FLIGHT.with(|sends| sends.get() > 0)
+        && runtime::now_ms().saturating_sub(started) < SETTLE_WAIT_MS
+    {
+        worker::Delay::from(std::time::Duration::from_millis(SETTLE_POLL_MS)).await;
+    }
+}
+
+/// One send under way; ends when dropped (also when the runtime cancels the task).
+struct SendGuard;
+
+impl SendGuard {
+    fn begin() -> Self {
+        IN_FLIGHT.with(|sends| sends.set(sends.get() + 1));
+        SendGuard
+    }
+}
+
+impl Drop for SendGuard {
+    fn drop(&mut self) {
+        end_send();
+    }
+}
+
+fn end_send() {
+    IN_FLIGHT.with(|sends| sends.set(sends.get().saturating_sub(1)));
 }
 
 async fn send_batch(env: &Env, batch: &[MetricsEvent]) {
     if batch.is_empty() {
         return;
     }
+    let _guard = SendGuard::begin();
+    deliver(env, batch).await;
+}
+
+async fn deliver(env: &Env, batch: &[MetricsEvent]) {
     let sent = async { MetricsClient::connect(env)?.record(batch).await }.await;
     if let Err(e) = sent {
         worker::console_error!("metrics: {} events not recorded: {e}", batch.len());

@@ -147,7 +147,7 @@ impl MetricsStore {
         let rows = cursor.raw().collect::<Result<Vec<_>>>()?;
         let (aggregate, stored) = match rows.first().map(Vec::as_slice) {
             Some([SqlStorageValue::String(state), storage]) => (
-                serde_json::from_str(state)?,
+                serde_json::from_slice(state.as_bytes())?,
                 match storage {
                     SqlStorageValue::String(text) => StorageCounters::from_text(text),
                     _ => StorageCounters::default(),
@@ -167,6 +167,23 @@ impl MetricsStore {
         };
         *self.aggregate.borrow_mut() = Some(aggregate.clone());
         Ok(aggregate)
+    }
+
+    /// Writes the one row (aggregate and storage counters) and keeps both in memory.
+    fn write(&self, aggregate: Aggregate, mut counters: StorageCounters) -> Result<()> {
+        let cursor = self.state.storage().sql().exec(
+            "INSERT INTO aggregate (id, state, storage) VALUES (1, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state, storage = excluded.storage",
+            vec![
+                SqlStorageValue::from(serde_json::to_string(&aggregate)?),
+                SqlStorageValue::from(counters.to_text()),
+            ],
+        )?;
+        counters.rows_written += cursor.rows_written() as u64;
+        counters.rows_read += cursor.rows_read() as u64;
+        *self.counters.borrow_mut() = counters;
+        *self.aggregate.borrow_mut() = Some(aggregate);
+        Ok(())
     }
 
     /// Folds in the events not seen before and writes the row once; returns how many
@@ -196,23 +213,22 @@ impl MetricsStore {
         let mut counters = *self.counters.borrow();
         counters.events += recorded;
         counters.batches += 1;
-        let cursor = self.state.storage().sql().exec(
-            "INSERT INTO aggregate (id, state, storage) VALUES (1, ?, ?) \
-             ON CONFLICT(id) DO UPDATE SET state = excluded.state, storage = excluded.storage",
-            vec![
-                SqlStorageValue::from(serde_json::to_string(&aggregate)?),
-                SqlStorageValue::from(counters.to_text()),
-            ],
-        )?;
-        counters.rows_written += cursor.rows_written() as u64;
-        counters.rows_read += cursor.rows_read() as u64;
-        *self.counters.borrow_mut() = counters;
-        *self.aggregate.borrow_mut() = Some(aggregate);
+        self.write(aggregate, counters)?;
         let mut recent = self.recent.borrow_mut();
         for id in new_ids {
             recent.insert(id);
         }
         Ok(recorded)
+    }
+}
+
+impl MetricsStore {
+    /// Sets the aggregate back to empty (the storage counters and the recent ids stay: a
+    /// late retry of an old batch is still a duplicate).
+    fn reset(&self) -> Result<()> {
+        self.load()?;
+        let counters = *self.counters.borrow();
+        self.write(Aggregate::default(), counters)
     }
 }
 
@@ -238,6 +254,10 @@ impl DurableObject for MetricsStore {
                 let events = parse_batch(&req.text().await?)?;
                 let recorded = self.record(&events)?;
                 Response::from_json(&serde_json::json!({ "recorded": recorded }))
+            }
+            (Method::Post, "/reset") => {
+                self.reset()?;
+                Response::from_json(&serde_json::json!({ "reset": true }))
             }
             (Method::Get, "/snapshot") => {
                 let aggregate = self.load()?;
@@ -286,10 +306,17 @@ impl MetricsClient {
             .map(|_| ())
     }
 
+    /// Sets every total back to zero.
+    pub async fn reset(&self) -> Result<()> {
+        crate::runtime::post_to_object(&self.stub, "https://metrics/reset", "", "metrics store")
+            .await
+            .map(|_| ())
+    }
+
     /// Reads the current aggregate and the object's storage counters.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let mut response = self.stub.fetch_with_str("https://metrics/snapshot").await?;
-        response.json().await
+        serde_json::from_slice(response.text().await?.as_bytes()).map_err(worker::Error::from)
     }
 }
 
@@ -303,9 +330,9 @@ struct Batch {
 /// before batching (isolates of the previous version can still be running during a
 /// deployment).
 pub fn parse_batch(body: &str) -> serde_json::Result<Vec<MetricsEvent>> {
-    match serde_json::from_str::<Batch>(body) {
+    match serde_json::from_slice::<Batch>(body.as_bytes()) {
         Ok(batch) => Ok(batch.events),
-        Err(batch_error) => match serde_json::from_str::<MetricsEvent>(body) {
+        Err(batch_error) => match serde_json::from_slice::<MetricsEvent>(body.as_bytes()) {
             Ok(event) => Ok(vec![event]),
             Err(_) => Err(batch_error),
         },

@@ -15,14 +15,15 @@
 
 use worker::{Context, Env, Response};
 
-use llm_mux_core::accounting::{self, Accounting};
+use llm_mux_core::accounting::{self, Accounting, Answered};
 use llm_mux_core::config::DEFAULT_METRICS_BATCH_MS;
 use llm_mux_core::endpoint::{Endpoint, Parsed};
+use llm_mux_core::fallback;
 use llm_mux_core::plan::{self, Plan};
 use llm_mux_core::routing::Requested;
 use llm_mux_core::shadow::{self, ShadowJob};
 use llm_mux_core::stages;
-use llm_mux_core::streaming::{StreamEnd, StreamMeter, StreamSummary};
+use llm_mux_core::streaming::{self as stream_policy, StreamEnd, StreamMeter, StreamSummary};
 use llm_mux_core::upstream::{self, Answer};
 
 use crate::config::Config;
@@ -31,7 +32,8 @@ use crate::metrics::MetricsEvent;
 use crate::quality;
 use crate::respond::{self, Exchange, OrInternal, RoutingHeaders};
 use crate::runtime;
-use crate::upstream::Fetch;
+use crate::stream::StreamLimits;
+use crate::upstream::{Fetch, UpstreamStream};
 
 /// The incoming request as the runtime hands it over. Not converted to `worker::Request`:
 /// that conversion reads the `cf` object (which the runtime parses from JSON) and copies
@@ -45,8 +47,8 @@ type Served = (Response, Option<MetricsEvent>, Option<ShadowJob>);
 /// Serves one API request. `access` is the result of the authorize stage, run once for
 /// every protected route by the router (`lib.rs`). Every outcome, success or failure, is
 /// recorded after the response.
-pub async fn serve<E: Endpoint>(
-    endpoint: E,
+pub async fn serve(
+    endpoint: &'static dyn Endpoint,
     req: &Incoming,
     env: &Env,
     ctx: &Context,
@@ -57,8 +59,9 @@ pub async fn serve<E: Endpoint>(
     let window_ms = access
         .as_ref()
         .map_or(DEFAULT_METRICS_BATCH_MS, |c| c.metrics_batch_ms);
-    match stages(endpoint, req, env, ctx, access, exchange).await {
-        Ok((response, event, job)) => {
+    let config = access.as_ref().ok().copied();
+    let (error, plan) = match stages(endpoint, req, env, ctx, access, exchange).await {
+        Ok(Ok((response, event, job))) => {
             // record: after the response, batched per isolate; a sampled request's job goes
             // to the quality store.
             if let Some(event) = event {
@@ -67,31 +70,50 @@ pub async fn serve<E: Endpoint>(
             if let Some(job) = job {
                 quality::submit_after_response(env, ctx, job);
             }
-            Ok(response)
+            return Ok(response);
         }
-        Err(error) => {
-            let event = accounting::failed_event(exchange.request_id, &error);
-            crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
-            respond::error(exchange, &error, &endpoint.error_body(&error))
+        // The call failed: recorded with its plan (the fallback, the cost of a billed
+        // answer).
+        Ok(Err(failed)) => (failed.error, Some(failed.plan)),
+        Err(error) => (error, None),
+    };
+    let event = match (config, &plan) {
+        (Some(config), Some(plan)) => {
+            accounting::failed_call_event(config, exchange.request_id, plan, &error)
         }
+        _ => accounting::failed_event(exchange.request_id, &error),
+    };
+    crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
+    let mut response = respond::error(exchange, &error, &endpoint.error_body(&error))?;
+    if let Some(plan) = plan.filter(|p| p.decision.fallback.is_some()) {
+        RoutingHeaders::of(&plan).set_fallback(&mut response)?;
     }
+    Ok(response)
 }
 
-/// The stages from admission to the response.
-async fn stages<E: Endpoint>(
-    endpoint: E,
+/// A failed upstream call, with the plan of the last tier tried.
+struct FailedCall {
+    plan: Plan,
+    error: GatewayError,
+}
+
+/// The stages from admission to the response: the request's failure before the call
+/// (outer error), or the call's failure with the plan it ran (inner error).
+async fn stages(
+    endpoint: &'static dyn Endpoint,
     req: &Incoming,
     env: &Env,
     ctx: &Context,
     access: Result<&Config, GatewayError>,
     exchange: &Exchange<'_>,
-) -> Result<Served, GatewayError> {
+) -> Result<Result<Served, FailedCall>, GatewayError> {
     // authorize: decided by the router, once; a refusal is this request's failure.
     let config = access?;
     // admit: rate limits.
     stages::admit(config)?;
-    // parse: the body, by the endpoint's rules.
-    let body = read_body(req).await?;
+    // parse: the body (refused by its declared length before reading, or counted while
+    // reading, MAX_BODY_BYTES), by the endpoint's rules.
+    let body = read_body(req, config.max_body_bytes).await?;
     let parsed = endpoint.parse(&body, config)?;
     // plan: score, route (with the quality controller's threshold when a target is set),
     // build the upstream request.
@@ -117,27 +139,33 @@ async fn stages<E: Endpoint>(
         None
     };
     // cache lookup: no response cache yet; every request is a miss.
-    // call: attempts, retries and the deadline (the core's policy) over the runtime's fetch.
-    let answer = upstream::call(
-        &Fetch,
-        &plan.upstream_request(),
-        stages::call_policy(config),
-        plan.provider(),
-        plan.key.expose(),
-    )
-    .await?;
+    // call: attempts, retries and the deadline (the core's policy) over the runtime's
+    // fetch; a failure before any answer falls back to the next tier (FALLBACK).
+    let (plan, answer, request_bytes) = match call_with_fallback(config, &parsed, plan).await {
+        Ok(called) => called,
+        Err(failed) => return Ok(Err(failed)),
+    };
     match answer {
         Answer::Whole(raw) => {
             // settle: parse, price, and describe the answer as a metrics event.
-            let completion = plan.provider().parse_response(&raw)?;
+            let completion = match plan.provider().parse_response(&raw) {
+                Ok(completion) => completion,
+                Err(error) => return Ok(Err(FailedCall { plan, error })),
+            };
             let latency_ms = elapsed_ms(exchange.started_ms);
+            let answered = Answered {
+                reported_model: &completion.model,
+                usage: completion.usage,
+                completion_chars: completion.answer.chars().count(),
+                request_bytes,
+                received_bytes: raw.len(),
+                dropped_events: 0,
+            };
             let (accounting, event) = accounting::settle(
                 config,
                 exchange.request_id,
                 &plan,
-                &completion.model,
-                completion.usage,
-                completion.answer.chars().count(),
+                &answered,
                 latency_ms,
                 None,
             )?;
@@ -151,7 +179,7 @@ async fn stages<E: Endpoint>(
             let answer =
                 endpoint.whole_answer(&plan, completion, raw, &accounting, latency_ms, now_s)?;
             let response = respond::answer(answer, &plan).or_internal()?;
-            Ok((response, Some(event), job))
+            Ok(Ok((response, Some(event), job)))
         }
         Answer::Stream(upstream) => {
             // respond now; settle and record when the stream ends.
@@ -165,21 +193,77 @@ async fn stages<E: Endpoint>(
             }
             let window_ms = config.metrics_batch_ms;
             let routing = RoutingHeaders::of(&plan);
-            let finish = stream_settlement(endpoint, config.clone(), exchange, plan, auto, sample);
-            let response = respond::stream(env, ctx, window_ms, routing, upstream, meter, finish)
-                .or_internal()?;
-            Ok((response, None, None))
+            let limits = StreamLimits {
+                idle_ms: config.stream_idle_timeout_ms,
+                deadline_ms: exchange.started_ms + config.stream_max_duration_ms,
+                max_bytes: config.max_upstream_response_bytes,
+            };
+            let finish = stream_settlement(
+                endpoint,
+                config.clone(),
+                exchange,
+                plan,
+                request_bytes,
+                auto,
+                sample,
+            );
+            let response = respond::stream(
+                env, ctx, window_ms, routing, upstream, meter, limits, finish,
+            )
+            .or_internal()?;
+            Ok(Ok((response, None, None)))
+        }
+    }
+}
+
+/// The call stage: the plan's tier, then (when its failure allows it: no answer has begun)
+/// the fallback tiers in the configured order. Returns the plan that answered, its answer
+/// and the size of the request body sent; or the last failure with its plan.
+async fn call_with_fallback(
+    config: &Config,
+    parsed: &Parsed,
+    mut plan: Plan,
+) -> Result<(Plan, Answer<UpstreamStream>, usize), FailedCall> {
+    let mut tried = vec![plan.decision.tier];
+    loop {
+        let request = plan.upstream_request();
+        let request_bytes = request.body.len();
+        let result = upstream::call(
+            &Fetch,
+            &request,
+            stages::call_policy(config),
+            plan.provider(),
+            plan.key.expose(),
+        )
+        .await;
+        drop(request);
+        let error = match result {
+            Ok(answer) => return Ok((plan, answer, request_bytes)),
+            Err(error) => error,
+        };
+        let next = fallback::reason(&error)
+            .and_then(|reason| Some((reason, fallback::next_tier(config, &tried)?)));
+        let Some((reason, tier)) = next else {
+            return Err(FailedCall { plan, error });
+        };
+        match plan::fallback(config, &parsed.chat, &plan, tier, reason) {
+            Ok(next_plan) => {
+                tried.push(tier);
+                plan = next_plan;
+            }
+            Err(_) => return Err(FailedCall { plan, error }),
         }
     }
 }
 
 /// settle and respond for a stream, run once when it ends: its price (from the usage it
 /// reported, else estimated), the endpoint's last bytes, and the event to record.
-fn stream_settlement<E: Endpoint>(
-    endpoint: E,
+fn stream_settlement(
+    endpoint: &'static dyn Endpoint,
     config: Config,
     exchange: &Exchange<'_>,
     plan: Plan,
+    request_bytes: usize,
     auto: bool,
     sample: Option<Sampled>,
 ) -> impl FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static {
@@ -188,14 +272,21 @@ fn stream_settlement<E: Endpoint>(
     move |summary: StreamSummary, end: StreamEnd| {
         let latency_ms = elapsed_ms(started_ms);
         let incomplete = summary.incomplete_reason(end);
+        let failure = stream_policy::stream_failure(end, &summary);
         let reported = summary.model.clone().unwrap_or_default();
+        let answered = Answered {
+            reported_model: &reported,
+            usage: summary.usage,
+            completion_chars: summary.completion_chars,
+            request_bytes,
+            received_bytes: summary.received_bytes,
+            dropped_events: summary.dropped_events,
+        };
         let settled = accounting::settle(
             &config,
             &request_id,
             &plan,
-            &reported,
-            summary.usage,
-            summary.completion_chars,
+            &answered,
             latency_ms,
             incomplete,
         );
@@ -204,7 +295,11 @@ fn stream_settlement<E: Endpoint>(
             Err(error) => Err(error),
         };
         let answer = summary.answer.clone();
-        let tail = endpoint.stream_tail(&plan, summary, priced, latency_ms, incomplete);
+        // A stream that failed after it began ends with an error event in its format.
+        let tail = match &failure {
+            Some(error) => endpoint.stream_error_event(error),
+            None => endpoint.stream_tail(&plan, summary, priced, latency_ms, incomplete),
+        };
         let (event, job) = match settled {
             Ok((accounting, event)) => {
                 if auto {
@@ -287,16 +382,41 @@ impl Sampled {
     }
 }
 
-/// The request body, read in one piece.
-async fn read_body(req: &Incoming) -> Result<Vec<u8>, GatewayError> {
-    let unreadable = |e: worker::wasm_bindgen::JsValue| {
+/// The request body, at most `limit` bytes (MAX_BODY_BYTES): refused from its declared
+/// `Content-Length` before anything is read, read in one piece when declared (the runtime
+/// reads no more than the declared length), and counted while reading when not (chunked
+/// uploads), stopping at the limit.
+async fn read_body(req: &Incoming, limit: usize) -> Result<Vec<u8>, GatewayError> {
+    use worker::wasm_bindgen::JsValue;
+    let unreadable = |e: JsValue| {
         let reason = runtime::error_field(&e, "message").unwrap_or_else(|| "unreadable".into());
         GatewayError::BadRequest(format!("cannot read request body: {reason}"))
     };
-    let promise = req.array_buffer().map_err(unreadable)?;
-    runtime::array_buffer_bytes(promise)
-        .await
-        .map_err(unreadable)
+    let too_large = |actual: Option<usize>| GatewayError::PayloadTooLarge {
+        variable: "MAX_BODY_BYTES",
+        limit,
+        actual,
+    };
+    let declared = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if let Some(length) = declared {
+        if length > limit {
+            return Err(too_large(Some(length)));
+        }
+        let promise = req.array_buffer().map_err(unreadable)?;
+        return runtime::array_buffer_bytes(promise)
+            .await
+            .map_err(unreadable);
+    }
+    match runtime::read_capped(req.body(), limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(runtime::Capped::TooLarge) => Err(too_large(None)),
+        Err(runtime::Capped::Failed(e, _)) => Err(unreadable(e)),
+    }
 }
 
 /// Milliseconds since `started_ms`.

@@ -141,8 +141,9 @@ impl QualityStore {
             .collect::<Result<Vec<_>>>()?;
         let (counters, mut controller) = match rows.first().map(Vec::as_slice) {
             Some([SqlStorageValue::String(c), SqlStorageValue::String(q)]) => (
-                serde_json::from_str(c).unwrap_or_default(),
-                serde_json::from_str(q).unwrap_or_else(|_| QualityController::new(settings)),
+                serde_json::from_slice(c.as_bytes()).unwrap_or_default(),
+                serde_json::from_slice(q.as_bytes())
+                    .unwrap_or_else(|_| QualityController::new(settings)),
             ),
             _ => (Counters::default(), QualityController::new(settings)),
         };
@@ -489,9 +490,10 @@ async fn call(
     tier: usize,
 ) -> std::result::Result<(ChatResponse, CallCost), GatewayError> {
     let plan: Plan = plan::direct(config, request, tier)?;
+    let request = plan.upstream_request();
     let answer = upstream::call(
         &Fetch,
-        &plan.upstream_request(),
+        &request,
         stages::call_policy(config),
         plan.provider(),
         plan.key.expose(),
@@ -504,9 +506,14 @@ async fn call(
     let priced = accounting::account(
         config,
         &plan,
-        &completion.model,
-        completion.usage,
-        completion.answer.chars().count(),
+        &accounting::Answered {
+            reported_model: &completion.model,
+            usage: completion.usage,
+            completion_chars: completion.answer.chars().count(),
+            request_bytes: request.body.len(),
+            received_bytes: raw.len(),
+            dropped_events: 0,
+        },
     )?;
     let cost = CallCost {
         tokens_in: priced.tokens_in,
@@ -538,7 +545,7 @@ impl DurableObject for QualityStore {
         };
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/job") => {
-                let job: ShadowJob = serde_json::from_str(&req.text().await?)?;
+                let job: ShadowJob = serde_json::from_slice(req.text().await?.as_bytes())?;
                 let outcome = self.accept(job, &config).await?;
                 Response::from_json(&serde_json::json!({ "outcome": outcome }))
             }
@@ -546,7 +553,7 @@ impl DurableObject for QualityStore {
                 // An isolate's traffic since its last report; the answer is what it
                 // applies next.
                 let settings = bridge::controller_config(&config);
-                let body: serde_json::Value = serde_json::from_str(&req.text().await?)?;
+                let body: serde_json::Value = serde_json::from_slice(req.text().await?.as_bytes())?;
                 let (counters, mut controller) = self.load(&settings)?;
                 if let Some(batch) = bridge::traffic_from_wire(&body) {
                     if batch.bins() == controller.histogram.bins() {
@@ -625,7 +632,7 @@ impl QualityClient {
             "quality store",
         )
         .await?;
-        let value: serde_json::Value = serde_json::from_str(&response.text().await?)?;
+        let value: serde_json::Value = serde_json::from_slice(response.text().await?.as_bytes())?;
         Ok(published_of(&value))
     }
 
@@ -635,7 +642,7 @@ impl QualityClient {
     pub async fn snapshot(&self) -> Result<StateView> {
         let mut response = self.stub.fetch_with_str("https://quality/state").await?;
         let text = response.text().await?;
-        Ok(StateView(serde_json::from_str(&text)?))
+        Ok(StateView(serde_json::from_slice(text.as_bytes())?))
     }
 }
 

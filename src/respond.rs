@@ -12,8 +12,9 @@ use llm_mux_core::plan::Plan;
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::pipeline::Recorded;
-use crate::stream::{MeteredStream, OnEnd};
+use crate::stream::{MeteredStream, OnEnd, StreamLimits};
 use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
+use crate::upstream::UpstreamStream;
 
 /// What the error exit needs to know about the request it answers.
 pub struct Exchange<'a> {
@@ -90,13 +91,15 @@ pub fn error(
                 .headers_mut()
                 .set("www-authenticate", "Bearer realm=\"llm-mux\"")?;
         }
-        GatewayError::Upstream {
-            retry_after: Some(after),
-            ..
-        } => {
-            response.headers_mut().set("retry-after", after)?;
-        }
         _ => {}
+    }
+    if let Some(after) = error.retry_after() {
+        response.headers_mut().set("retry-after", after)?;
+    }
+    if error.is_upstream() {
+        // The gateway has made its retries and fallbacks already: the OpenAI SDKs honour
+        // this header and do not multiply them (README: upstream calls per request).
+        response.headers_mut().set("x-should-retry", "false")?;
     }
     Ok(response)
 }
@@ -119,6 +122,7 @@ pub struct RoutingHeaders {
     tier: String,
     score: String,
     model: String,
+    fallback: Option<String>,
 }
 
 impl RoutingHeaders {
@@ -126,9 +130,22 @@ impl RoutingHeaders {
     pub fn of(plan: &Plan) -> Self {
         Self {
             tier: plan.decision.tier_name.clone(),
-            score: format!("{:.4}", plan.decision.score),
+            score: llm_mux_core::numfmt::fixed(plan.decision.score, 4),
             model: plan.model.clone(),
+            fallback: plan
+                .decision
+                .fallback
+                .as_ref()
+                .map(|f| format!("{}; reason={}", f.route(), f.reason)),
         }
+    }
+
+    /// Only the fallback header (on an error answer after a fallback).
+    pub fn set_fallback(&self, response: &mut Response) -> worker::Result<()> {
+        if let Some(fallback) = &self.fallback {
+            response.headers_mut().set("x-llm-mux-fallback", fallback)?;
+        }
+        Ok(())
     }
 
     fn set(&self, response: &mut Response) -> worker::Result<()> {
@@ -136,6 +153,9 @@ impl RoutingHeaders {
         headers.set("x-llm-mux-tier", &self.tier)?;
         headers.set("x-llm-mux-score", &self.score)?;
         headers.set("x-llm-mux-model", &self.model)?;
+        if let Some(fallback) = &self.fallback {
+            headers.set("x-llm-mux-fallback", fallback)?;
+        }
         Ok(())
     }
 }
@@ -154,34 +174,56 @@ pub fn answer(answer: WholeAnswer, plan: &Plan) -> worker::Result<Response> {
 /// stream ends (or the client goes away), `finish` turns the summary into the last bytes
 /// to send and what to record: the metrics event (batched, `window_ms`) and a sampled
 /// request's shadow job, both handed over through `ctx.wait_until`.
+#[allow(clippy::too_many_arguments)] // the stream's parts, each used once
 pub fn stream<F>(
     env: &Env,
     ctx: &Context,
     window_ms: u64,
     routing: RoutingHeaders,
-    mut upstream: Response,
+    upstream: UpstreamStream,
     meter: StreamMeter,
+    limits: StreamLimits,
     finish: F,
 ) -> worker::Result<Response>
 where
     F: FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static,
 {
     use futures_util::StreamExt;
-    let (sender, receiver) = futures_channel::oneshot::channel::<Recorded>();
+    type Flush = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+    let (sender, receiver) = futures_channel::oneshot::channel::<(
+        Option<llm_mux_core::shadow::ShadowJob>,
+        Option<Flush>,
+    )>();
+    let recorder_env = env.clone();
     let on_end: OnEnd = Box::new(move |summary, end| {
-        let (tail, event) = finish(summary, end);
+        let (tail, (event, job)) = finish(summary, end);
+        // The event joins the isolate's outbox now, before the last bytes go out, so a
+        // client that reads /metrics after its stream ended finds it (a `wait_until` task
+        // would queue it only some time later). The send itself runs after the response.
+        let flush = crate::metrics_shipping::enqueue(&recorder_env, event, window_ms)
+            .map(|f| Box::pin(f) as Flush);
         // The receiver lives in wait_until; if it is gone there is nobody left to tell.
-        let _ = sender.send(event);
+        let _ = sender.send((job, flush));
         tail
     });
-    let body = MeteredStream::new(upstream.stream()?.boxed_local(), meter, on_end);
+    let UpstreamStream {
+        mut response,
+        controller,
+    } = upstream;
+    let body = MeteredStream::new(
+        response.stream()?.boxed_local(),
+        controller,
+        meter,
+        limits,
+        on_end,
+    );
     let env = env.clone();
     ctx.wait_until(async move {
-        if let Ok((event, job)) = receiver.await {
+        if let Ok((job, flush)) = receiver.await {
             if let Some(job) = job {
                 crate::quality::submit(env.clone(), job).await;
             }
-            if let Some(flush) = crate::metrics_shipping::enqueue(&env, event, window_ms) {
+            if let Some(flush) = flush {
                 flush.await;
             }
         }

@@ -16,6 +16,48 @@ pub async fn array_buffer_bytes(promise: js_sys::Promise) -> Result<Vec<u8>, JsV
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
+/// Why [`read_capped`] stopped.
+pub enum Capped {
+    /// The body grew past the limit (the rest is cancelled).
+    TooLarge,
+    /// Reading failed after this many bytes.
+    Failed(JsValue, usize),
+}
+
+/// Reads a body stream chunk by chunk, stopping once it would exceed `limit` bytes (for
+/// bodies without a declared length: request bodies sent chunked, upstream answers).
+pub async fn read_capped(
+    body: Option<worker::web_sys::ReadableStream>,
+    limit: usize,
+) -> Result<Vec<u8>, Capped> {
+    use worker::wasm_bindgen::JsCast;
+    let Some(body) = body else {
+        return Ok(Vec::new());
+    };
+    let reader: worker::web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| Capped::Failed(e, bytes.len()))?;
+        if js_sys::Reflect::get(&chunk, &JsValue::from_str("done"))
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true)
+        {
+            return Ok(bytes);
+        }
+        let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value"))
+            .map_err(|e| Capped::Failed(e, bytes.len()))?;
+        let piece = js_sys::Uint8Array::new(&value);
+        if bytes.len() + piece.length() as usize > limit {
+            let _ = reader.cancel();
+            return Err(Capped::TooLarge);
+        }
+        bytes.extend(piece.to_vec());
+    }
+}
+
 /// A string field (`name`, `message`) of a thrown JS value, if it has one.
 pub fn error_field(error: &JsValue, name: &str) -> Option<String> {
     js_sys::Reflect::get(error, &JsValue::from_str(name))

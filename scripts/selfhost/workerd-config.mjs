@@ -57,6 +57,13 @@ export const CONFIG_VARS = [
   "JUDGE_TIER",
   "TARGET_LARGE_SHARE",
   "TARGET_COST_PER_1K",
+  "FALLBACK",
+  "MAX_BODY_BYTES",
+  "MAX_UPSTREAM_RESPONSE_BYTES",
+  "STREAM_IDLE_TIMEOUT_MS",
+  "STREAM_MAX_DURATION_MS",
+  "LLM_MUX_ADMIN_KEY",
+  "CORS_ALLOW_ORIGINS",
   // keys of the other backends a TIERS entry may name by default
   "OPENAI_API_KEY",
   "ANTHROPIC_API_KEY",

@@ -48,3 +48,15 @@ pub async fn handle(env: &Env, ctx: &Context, config: &Config) -> Result<Respons
     };
     respond::json(200, &body).or_internal()
 }
+
+/// `DELETE /metrics` (authorized with LLM_MUX_ADMIN_KEY): every total back to zero. This
+/// isolate's queued events are sent first, so they are reset too; events still queued in
+/// other isolates arrive after the reset and count. Logged.
+pub async fn reset(env: &Env, ctx: &Context, request_id: &str) -> Result<Response, GatewayError> {
+    crate::metrics_shipping::flush(env, ctx).await;
+    async { MetricsClient::connect(env)?.reset().await }
+        .await
+        .map_err(|e| GatewayError::Internal(format!("metrics store: {e}")))?;
+    worker::console_log!("{request_id} metrics reset by the admin key (DELETE /metrics)");
+    respond::json(200, &serde_json::json!({"reset": true})).or_internal()
+}

@@ -163,13 +163,13 @@ describe("OpenAI-compatible and Anthropic backends via TIERS", () => {
       assert.deepEqual(JSON.parse(a.toolCalls[0].function.arguments), { city: "Lima" });
     });
 
-    it("upstream errors become 502 in OpenAI's format; a cut stream is incomplete", async () => {
-      for (const status of [400, 401, 500]) {
+    it("upstream errors in OpenAI's format (400 -> 400, 401 and 500 -> 502); a cut stream is incomplete", async () => {
+      for (const [status, clientStatus, code] of [[400, 400, "upstream_400"], [401, 502, "upstream_auth_failed"], [500, 502, "upstream_error"]]) {
         const res = await chat(gw, { model: "gpt", messages: [user(`fail [[stub:status=${status}]]`)] });
-        const e = assertOpenAiError(res, 502, `openai ${status}`);
-        assert.equal(e.type, "upstream_error");
-        assert.equal(e.code, String(status));
+        const e = assertOpenAiError(res, clientStatus, `openai ${status}`);
+        assert.equal(e.code, code);
         assert.ok(e.message.length > 10, e.message);
+        if (status === 401) assert.match(e.message, /gateway's own API key/);
         assert.ok(!res.text.includes(OPENAI_KEY));
       }
       const before = await metrics(gw);
@@ -285,16 +285,19 @@ describe("OpenAI-compatible and Anthropic backends via TIERS", () => {
       assert.deepEqual(JSON.parse(a.toolCalls[0].function.arguments), { city: "Oslo" });
     });
 
-    it("upstream errors become 502 in OpenAI's format with Anthropic's message", async () => {
-      for (const [status, needle] of [[400, /Invalid request/], [529, /Overloaded/], [429, /rate limit/i]]) {
+    // A 529 or 429 falls back to the tier below (gpt, failing the same way here): the client
+    // gets the last tier's error; a 400 is Anthropic's own (no fallback).
+    it("upstream errors in OpenAI's format with Anthropic's message (400 -> 400, 529 -> 502, 429 -> 429)", async () => {
+      for (const [status, clientStatus, code, needle] of [[400, 400, "upstream_400", /Invalid request/], [529, 502, "upstream_error", /HTTP 529/], [429, 429, "rate_limit_exceeded", /rate limit/i]]) {
         const res = await chat(gw, { model: "claude", messages: [user(`fail [[stub:status=${status}]] [[stub:retry-after=0]]`)] });
-        const e = assertOpenAiError(res, 502, `anthropic ${status}`);
-        assert.equal(e.code, String(status));
+        const e = assertOpenAiError(res, clientStatus, `anthropic ${status}`);
+        assert.equal(e.code, code);
         assert.match(e.message, needle);
         assert.ok(!res.text.includes(ANTHROPIC_KEY));
+        if (status === 429) assert.ok(res.headers.get("retry-after"), "Retry-After on a 429");
       }
       const s = await chatStream(gw, { model: "claude", messages: [user("fail [[stub:status=400]]")] });
-      assertOpenAiError(s, 502, "anthropic streaming error before the stream");
+      assertOpenAiError(s, 400, "anthropic streaming error before the stream");
     });
 
     it("a stream cut by the upstream or broken by an error event is recorded as incomplete", async () => {

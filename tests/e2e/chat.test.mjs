@@ -264,17 +264,26 @@ describe("POST /v1/chat/completions on Mistral (default tiers)", () => {
     assert.match(get.headers.get("allow") ?? "", /POST/);
   });
 
-  it("upstream errors: 502 in OpenAI's format, the upstream's message kept, the key never echoed", async () => {
-    for (const marker of ["[[stub:status=400]]", "[[stub:status=422]] [[stub:error-body=detail]]", "[[stub:status=500]] [[stub:echo-key]]"]) {
+  // The client's status follows the upstream's (issue 11): a refused request (400, 422) is
+  // the client's 400 with the upstream's reason; a server error is 502 (after the fallback
+  // to the other tier, which fails the same way here).
+  it("upstream errors in OpenAI's format: 400/422 -> 400 with the reason, 500 -> 502; the key never echoed", async () => {
+    const cases = [
+      ["[[stub:status=400]]", 400, "invalid_request_error", "upstream_400"],
+      ["[[stub:status=422]] [[stub:error-body=detail]]", 400, "invalid_request_error", "upstream_422"],
+      ["[[stub:status=500]] [[stub:echo-key]]", 502, "upstream_error", "upstream_error"],
+    ];
+    for (const [marker, status, type, code] of cases) {
       const res = await chat(gw, { model: "small", messages: [user(`fail ${marker}`)] });
-      const e = assertOpenAiError(res, 502, marker);
-      assert.equal(e.type, "upstream_error");
+      const e = assertOpenAiError(res, status, marker);
+      assert.equal(e.type, type, marker);
+      assert.equal(e.code, code, marker);
       assert.match(e.message, /stub/i, `upstream message relayed: ${e.message}`);
       assert.ok(!res.text.includes(MISTRAL_KEY), "key not echoed");
-      assert.equal(e.code, /status=(\d+)/.exec(marker)[1], "code is the upstream status");
+      assert.equal(res.headers.get("x-should-retry"), "false", "the gateway retried already");
     }
     const res = await chatStream(gw, { model: "small", messages: [user("fail streaming [[stub:status=400]]")] });
-    assertOpenAiError(res, 502, "streaming request failing before the stream starts");
+    assertOpenAiError(res, 400, "streaming request failing before the stream starts");
   });
 
   it("streams Mistral's chunks through unchanged, with routing headers and no cost header", async () => {

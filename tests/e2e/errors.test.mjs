@@ -93,21 +93,23 @@ describe("error responses", () => {
     assertError(await c.request("POST", "/metrics", { body: {} }), 405, "POST /metrics");
   });
 
-  describe("502 when the upstream fails (upstream status kept, message sanitised)", () => {
+  // The client's status follows the upstream's: 429 stays 429, a refused request (400, 422)
+  // is the client's 400, a refused gateway key (401) and server errors are 502.
+  describe("upstream failures: status mapped, upstream status kept, message sanitised", () => {
     const cases = [
-      ["upstream 500", "[[stub:status=500]]", 500],
-      ["upstream 503", "[[stub:status=503]] [[stub:retry-after=0]]", 503],
-      ["upstream 429", "[[stub:status=429]] [[stub:retry-after=0]]", 429],
-      ["upstream 400", "[[stub:status=400]]", 400],
-      ["upstream 401 (bad Mistral key)", "[[stub:status=401]]", 401],
-      ["upstream 422 with a {detail} body", "[[stub:status=422]] [[stub:error-body=detail]]", 422],
-      ["upstream 500 with message as an object", "[[stub:status=500]] [[stub:error-body=message-object]]", 500],
+      ["upstream 500", "[[stub:status=500]]", 500, 502],
+      ["upstream 503", "[[stub:status=503]] [[stub:retry-after=0]]", 503, 502],
+      ["upstream 429", "[[stub:status=429]] [[stub:retry-after=0]]", 429, 429],
+      ["upstream 400", "[[stub:status=400]]", 400, 400],
+      ["upstream 401 (bad Mistral key)", "[[stub:status=401]]", 401, 502],
+      ["upstream 422 with a {detail} body", "[[stub:status=422]] [[stub:error-body=detail]]", 422, 400],
+      ["upstream 500 with message as an object", "[[stub:status=500]] [[stub:error-body=message-object]]", 500, 502],
     ];
-    for (const [name, marker, status] of cases) {
+    for (const [name, marker, status, clientStatus] of cases) {
       it(name, async () => {
         const t = tag();
         const res = await c.query({ query: `fail please ${t} ${marker}`, tier: "small" }, { timeoutMs: 60_000 });
-        const err = assertError(res, 502, name);
+        const err = assertError(res, clientStatus, name);
         assert.equal(err.upstream_status, status, `error.upstream_status: ${res.text}`);
         assert.ok(findStubRequests(stub, t).length >= 1, "the upstream was called");
         assert.ok(!res.text.includes(MISTRAL_KEY), "key not in the response");
@@ -134,9 +136,9 @@ describe("error responses", () => {
     });
 
     it("an upstream error that echoes the bare key (no Bearer prefix) is not relayed", async () => {
-      for (const marker of ["[[stub:status=429]] [[stub:retry-after=0]]", "[[stub:status=400]] [[stub:error-body=message]]", "[[stub:status=422]] [[stub:error-body=detail]]"]) {
+      for (const [marker, status] of [["[[stub:status=429]] [[stub:retry-after=0]]", 429], ["[[stub:status=400]] [[stub:error-body=message]]", 400], ["[[stub:status=422]] [[stub:error-body=detail]]", 400]]) {
         const res = await c.query({ query: `echo bare ${tag()} ${marker} [[stub:echo-key=bare]]`, tier: "small" }, { timeoutMs: 60_000 });
-        assertError(res, 502, `echo-key=bare ${marker}`);
+        assertError(res, status, `echo-key=bare ${marker}`);
         assert.ok(!res.text.includes(MISTRAL_KEY), `key leaked: ${res.text}`);
       }
     });

@@ -54,9 +54,9 @@ describe("GET /metrics", () => {
 
   it("successes and failures are aggregated; failures add no cost", async () => {
     const ok = [
-      { query: `one ${tag()} [[stub:tokens=10000,20000]]`, tier: "small" },
+      { query: `one ${tag()} [[stub:tokens=10000,20000]]`, tier: "small", max_tokens: 20_000 },
       { query: `two ${tag()} [[stub:tokens=3000,500]]`, tier: "small" },
-      { query: `three ${tag()} [[stub:tokens=10000,20000]]`, tier: "large" },
+      { query: `three ${tag()} [[stub:tokens=10000,20000]]`, tier: "large", max_tokens: 20_000 },
       { query: `four ${tag()}` },
     ];
     for (const q of ok) bodies.push(assertQueryShape(await c.query(q), q.query));

@@ -40,7 +40,7 @@
 //   [[stub:error-body=KIND]]   error body shape for status=N: documented (default),
 //                              detail ({"detail": "..."}), message ({"message": "..."}),
 //                              message-object ({"object":"error","message":{"detail":...}}).
-//   [[stub:retry-after=S]]     value of Retry-After on 429/503 (default 1).
+//   [[stub:retry-after=S]]     value of Retry-After on 429/503 (default 1; `none`: no header).
 //   [[stub:fail-first=N]]      only the first N requests carrying this exact message content
 //                              fail (with status=N, default 500); later ones succeed.
 //   [[stub:echo-key]]          error messages quote the Authorization header received (an
@@ -74,6 +74,14 @@
 //   [[stub:finish=REASON]]     finish_reason (default stop).
 //   [[stub:fail-model=ALIAS]]  answer 500 only to requests for model ALIAS (e.g. the other
 //                              tier's shadow call of a sampled request).
+//   [[stub:status-model=ALIAS:N]]  answer HTTP N only to requests for model ALIAS (fallback
+//                              tests: one tier fails, the other answers).
+//   [[stub:big-answer=BYTES]]  the answer is BYTES bytes of "x" (streamed in 64 KiB pieces).
+//   [[stub:chunked]]           a whole answer without Content-Length (chunked transfer).
+//   [[stub:body-cut]]          send the headers (with Content-Length) and the first bytes of
+//                              the body, then destroy the connection (a body that breaks).
+//   [[stub:garbage-sse]]       streaming: a malformed event (`data: {this is not json`) after
+//                              the first content chunk; the stream goes on normally.
 //
 // Judge requests (the gateway's judge of shadow samples: a system message that starts with
 // "You are an impartial judge") get a JSON reply {"score_a", "score_b"}: an answer that
@@ -181,7 +189,9 @@ export function expectedCompletion(body) {
   }
   const answer = toolCall
     ? ""
-    : typeof markers.answer === "string"
+    : markers["big-answer"] !== undefined
+      ? "x".repeat(Number(markers["big-answer"]) || 0)
+      : typeof markers.answer === "string"
       ? markers.answer
       : toolResults.length
         ? `Stub answer from ${model} with tool result: ${toolResults.join(" | ").slice(0, 60)}`
@@ -450,6 +460,14 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
       if (typeof markers["fail-model"] === "string" && markers["fail-model"] === body.model) {
         return send(500, errorBody(500, "Internal server error (stub, failing model)"));
       }
+      if (typeof markers["status-model"] === "string") {
+        const [alias, code] = markers["status-model"].split(":");
+        if (alias === body.model) {
+          const status = Number(code) || 500;
+          const headers = status === 429 ? { "retry-after": String(markers["retry-after"] ?? 1) } : {};
+          return send(status, errorBody(status, `Stub failure for model ${alias}`), headers);
+        }
+      }
       if (markers.delay !== undefined) {
         await sleep(Number(markers.delay) || 0, abort.signal);
         if (abort.signal.aborted) {
@@ -466,7 +484,7 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
       }
       if (failStatus !== undefined && failStatus !== 200) {
         const headers = {};
-        if (failStatus === 429 || failStatus === 503) headers["retry-after"] = String(markers["retry-after"] ?? 1);
+        if ((failStatus === 429 || failStatus === 503) && markers["retry-after"] !== "none") headers["retry-after"] = String(markers["retry-after"] ?? 1);
         let msg = failStatus === 429 ? "Requests rate limit exceeded" : failStatus >= 500 ? "Internal server error (stub)" : "Invalid request (stub)";
         if (markers["echo-key"] === "bare") msg += ` (key ${m[1]} is over its quota)`;
         else if (markers["echo-key"]) msg += ` [received authorization: ${auth}]`;
@@ -502,9 +520,10 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
           writes.push(Date.now());
           return true;
         };
+        const pieceSize = markers["big-answer"] !== undefined ? 65536 : 16;
         const pieces = expected.toolCall
           ? [null]
-          : expected.answer.match(/.{1,16}/gs) ?? [""];
+          : expected.answer.match(new RegExp(`.{1,${pieceSize}}`, "gs")) ?? [""];
         const contentDelta = (p) =>
           p === null
             ? { content: "", tool_calls: [{ id: toolCallId, type: "function", function: { name: expected.toolCall.name, arguments: expected.toolCall.arguments }, index: 0 }] }
@@ -525,6 +544,9 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
         }
         const finishReason = expected.toolCall ? "tool_calls" : finish;
         for (let i = 0; i < pieces.length; i++) {
+          if (i === 1 && markers["garbage-sse"]) {
+            if (!(await write("data: {this is not json\n\n", { wait: false }))) return;
+          }
           const lastPiece = i === pieces.length - 1;
           const text = lastPiece
             ? chunk(contentDelta(pieces[i]), finishReason, markers["no-usage"] ? null : expected.usage)
@@ -554,6 +576,25 @@ export async function startMistralStub({ port = 0, host = "127.0.0.1", apiKey, m
         response.choices[0].finish_reason = "tool_calls";
       }
       if (!markers["no-usage"]) response.usage = expected.usage;
+      if (markers["body-cut"]) {
+        const text = JSON.stringify(response);
+        entry.response = { status: 200, body: response, headers: rl, bodyCut: true };
+        res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...rl });
+        res.write(text.slice(0, 40));
+        setTimeout(() => res.destroy(), 50);
+        return;
+      }
+      if (markers.chunked) {
+        const text = JSON.stringify(response);
+        entry.response = { status: 200, body: response, headers: rl, chunked: true };
+        res.writeHead(200, { "content-type": "application/json", ...rl });
+        for (let i = 0; i < text.length; i += 65536) {
+          if (res.destroyed) return;
+          if (!res.write(text.slice(i, i + 65536))) await new Promise((r) => res.once("drain", r));
+        }
+        res.end();
+        return;
+      }
       if (markers["body-delay"] !== undefined) {
         // Headers and the first bytes now, the rest of the body after the delay.
         const text = JSON.stringify(response);

@@ -77,15 +77,18 @@ describe("POST /query (happy paths)", () => {
     await checkTier("large", LARGE, "mistral-large-2512");
   });
 
+  // Large but plausible counts: prompt tokens within 4 per request byte + 16,384, the
+  // answer within max_tokens + 16,384 (usage beyond that is replaced by an estimate).
   it("large token counts are priced exactly (small: 0.15/0.60, large: 0.50/1.50 per 1M)", async () => {
-    let res = await c.query({ query: "price check [[stub:tokens=1000000,2000000]]", tier: "small" });
+    let res = await c.query({ query: "price check [[stub:tokens=16000,200000]]", tier: "small", max_tokens: 200_000 });
     let b = assertQueryShape(res, "small priced");
-    assert.equal(b.metrics.tokens_in, 1_000_000);
-    assert.equal(b.metrics.tokens_out, 2_000_000);
-    near(b.metrics.cost_usd, 0.15 + 1.2, 1e-9, "small cost");
-    res = await c.query({ query: "price check [[stub:tokens=1000000,2000000]]", tier: "large" });
+    assert.equal(b.metrics.tokens_in, 16_000);
+    assert.equal(b.metrics.tokens_out, 200_000);
+    assert.equal(b.metrics.tokens_estimated, false);
+    near(b.metrics.cost_usd, (16_000 * 0.15 + 200_000 * 0.6) / 1e6, 1e-12, "small cost");
+    res = await c.query({ query: "price check [[stub:tokens=16000,200000]]", tier: "large", max_tokens: 200_000 });
     b = assertQueryShape(res, "large priced");
-    near(b.metrics.cost_usd, 0.5 + 3.0, 1e-9, "large cost");
+    near(b.metrics.cost_usd, (16_000 * 0.5 + 200_000 * 1.5) / 1e6, 1e-12, "large cost");
   });
 
   it("an unknown dated id is priced by the alias (fallback)", async () => {

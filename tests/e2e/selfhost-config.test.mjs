@@ -47,7 +47,12 @@ describe("workerd config generated from wrangler.toml", () => {
     const read = new Set();
     for (const f of readdirSync(dir).filter((f) => f.endsWith(".rs"))) {
       const code = readFileSync(path.join(dir, f), "utf8").split("#[cfg(test)]")[0];
-      for (const m of code.matchAll(/"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|TIERS|ROUTER)"/g)) read.add(m[1]);
+      for (const m of code.matchAll(/"([A-Z][A-Z0-9_]{2,})"/g)) read.add(m[1]);
+    }
+    // and what the shell reads directly
+    for (const f of readdirSync(path.join(PROJECT_ROOT, "src"), { recursive: true }).filter((f) => f.endsWith(".rs"))) {
+      const code = readFileSync(path.join(PROJECT_ROOT, "src", f), "utf8");
+      for (const m of code.matchAll(/env\.(?:var|secret)\("([A-Z][A-Z0-9_]*)"\)/g)) read.add(m[1]);
     }
     assert.ok(read.has("MISTRAL_API_KEY") && read.has("QUALITY_TARGET"), [...read].join(" "));
     const missing = [...read].filter((n) => !CONFIG_VARS.includes(n) && !(n in wrangler.vars));

@@ -95,7 +95,11 @@ describe("streaming", () => {
     assert.equal(s.status, 200);
     const chunks = chunksOf(s, { done: false });
     assert.ok(!s.events.some((e) => e.data === "[DONE]"), "no [DONE] invented for a cut stream");
-    const a = assembleChunks(chunks);
+    // The client is told: a final error event in OpenAI's format (the SDKs raise on it).
+    const last = chunks.at(-1);
+    assert.equal(last.error?.code, "upstream_cut", `last event is the error: ${JSON.stringify(last)}`);
+    assert.match(last.error.message, /broke off.*incomplete/);
+    const a = assembleChunks(chunks.filter((c) => !c.error));
     assert.equal(a.content, "Stub answer from", "the part that was sent reaches the client");
     assert.equal(a.usage, null);
     assert.equal(d.incompleteTotal, 1, "recorded as incomplete");
@@ -112,7 +116,9 @@ describe("streaming", () => {
     const { out: s, d } = await measured(1, () => chatStream(gw, { model: "small", messages: [user(`die mid-body ${t} [[stub:stream-abort]]`)] }));
     assert.equal(s.status, 200);
     assert.ok(!s.events.some((e) => e.data === "[DONE]"));
-    assert.equal(assembleChunks(chunksOf(s, { done: false })).content, "Stub answer from");
+    const chunks = chunksOf(s, { done: false });
+    assert.equal(chunks.at(-1).error?.code, "upstream_cut", "a final error event");
+    assert.equal(assembleChunks(chunks.filter((c) => !c.error)).content, "Stub answer from");
     assert.equal(d.incomplete("upstream_cut"), 1, "reason upstream_cut");
     assert.equal(d.estimated, 1);
     assert.ok(d.cost > 0);
@@ -226,7 +232,7 @@ describe("streaming", () => {
     assert.equal(up.body.stream, true);
   });
 
-  it("/query streaming of a cut stream: the final event says incomplete, tokens estimated", async () => {
+  it("/query streaming of a cut stream: a final error event (no [DONE]), tokens estimated", async () => {
     const { out, d } = await measured(1, async () => {
       const res = await fetch(`${gw.url}/query`, {
         method: "POST",
@@ -236,15 +242,17 @@ describe("streaming", () => {
       });
       return readSse(res);
     });
-    assert.equal(out.events.at(-1).data, "[DONE]", "/query's own stream still ends with [DONE]");
-    const f = JSON.parse(out.events.at(-2).data);
-    assert.equal(f.type, "final");
-    assert.ok(["no_usage", "upstream_cut"].includes(f.incomplete), `incomplete: ${f.incomplete}`);
-    assert.equal(f.metrics.tokens_estimated, true);
-    assert.ok(f.metrics.cost_usd > 0);
-    assert.equal(f.answer, "Stub answer from");
+    assert.ok(!out.events.some((e) => e.data === "[DONE]"), "no [DONE] after a failure");
+    const f = JSON.parse(out.events.at(-1).data);
+    assert.equal(f.type, "error");
+    assert.equal(f.error.type, "upstream_error");
+    assert.match(f.error.message, /broke off.*incomplete/);
+    const deltas = out.events.slice(0, -1).map((e) => JSON.parse(e.data));
+    assert.equal(deltas.map((x) => x.content).join(""), "Stub answer from", "the part that was sent");
     assert.equal(d.incompleteTotal, 1);
+    assert.equal(d.incomplete("upstream_cut"), 1);
     assert.equal(d.estimated, 1);
+    assert.ok(d.cost > 0, "never free");
   });
 
   it("auto with the default router: the tier follows score >= threshold, streamed or not", async () => {

@@ -85,7 +85,7 @@ describe("TIERS: tiny / small / code / large", () => {
   it("each tier is billed at its prices: the embedded table, or the tier's own `prices`", async () => {
     for (const tier of Object.keys(QUERIES)) {
       const t = tag();
-      const res = await chat(gw, { model: tier, messages: [user(`price me ${t} [[stub:tokens=100000,20000]]`)] });
+      const res = await chat(gw, { model: tier, messages: [user(`price me ${t} [[stub:tokens=10000,20000]]`)], max_tokens: 20_000 });
       assertCompletion(res);
       const [up] = findStubRequests(stub, t);
       const usage = stubReply(up).usage;

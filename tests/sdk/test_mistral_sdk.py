@@ -126,8 +126,12 @@ def test_unknown_model_raises(mistral):
 
 
 def test_upstream_failure_raises(mistral):
+    # A refused request is the client's 400; a server error after the fallback is 502.
     with pytest.raises(errors.SDKError) as err:
         mistral.chat.complete(model="small", messages=[{"role": "user", "content": "fail [[stub:status=400]]"}])
+    assert err.value.status_code == 400
+    with pytest.raises(errors.SDKError) as err:
+        mistral.chat.complete(model="small", messages=[{"role": "user", "content": "fail [[stub:status=500]]"}])
     assert err.value.status_code == 502
 
 

@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from support import metrics, metrics_until, tag, upstream_request
+from support import metrics, metrics_until, stub_requests, tag, upstream_request
 
 WEATHER_TOOL = {
     "type": "function",
@@ -40,6 +40,19 @@ def mixed(mixed_gateway):
 def test_models_list(mistral):
     ids = [m.id for m in mistral.models.list()]
     assert ids == ["auto", "small", "large", "mistral-small-latest", "mistral-large-latest"]
+
+
+def test_models_retrieve(mistral):
+    listed = {m.id: m for m in mistral.models.list()}
+    for model_id in ["auto", "large", "mistral-small-latest"]:
+        model = mistral.models.retrieve(model_id)
+        assert model.id == model_id
+        assert model.object == "model"
+        assert model == listed[model_id]
+    with pytest.raises(openai.NotFoundError) as err:
+        mistral.models.retrieve("gpt-4o")
+    assert err.value.status_code == 404
+    assert err.value.code == "model_not_found"
 
 
 def test_non_streaming_completion_with_routing_headers(mistral, mistral_gateway):
@@ -171,12 +184,52 @@ def test_invalid_parameter_raises_bad_request(mistral):
     assert err.value.param == "temperature"
 
 
-def test_upstream_failure_raises_api_status_error(mistral):
-    with pytest.raises(openai.InternalServerError) as err:
+def test_upstream_refusal_raises_bad_request(mistral):
+    with pytest.raises(openai.BadRequestError) as err:
         mistral.chat.completions.create(model="small", messages=[{"role": "user", "content": "fail [[stub:status=400]]"}])
+    assert err.value.status_code == 400
+    assert err.value.code == "upstream_400"
+    assert "Invalid request (stub)" in err.value.message
+
+
+def test_upstream_server_error_raises_internal_server_error(mistral):
+    with pytest.raises(openai.InternalServerError) as err:
+        mistral.chat.completions.create(model="small", messages=[{"role": "user", "content": "fail [[stub:status=500]]"}])
     assert err.value.status_code == 502
-    assert err.value.code == "400"
-    assert err.value.type == "upstream_error"
+    assert err.value.code == "upstream_error"
+
+
+def test_rate_limit_raises_rate_limit_error_without_multiplying_retries(mistral_gateway):
+    """Upstream 429 on both tiers: the SDK raises RateLimitError. With the SDK's own default
+    retries (2), the upstream sees the gateway's worst case only: 2 attempts x 2 tiers = 4
+    calls, because the gateway answers `x-should-retry: false` (README: upstream calls per
+    client request)."""
+    retrying = OpenAI(base_url=mistral_gateway["url"] + "/v1", api_key="sk-client", timeout=30)
+    assert retrying.max_retries == 2
+    t = tag()
+    with pytest.raises(openai.RateLimitError) as err:
+        retrying.chat.completions.create(
+            model="small", messages=[{"role": "user", "content": f"limited {t} [[stub:status=429]] [[stub:retry-after=0]]"}]
+        )
+    assert err.value.status_code == 429
+    assert err.value.response.headers.get("retry-after") is not None
+    calls = [r for r in stub_requests(mistral_gateway["stub"]) if t in (r.get("rawBody") or "")]
+    assert len(calls) == 4, [r["body"]["model"] for r in calls]
+    # A refused request is sent once: no retry anywhere.
+    t = tag()
+    with pytest.raises(openai.BadRequestError):
+        retrying.chat.completions.create(model="small", messages=[{"role": "user", "content": f"refused {t} [[stub:status=422]]"}])
+    assert len([r for r in stub_requests(mistral_gateway["stub"]) if t in (r.get("rawBody") or "")]) == 1
+
+
+def test_a_cut_stream_raises_instead_of_ending_short(mistral):
+    stream = mistral.chat.completions.create(
+        model="small", messages=[{"role": "user", "content": "cut [[stub:stream-abort]]"}], stream=True
+    )
+    with pytest.raises(openai.APIError) as err:
+        for _ in stream:
+            pass
+    assert "broke off" in str(err.value)
 
 
 def test_openai_backend_non_streaming_and_streaming(mixed, mixed_gateway):
@@ -220,6 +273,6 @@ def test_anthropic_backend_round_trip(mixed, mixed_gateway):
 
 
 def test_anthropic_backend_error_raises(mixed):
-    with pytest.raises(openai.APIStatusError) as err:
+    with pytest.raises(openai.BadRequestError) as err:
         mixed.chat.completions.create(model="claude", messages=[{"role": "user", "content": "fail [[stub:status=400]]"}])
-    assert err.value.status_code == 502
+    assert err.value.status_code == 400

@@ -24,21 +24,23 @@ pub struct QueryRequest {
     pub stream: bool,
 }
 
-/// Bound on the raw body: the query may be JSON-escaped (up to 6 bytes per byte, `\u0000`)
-/// and sit beside other fields.
-pub fn max_body_bytes(max_query_bytes: usize) -> usize {
-    max_query_bytes.saturating_mul(6).saturating_add(64 * 1024)
+/// The request body's size against MAX_BODY_BYTES (the shell checks `Content-Length`
+/// before reading, and counts while reading a body without one; this is the same rule).
+pub fn check_body_size(len: usize, max_body_bytes: usize) -> Result<(), GatewayError> {
+    if len > max_body_bytes {
+        return Err(GatewayError::PayloadTooLarge {
+            variable: "MAX_BODY_BYTES",
+            limit: max_body_bytes,
+            actual: Some(len),
+        });
+    }
+    Ok(())
 }
 
 impl QueryRequest {
     /// Parses and validates a request body.
+    /// The body's own size is checked before (MAX_BODY_BYTES, [`check_body_size`]).
     pub fn parse(body: &[u8], max_query_bytes: usize) -> Result<Self, GatewayError> {
-        if body.len() > max_body_bytes(max_query_bytes) {
-            return Err(GatewayError::PayloadTooLarge {
-                limit: max_query_bytes,
-                actual: body.len(),
-            });
-        }
         let value: Value = serde_json::from_slice(body).map_err(|e| {
             GatewayError::BadRequest(format!("request body is not valid JSON: {e}"))
         })?;
@@ -69,8 +71,9 @@ impl QueryRequest {
         }
         if query.len() > max_query_bytes {
             return Err(GatewayError::PayloadTooLarge {
+                variable: "MAX_QUERY_BYTES",
                 limit: max_query_bytes,
-                actual: query.len(),
+                actual: Some(query.len()),
             });
         }
 
@@ -164,6 +167,9 @@ pub struct RoutingInfo {
     pub requested_tier: String,
     /// Each feature's value and contribution to the score.
     pub features: Vec<FeatureContribution>,
+    /// The tier that failed first, when this answer comes from a fallback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<crate::routing::FallbackNote>,
 }
 
 impl RoutingInfo {
@@ -183,6 +189,7 @@ impl RoutingInfo {
                 _ => decision.tier_name.clone(),
             },
             features,
+            fallback: decision.fallback.clone(),
         }
     }
 }
@@ -267,8 +274,9 @@ mod tests {
         assert_eq!(
             parse(&body),
             Err(GatewayError::PayloadTooLarge {
+                variable: "MAX_QUERY_BYTES",
                 limit: 100,
-                actual: 101
+                actual: Some(101)
             })
         );
         let body = format!(r#"{{"query": "{}"}}"#, "a".repeat(100));
@@ -277,93 +285,37 @@ mod tests {
         let body = format!(r#"{{"query": "{}"}}"#, "é".repeat(51));
         assert!(matches!(
             parse(&body),
-            Err(GatewayError::PayloadTooLarge { actual: 102, .. })
-        ));
-    }
-
-    #[test]
-    fn oversized_body_is_413_before_parsing() {
-        let body = vec![b' '; max_body_bytes(100) + 1];
-        assert!(matches!(
-            QueryRequest::parse(&body, 100),
-            Err(GatewayError::PayloadTooLarge { .. })
-        ));
-    }
-
-    #[test]
-    fn body_bound_is_six_bytes_per_query_byte_plus_64_kib() {
-        assert_eq!(max_body_bytes(0), 65_536);
-        assert_eq!(max_body_bytes(100), 600 + 65_536);
-        assert_eq!(max_body_bytes(usize::MAX / 2), usize::MAX);
-        assert_eq!(max_body_bytes(usize::MAX), usize::MAX);
-    }
-
-    #[test]
-    fn a_body_of_exactly_the_bound_is_parsed() {
-        let bound = max_body_bytes(100);
-        let mut body = br#"{"query": "hi"}"#.to_vec();
-        body.resize(bound, b' ');
-        assert_eq!(QueryRequest::parse(&body, 100).unwrap().query, "hi");
-        body.push(b' ');
-        assert_eq!(
-            QueryRequest::parse(&body, 100),
             Err(GatewayError::PayloadTooLarge {
-                limit: 100,
-                actual: bound + 1
+                actual: Some(102),
+                ..
             })
-        );
+        ));
     }
 
     #[test]
-    fn wrong_types_are_named_in_the_message() {
+    fn a_large_unknown_field_is_not_a_large_query() {
+        // 300 KB beside a short query: the query limit does not apply to it, and the body
+        // limit names its own variable.
+        let body = format!(r#"{{"query": "hi", "padding": "{}"}}"#, "x".repeat(300_000));
         assert_eq!(
-            bad_request(r#"{"query": 5}"#),
-            "field 'query' must be a string, got a number"
+            QueryRequest::parse(body.as_bytes(), 100).unwrap().query,
+            "hi"
         );
-        assert!(bad_request(r#"{"query": true}"#).ends_with("got a boolean"));
-        assert!(bad_request(r#"{"query": ["a"]}"#).ends_with("got an array"));
-        assert!(bad_request(r#"{"query": {"q": "a"}}"#).ends_with("got an object"));
+        let error = check_body_size(body.len(), 1024 * 1024 / 4).unwrap_err();
         assert_eq!(
-            bad_request(r#"{"query": "x", "max_tokens": "10"}"#),
-            "field 'max_tokens' must be a number, got a string"
+            error,
+            GatewayError::PayloadTooLarge {
+                variable: "MAX_BODY_BYTES",
+                limit: 262_144,
+                actual: Some(body.len())
+            }
         );
-        assert_eq!(
-            bad_request(r#"{"query": "x", "stream": 1}"#),
-            "field 'stream' must be a boolean, got a number"
+        let message = error.client_message();
+        assert!(message.starts_with("request body is 300"), "{message}");
+        assert!(
+            message.contains("MAX_BODY_BYTES") && !message.contains("query"),
+            "{message}"
         );
-        assert!(bad_request(r#"{"query": "x", "tier": false}"#).ends_with("got a boolean"));
-        assert_eq!(json_type(&Value::Null), "null");
-        assert_eq!(json_type(&Value::String("s".into())), "a string");
-    }
-
-    #[test]
-    fn max_tokens_bounds_are_inclusive() {
-        let max_tokens = |n: u64| parse(&format!(r#"{{"query": "x", "max_tokens": {n}}}"#));
-        assert_eq!(max_tokens(1).unwrap().max_tokens, Some(1));
-        assert_eq!(
-            max_tokens(MAX_MAX_TOKENS).unwrap().max_tokens,
-            Some(1_000_000)
-        );
-        assert!(bad_request(&format!(
-            r#"{{"query": "x", "max_tokens": {}}}"#,
-            MAX_MAX_TOKENS + 1
-        ))
-        .contains("from 1 to 1000000, got 1000001"));
-        assert_eq!(
-            parse(r#"{"query": "x", "max_tokens": null}"#)
-                .unwrap()
-                .max_tokens,
-            None
-        );
-    }
-
-    #[test]
-    fn tier_and_stream_values_pass_through() {
-        let r = parse(r#"{"query": " x ", "tier": "code", "stream": false}"#).unwrap();
-        assert_eq!(r.query, " x ");
-        assert_eq!(r.tier.as_deref(), Some("code"));
-        assert!(!r.stream);
-        let r = parse(r#"{"query": "x", "tier": null, "stream": null}"#).unwrap();
-        assert_eq!((r.tier, r.stream), (None, false));
+        assert!(check_body_size(10, 10).is_ok());
     }
 }

@@ -24,12 +24,7 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// Parses and validates a request body.
     pub fn parse(body: &[u8], max_body_bytes: usize) -> Result<Self, GatewayError> {
-        if body.len() > max_body_bytes {
-            return Err(GatewayError::PayloadTooLarge {
-                limit: max_body_bytes,
-                actual: body.len(),
-            });
-        }
+        crate::api::check_body_size(body.len(), max_body_bytes)?;
         let value: Value = serde_json::from_slice(body).map_err(|e| {
             GatewayError::BadRequest(format!("request body is not valid JSON: {e}"))
         })?;
@@ -324,15 +319,17 @@ mod tests {
         assert_eq!(
             ChatRequest::parse(body, body.len() - 1),
             Err(GatewayError::PayloadTooLarge {
+                variable: "MAX_BODY_BYTES",
                 limit: body.len() - 1,
-                actual: body.len()
+                actual: Some(body.len())
             })
         );
         assert!(matches!(
             ChatRequest::parse(body, 10),
             Err(GatewayError::PayloadTooLarge {
                 limit: 10,
-                actual: _
+                actual: Some(_),
+                ..
             })
         ));
     }

@@ -9,17 +9,16 @@
 use serde_json::{json, Value};
 
 use crate::accounting::Accounting;
-use crate::api::{max_body_bytes, QueryMetrics, QueryRequest, QueryResponse, RoutingInfo};
+use crate::api::{check_body_size, QueryMetrics, QueryRequest, QueryResponse, RoutingInfo};
 use crate::chat::ChatRequest;
 use crate::config::Config;
 use crate::error::{openai_error_body, GatewayError};
 use crate::plan::Plan;
 use crate::providers::{ChatResponse, StreamOptions};
 use crate::routing::Requested;
+#[cfg(test)]
+use crate::streaming::StreamEnd;
 use crate::streaming::{sse_data, ClientFormat, StreamSummary};
-
-/// Smallest body bound of chat requests: conversations carry history.
-pub const MIN_CHAT_BODY_BYTES: usize = 1 << 20;
 
 /// A request as the parse stage leaves it: the upstream request in OpenAI form, the tier
 /// asked for, and the text the router scores.
@@ -42,8 +41,9 @@ pub struct WholeAnswer {
     pub headers: Vec<(&'static str, String)>,
 }
 
-/// An endpoint's part of the pipeline.
-pub trait Endpoint: Copy + 'static {
+/// An endpoint's part of the pipeline. Used as `&'static dyn Endpoint`: one copy of the
+/// pipeline serves both endpoints (a generic pipeline was compiled twice, ~10 KB of wasm).
+pub trait Endpoint {
     /// Parses and validates the request body.
     fn parse(&self, body: &[u8], config: &Config) -> Result<Parsed, GatewayError>;
 
@@ -78,6 +78,13 @@ pub trait Endpoint: Copy + 'static {
 
     /// The JSON body of an error.
     fn error_body(&self, error: &GatewayError) -> Value;
+
+    /// The last event of a stream that failed after it began (instead of its tail): the
+    /// error body as one `data:` event, without `[DONE]`, so that clients see an error
+    /// rather than a silently shorter answer (the OpenAI SDKs raise on it).
+    fn stream_error_event(&self, error: &GatewayError) -> Vec<u8> {
+        sse_data(&self.error_body(error))
+    }
 }
 
 /// `POST /query`: `{"query", "tier", "max_tokens", "stream"}` in, the gateway's answer
@@ -141,6 +148,7 @@ fn serialise<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, GatewayError> {
 
 impl Endpoint for QueryApi {
     fn parse(&self, body: &[u8], config: &Config) -> Result<Parsed, GatewayError> {
+        check_body_size(body.len(), config.max_body_bytes)?;
         let query = QueryRequest::parse(body, config.max_query_bytes)?;
         let requested = requested_tier(config, query.tier.as_deref())?;
         let chat = ChatRequest::single_turn("auto", &query.query, query.max_tokens, query.stream);
@@ -217,12 +225,15 @@ impl Endpoint for QueryApi {
     fn error_body(&self, error: &GatewayError) -> Value {
         error.to_body()
     }
+
+    fn stream_error_event(&self, error: &GatewayError) -> Vec<u8> {
+        sse_data(&json!({"type": "error", "error": error.to_body()["error"]}))
+    }
 }
 
 impl Endpoint for ChatApi {
     fn parse(&self, body: &[u8], config: &Config) -> Result<Parsed, GatewayError> {
-        let limit = max_body_bytes(config.max_query_bytes).max(MIN_CHAT_BODY_BYTES);
-        let chat = ChatRequest::parse(body, limit)?;
+        let chat = ChatRequest::parse(body, config.max_body_bytes)?;
         let requested = config.resolve_model(&chat.model)?;
         let routing_text = chat.routing_text(config.max_query_bytes);
         Ok(Parsed {
@@ -252,7 +263,10 @@ impl Endpoint for ChatApi {
         };
         Ok(WholeAnswer {
             body,
-            headers: vec![("x-llm-mux-cost-usd", format!("{:.8}", accounting.cost_usd))],
+            headers: vec![(
+                "x-llm-mux-cost-usd",
+                crate::numfmt::fixed(accounting.cost_usd, 8),
+            )],
         })
     }
 
@@ -287,18 +301,9 @@ impl Endpoint for ChatApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::testing::config;
     use crate::plan::plan;
     use crate::providers::Usage;
-    use std::collections::HashMap;
-
-    fn config(vars: &[(&str, &str)]) -> Config {
-        let mut map: HashMap<String, String> =
-            HashMap::from([("MISTRAL_API_KEY".to_string(), "sk-test".to_string())]);
-        for (k, v) in vars {
-            map.insert(k.to_string(), v.to_string());
-        }
-        Config::from_lookup(|name| map.get(name).cloned()).unwrap()
-    }
 
     fn accounting() -> Accounting {
         Accounting {
@@ -307,6 +312,7 @@ mod tests {
             cost_usd: 0.000123,
             cost_if_large_usd: 0.0005,
             estimated: false,
+            implausible: false,
         }
     }
 
@@ -409,6 +415,9 @@ mod tests {
             model: Some("mistral-small-2603".into()),
             saw_done: false,
             answer: "Paris.".into(),
+            received_bytes: 300,
+            dropped_events: 0,
+            relayed_error: false,
         };
         let tail = QueryApi.stream_tail(
             &plan,
@@ -432,6 +441,65 @@ mod tests {
         assert!(ChatApi
             .stream_tail(&plan, summary, Ok(&accounting()), 20, None)
             .is_empty());
+    }
+
+    #[test]
+    fn failed_streams_end_with_an_error_event_and_no_done() {
+        let summary = StreamSummary {
+            usage: None,
+            completion_chars: 6,
+            model: None,
+            saw_done: false,
+            answer: String::new(),
+            received_bytes: 321,
+            dropped_events: 0,
+            relayed_error: false,
+        };
+        let failure = crate::streaming::stream_failure(StreamEnd::IdleTimeout, &summary).unwrap();
+        assert_eq!(failure.metric_label(), "upstream_timeout");
+        let chat = String::from_utf8(ChatApi.stream_error_event(&failure)).unwrap();
+        let event: Value =
+            serde_json::from_str(chat.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+        assert_eq!(event["error"]["code"], "upstream_timeout");
+        assert!(event["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("STREAM_IDLE_TIMEOUT_MS"));
+        assert!(!chat.contains("[DONE]"));
+        let query = String::from_utf8(QueryApi.stream_error_event(&failure)).unwrap();
+        let event: Value =
+            serde_json::from_str(query.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+        assert_eq!(event["type"], "error");
+        assert!(event["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("321 bytes"));
+        assert!(!query.contains("[DONE]"));
+        // A stream that ended well, or whose client left, is no failure.
+        let done = StreamSummary {
+            saw_done: true,
+            usage: Some(crate::providers::Usage {
+                prompt_tokens: 1,
+                completion_tokens: 1,
+            }),
+            ..summary.clone()
+        };
+        assert!(crate::streaming::stream_failure(StreamEnd::UpstreamFinished, &done).is_none());
+        assert!(crate::streaming::stream_failure(StreamEnd::ClientGone, &summary).is_none());
+        let relayed = StreamSummary {
+            relayed_error: true,
+            ..summary.clone()
+        };
+        assert!(crate::streaming::stream_failure(StreamEnd::UpstreamFinished, &relayed).is_none());
+        for (end, reason) in [
+            (StreamEnd::UpstreamFailed, "upstream_cut"),
+            (StreamEnd::UpstreamFinished, "upstream_cut"),
+            (StreamEnd::DurationExceeded, "upstream_timeout"),
+            (StreamEnd::TooLarge, "upstream_too_large"),
+        ] {
+            let failure = crate::streaming::stream_failure(end, &summary).unwrap();
+            assert_eq!(failure.metric_label(), reason, "{end:?}");
+        }
     }
 
     #[test]

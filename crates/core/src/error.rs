@@ -20,8 +20,14 @@ pub enum GatewayError {
         model: String,
         available: Vec<String>,
     },
-    /// The query is larger than MAX_QUERY_BYTES (or the body larger than its bound).
-    PayloadTooLarge { limit: usize, actual: usize },
+    /// The request body is larger than MAX_BODY_BYTES, or the query than MAX_QUERY_BYTES
+    /// (`variable` names which); `actual` is unknown when a body without a length was cut
+    /// off while being read.
+    PayloadTooLarge {
+        variable: &'static str,
+        limit: usize,
+        actual: Option<usize>,
+    },
     /// No route for this path.
     NotFound { path: String },
     /// The path exists but not for this method.
@@ -31,6 +37,9 @@ pub enum GatewayError {
     },
     /// LLM_MUX_API_KEYS is set and the request has no valid bearer token.
     Unauthorized,
+    /// An admin action (`DELETE /metrics`) without LLM_MUX_ADMIN_KEY configured, or
+    /// with another token.
+    Forbidden(String),
     /// The API key of the chosen tier's backend (e.g. MISTRAL_API_KEY) is not configured.
     UpstreamKeyMissing { variable: String },
     /// A configuration variable holds an invalid value.
@@ -38,16 +47,39 @@ pub enum GatewayError {
         variable: &'static str,
         message: String,
     },
-    /// The upstream answered with an error status or an unusable body.
+    /// The upstream answered with an error status (`status`), or with a 2xx body that is
+    /// not a usable answer (`status: None`). The client's status follows the upstream's
+    /// ([`GatewayError::status`]): 429 stays 429, a refused request (400, 422) is the
+    /// client's 400, a refused gateway key (401, 403) and server errors are 502.
     Upstream {
         status: Option<u16>,
         message: String,
         retry_after: Option<String>,
     },
+    /// The upstream could not be reached (DNS, refused or lost connection); `cause` is
+    /// the gateway's wording, never the runtime's message with host names.
+    UpstreamUnreachable { cause: String },
+    /// The upstream's answer grew past MAX_UPSTREAM_RESPONSE_BYTES while being read.
+    UpstreamTooLarge { limit: usize },
+    /// A 2xx answer's body broke off (or stalled past the deadline) after
+    /// `received_bytes`: the upstream has likely billed it, so it is neither retried nor
+    /// sent to another tier.
+    UpstreamBroken {
+        received_bytes: usize,
+        timed_out: bool,
+    },
     /// The upstream did not answer within UPSTREAM_TIMEOUT_MS.
     UpstreamTimeout { timeout_ms: u64 },
+    /// A stream failed after it began (cut, stalled, too long or too large): sent as the
+    /// stream's last event, never as a status. `reason` is the metric label.
+    StreamFailed {
+        reason: &'static str,
+        message: String,
+    },
     /// A bug or runtime failure; the detail is logged, never sent.
     Internal(String),
+    /// `GET /v1/models/{id}` of a model the gateway does not serve.
+    ModelNotFound { model: String },
 }
 
 impl GatewayError {
@@ -59,10 +91,53 @@ impl GatewayError {
             Self::NotFound { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Unauthorized => 401,
+            Self::Forbidden(_) => 403,
             Self::UpstreamKeyMissing { .. } => 503,
             Self::InvalidConfig { .. } | Self::Internal(_) => 500,
-            Self::Upstream { .. } => 502,
-            Self::UpstreamTimeout { .. } => 504,
+            Self::Upstream { status, .. } => match status {
+                Some(429) => 429,
+                Some(400 | 422) => 400,
+                _ => 502,
+            },
+            Self::UpstreamUnreachable { .. }
+            | Self::UpstreamTooLarge { .. }
+            | Self::UpstreamBroken {
+                timed_out: false, ..
+            }
+            | Self::StreamFailed { .. } => 502,
+            Self::UpstreamTimeout { .. }
+            | Self::UpstreamBroken {
+                timed_out: true, ..
+            } => 504,
+            Self::ModelNotFound { .. } => 404,
+        }
+    }
+
+    /// Whether the failure came from the upstream (or the way to it): the gateway has
+    /// made its own retries and fallbacks already, so clients are told not to add theirs
+    /// (`x-should-retry: false`, honoured by the OpenAI SDKs).
+    pub fn is_upstream(&self) -> bool {
+        matches!(
+            self,
+            Self::Upstream { .. }
+                | Self::UpstreamUnreachable { .. }
+                | Self::UpstreamTooLarge { .. }
+                | Self::UpstreamBroken { .. }
+                | Self::UpstreamTimeout { .. }
+                | Self::StreamFailed { .. }
+        )
+    }
+
+    /// The `Retry-After` value sent with this error: an upstream 429's own (or one second
+    /// when it gave none).
+    pub fn retry_after(&self) -> Option<&str> {
+        match self {
+            Self::Upstream {
+                status: Some(429),
+                retry_after,
+                ..
+            } => Some(retry_after.as_deref().unwrap_or("1")),
+            _ => None,
         }
     }
 
@@ -76,11 +151,21 @@ impl GatewayError {
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized => "authentication_error",
+            Self::Forbidden(_) => "permission_error",
             Self::UpstreamKeyMissing { .. } => "upstream_not_configured",
             Self::InvalidConfig { .. } => "configuration_error",
-            Self::Upstream { .. } => "upstream_error",
+            Self::Upstream { status, .. } => match status {
+                Some(429) => "rate_limit_error",
+                Some(400 | 422) => "invalid_request_error",
+                _ => "upstream_error",
+            },
+            Self::UpstreamUnreachable { .. }
+            | Self::UpstreamTooLarge { .. }
+            | Self::UpstreamBroken { .. }
+            | Self::StreamFailed { .. } => "upstream_error",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::Internal(_) => "internal_error",
+            Self::ModelNotFound { .. } => "invalid_request_error",
         }
     }
 
@@ -93,25 +178,61 @@ impl GatewayError {
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::UpstreamKeyMissing { .. } => "upstream_not_configured",
             Self::InvalidConfig { .. } => "invalid_config",
-            Self::Upstream { .. } => "upstream_error",
-            Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::Upstream { status, .. } => match status {
+                Some(429) => "upstream_rate_limited",
+                Some(400 | 422) => "upstream_rejected",
+                Some(401 | 403) => "upstream_auth_failed",
+                // A 2xx whose body is not a usable answer.
+                Some(200..=299) | None => "upstream_invalid_response",
+                Some(_) => "upstream_error",
+            },
+            Self::UpstreamUnreachable { .. } => "upstream_unreachable",
+            Self::UpstreamTooLarge { .. } => "upstream_too_large",
+            Self::UpstreamBroken {
+                timed_out: false, ..
+            } => "upstream_broken",
+            Self::UpstreamTimeout { .. }
+            | Self::UpstreamBroken {
+                timed_out: true, ..
+            } => "upstream_timeout",
+            Self::StreamFailed { reason, .. } => reason,
             Self::Internal(_) => "internal_error",
+            Self::ModelNotFound { .. } => "model_not_found",
         }
     }
 
     /// The message the client sees. Internal details never leave the worker.
     pub fn client_message(&self) -> String {
         match self {
-            Self::BadRequest(message) | Self::InvalidParam { message, .. } => message.clone(),
+            Self::BadRequest(message)
+            | Self::InvalidParam { message, .. }
+            | Self::Forbidden(message) => message.clone(),
             Self::UnknownModel { model, available } => format!(
                 "the model '{model}' is not served by this gateway; use one of: {}",
                 available.join(", ")
             ),
-            Self::PayloadTooLarge { limit, actual } => format!(
-                "query is {actual} bytes, over the limit of {limit} bytes (MAX_QUERY_BYTES)"
-            ),
+            Self::PayloadTooLarge {
+                variable,
+                limit,
+                actual,
+            } => {
+                let what = if *variable == "MAX_QUERY_BYTES" {
+                    "query"
+                } else {
+                    "request body"
+                };
+                match actual {
+                    Some(actual) => format!(
+                        "{what} is {actual} bytes, over the limit of {limit} bytes ({variable})"
+                    ),
+                    None => {
+                        format!("{what} is over the limit of {limit} bytes ({variable})")
+                    }
+                }
+            }
             Self::NotFound { path } => format!(
                 "no route for {path}; available: POST /query, GET /metrics, POST /v1/chat/completions, GET /v1/models"
             ),
@@ -128,13 +249,40 @@ impl GatewayError {
                 format!("invalid configuration: {variable}: {message}")
             }
             Self::Upstream { status, message, .. } => match status {
+                Some(code @ (401 | 403)) => format!(
+                    "upstream returned HTTP {code}: it refused the gateway's own API key (not yours): {message}"
+                ),
+                Some(code @ (400 | 422)) => {
+                    format!("upstream refused the request (HTTP {code}): {message}")
+                }
                 Some(code) => format!("upstream returned HTTP {code}: {message}"),
-                None => format!("upstream request failed: {message}"),
+                None => format!("upstream sent an unusable answer: {message}"),
             },
+            Self::UpstreamUnreachable { cause } => format!("cannot reach upstream host: {cause}"),
+            Self::UpstreamTooLarge { limit } => format!(
+                "upstream answer is over the limit of {limit} bytes (MAX_UPSTREAM_RESPONSE_BYTES)"
+            ),
+            Self::UpstreamBroken {
+                received_bytes,
+                timed_out,
+            } => {
+                let how = if *timed_out {
+                    "stalled past UPSTREAM_TIMEOUT_MS"
+                } else {
+                    "broke off"
+                };
+                format!(
+                    "upstream answer {how} after {received_bytes} bytes; not retried, since the upstream may have billed it"
+                )
+            }
             Self::UpstreamTimeout { timeout_ms } => format!(
                 "upstream did not answer within {timeout_ms} ms (UPSTREAM_TIMEOUT_MS)"
             ),
+            Self::StreamFailed { message, .. } => message.clone(),
             Self::Internal(_) => String::from("internal error"),
+            Self::ModelNotFound { model } => {
+                format!("The model '{model}' does not exist or is not served by this gateway")
+            }
         }
     }
 
@@ -164,8 +312,11 @@ impl GatewayError {
             Self::InvalidConfig { variable, .. } => {
                 error["variable"] = json!(variable);
             }
-            Self::PayloadTooLarge { limit, .. } => {
+            Self::PayloadTooLarge {
+                limit, variable, ..
+            } => {
                 error["limit_bytes"] = json!(limit);
+                error["variable"] = json!(variable);
             }
             _ => {}
         }
@@ -175,42 +326,54 @@ impl GatewayError {
 
 /// The OpenAI error body `{"error": {"message", "type", "param", "code"}}` for an error.
 pub fn openai_error_body(error: &GatewayError) -> Value {
-    let (kind, param, code) = match error {
-        GatewayError::BadRequest(_) => ("invalid_request_error", Value::Null, Value::Null),
-        GatewayError::InvalidParam { param, .. } => {
-            ("invalid_request_error", json!(param), Value::Null)
-        }
-        GatewayError::UnknownModel { .. } => (
+    use std::borrow::Cow;
+    let label = || Some(Cow::Borrowed(error.metric_label()));
+    let (kind, param, code): (&str, Option<&str>, Option<Cow<'static, str>>) = match error {
+        GatewayError::BadRequest(_) => ("invalid_request_error", None, None),
+        GatewayError::InvalidParam { param, .. } => ("invalid_request_error", Some(param), None),
+        GatewayError::UnknownModel { .. } | GatewayError::ModelNotFound { .. } => (
             "invalid_request_error",
-            json!("model"),
-            json!("model_not_found"),
+            Some("model"),
+            Some("model_not_found".into()),
         ),
         GatewayError::PayloadTooLarge { .. } => (
             "invalid_request_error",
-            Value::Null,
-            json!("request_too_large"),
+            None,
+            Some("request_too_large".into()),
         ),
-        GatewayError::NotFound { .. } => ("invalid_request_error", Value::Null, json!("not_found")),
+        GatewayError::NotFound { .. } => ("invalid_request_error", None, Some("not_found".into())),
         GatewayError::MethodNotAllowed { .. } => (
             "invalid_request_error",
-            Value::Null,
-            json!("method_not_allowed"),
+            None,
+            Some("method_not_allowed".into()),
         ),
         GatewayError::Unauthorized => (
             "invalid_request_error",
-            Value::Null,
-            json!("invalid_api_key"),
+            None,
+            Some("invalid_api_key".into()),
         ),
+        GatewayError::Forbidden(_) => ("permission_error", None, Some("forbidden".into())),
         GatewayError::UpstreamKeyMissing { .. } | GatewayError::InvalidConfig { .. } => {
-            ("server_error", Value::Null, json!(error.metric_label()))
+            ("server_error", None, label())
         }
-        GatewayError::Upstream { status, .. } => (
-            "upstream_error",
-            Value::Null,
-            status.map(|s| json!(s.to_string())).unwrap_or(Value::Null),
+        GatewayError::Upstream {
+            status: Some(429), ..
+        } => ("rate_limit_error", None, Some("rate_limit_exceeded".into())),
+        GatewayError::Upstream {
+            status: Some(status @ (400 | 422)),
+            ..
+        } => (
+            "invalid_request_error",
+            None,
+            Some(format!("upstream_{status}").into()),
         ),
-        GatewayError::UpstreamTimeout { .. } => ("timeout", Value::Null, json!("upstream_timeout")),
-        GatewayError::Internal(_) => ("server_error", Value::Null, Value::Null),
+        GatewayError::Upstream { .. }
+        | GatewayError::UpstreamUnreachable { .. }
+        | GatewayError::UpstreamTooLarge { .. }
+        | GatewayError::UpstreamBroken { .. }
+        | GatewayError::StreamFailed { .. } => ("upstream_error", None, label()),
+        GatewayError::UpstreamTimeout { .. } => ("timeout", None, Some("upstream_timeout".into())),
+        GatewayError::Internal(_) => ("server_error", None, None),
     };
     json!({
         "error": {
@@ -232,8 +395,9 @@ mod tests {
             (GatewayError::BadRequest("x".into()), 400),
             (
                 GatewayError::PayloadTooLarge {
+                    variable: "MAX_BODY_BYTES",
                     limit: 1,
-                    actual: 2,
+                    actual: Some(2),
                 },
                 413,
             ),

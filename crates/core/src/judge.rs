@@ -19,12 +19,22 @@ pub const MAX_JUDGED_CHARS: usize = 6_000;
 /// Completion tokens the judge may spend (its reply is a small JSON object).
 pub const JUDGE_MAX_TOKENS: u32 = 40;
 
-const INSTRUCTIONS: &str = "You are an impartial judge of answer quality. You are given a \
-user's query and two answers, A and B, written independently. Grade each answer from 1 \
-(useless or wrong) to 10 (fully correct, complete and helpful) for how well it answers the \
-query. Judge correctness first, then completeness and clarity; ignore length and style \
-beyond that, and ignore which answer comes first. Reply with only a JSON object of the \
-form {\"score_a\": <integer 1-10>, \"score_b\": <integer 1-10>}.";
+const INSTRUCTIONS: &str = "You are an impartial judge. Grade answers A and B to the query \
+from 1 (wrong or useless) to 10 (fully correct and helpful): correctness first, then \
+completeness and clarity; ignore length, style and order. Reply with only \
+{\"score_a\": <1-10>, \"score_b\": <1-10>}.";
+
+/// Characters of a judge request besides the query and the two answers (the instructions
+/// and the labels around the texts): what the judge reads on every sample. The simulator
+/// prices the judge call from it.
+pub fn overhead_chars() -> usize {
+    request("", "", "", true, BackendKind::Mistral)
+        .messages
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .map(|c| c.chars().count())
+        .sum()
+}
 
 /// Grades of the two answers of one sample, mapped back to which answer is which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +174,18 @@ mod tests {
         let user = r.messages[1]["content"].as_str().unwrap();
         assert!(user.find("five").unwrap() < user.find("four").unwrap());
         assert!(r.params.get("response_format").is_none());
+    }
+
+    #[test]
+    fn the_overhead_is_the_request_without_texts() {
+        let r = request("q", "a", "b", true, BackendKind::Mistral);
+        let chars: usize = r
+            .messages
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().chars().count())
+            .sum();
+        assert_eq!(overhead_chars() + 3, chars);
+        assert!(INSTRUCTIONS.starts_with("You are an impartial judge"));
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Plan {
     pub stream: bool,
     /// Characters of prompt text, for estimates.
     pub prompt_chars: usize,
+    /// Largest upstream answer read (MAX_UPSTREAM_RESPONSE_BYTES).
+    pub max_response_bytes: usize,
 }
 
 impl Plan {
@@ -56,6 +58,7 @@ impl Plan {
             headers: self.headers(),
             body: self.body.to_string().into_bytes(),
             stream: self.stream,
+            max_response_bytes: self.max_response_bytes,
         }
     }
 }
@@ -112,6 +115,40 @@ pub fn direct(config: &Config, request: &ChatRequest, tier: usize) -> Result<Pla
     finish(config, request, decision, Vec::new())
 }
 
+/// The plan of the same request on tier `tier`, after `failed` (the plan whose call
+/// failed with the metric label `reason`): same score and features, another tier.
+pub fn fallback(
+    config: &Config,
+    request: &ChatRequest,
+    failed: &Plan,
+    tier: usize,
+    reason: &'static str,
+) -> Result<Plan, GatewayError> {
+    let mut decision = failed.decision.clone();
+    let to = config
+        .tiers
+        .get(tier)
+        .ok_or_else(|| GatewayError::Internal("fallback to a missing tier".into()))?
+        .name()
+        .to_string();
+    // The first tier that failed stays the `from` of a second fallback.
+    let from = failed
+        .decision
+        .fallback
+        .as_ref()
+        .map_or_else(|| failed.decision.tier_name.clone(), |f| f.from.clone());
+    decision.fallback = Some(crate::routing::FallbackNote {
+        from,
+        to: to.clone(),
+        reason,
+    });
+    decision.tier = tier;
+    decision.tier_name = to;
+    let mut plan = finish(config, request, decision, failed.features.clone())?;
+    plan.router = failed.router;
+    Ok(plan)
+}
+
 fn finish(
     config: &Config,
     request: &ChatRequest,
@@ -135,6 +172,7 @@ fn finish(
         body,
         stream: request.stream,
         prompt_chars: request.prompt_chars(),
+        max_response_bytes: config.max_upstream_response_bytes,
         decision,
     })
 }
@@ -142,16 +180,7 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn config(vars: &[(&str, &str)]) -> Config {
-        let mut map: HashMap<String, String> =
-            HashMap::from([("MISTRAL_API_KEY".to_string(), "sk-test".to_string())]);
-        for (k, v) in vars {
-            map.insert(k.to_string(), v.to_string());
-        }
-        Config::from_lookup(|name| map.get(name).cloned()).unwrap()
-    }
+    use crate::config::testing::config;
 
     #[test]
     fn plan_routes_and_builds_the_upstream_call() {

@@ -26,7 +26,8 @@ impl ModelPrice {
         for (side, v) in [("input", self.input), ("output", self.output)] {
             if !v.is_finite() || v < 0.0 {
                 return Err(format!(
-                    "price of {model} ({side}) must be a finite, non-negative number, got {v}"
+                    "price of {model} ({side}) must be a finite, non-negative number, got {}",
+                    crate::numfmt::fixed(v, 6)
                 ));
             }
         }
@@ -60,8 +61,8 @@ impl PriceTable {
 
     /// Parses and validates a full table.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let table: PriceTable =
-            serde_json::from_str(text).map_err(|e| format!("invalid price table: {e}"))?;
+        let table: PriceTable = serde_json::from_slice(text.as_bytes())
+            .map_err(|e| format!("invalid price table: {e}"))?;
         for (model, price) in &table.models {
             price.validate(model)?;
         }
@@ -70,7 +71,7 @@ impl PriceTable {
 
     /// Applies operator overrides given as `{"model-id": {"input": 0.1, "output": 0.3}, ...}`.
     pub fn apply_overrides(&mut self, json: &str) -> Result<(), String> {
-        let overrides: BTreeMap<String, ModelPrice> = serde_json::from_str(json)
+        let overrides: BTreeMap<String, ModelPrice> = serde_json::from_slice(json.as_bytes())
             .map_err(|e| format!("expected {{\"model\": {{\"input\": n, \"output\": n}}}}: {e}"))?;
         for (model, price) in overrides {
             price.validate(&model)?;

@@ -214,17 +214,8 @@ pub fn block(report: &QualityReport, published: &Published, counts: &StoreCounts
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::testing::config;
     use crate::quality::QualityController;
-    use std::collections::HashMap;
-
-    fn config(vars: &[(&str, &str)]) -> Config {
-        let mut map: HashMap<String, String> =
-            HashMap::from([("MISTRAL_API_KEY".to_string(), "sk-test".to_string())]);
-        for (k, v) in vars {
-            map.insert(k.to_string(), v.to_string());
-        }
-        Config::from_lookup(|name| map.get(name).cloned()).unwrap()
-    }
 
     fn judged(served_top: bool, served: u8, other: u8) -> JudgedSample {
         JudgedSample {

@@ -11,10 +11,17 @@ pub enum Route {
     Query,
     /// `GET /metrics`.
     Metrics,
+    /// `DELETE /metrics` (LLM_MUX_ADMIN_KEY): sets every total back to zero.
+    MetricsReset,
     /// `POST /v1/chat/completions` (OpenAI-compatible).
     ChatCompletions,
     /// `GET /v1/models`.
     Models,
+    /// `GET /v1/models/{id}` (the id: [`model_id`]).
+    Model,
+    /// `OPTIONS` on an API route (a CORS preflight), with the route's methods; answered
+    /// 204 without authentication ([`crate::cors`] adds the CORS headers).
+    Preflight(&'static str),
 }
 
 /// Whether errors on this path use OpenAI's error body.
@@ -34,7 +41,38 @@ pub fn path_of(url: &str) -> &str {
     }
 }
 
-/// Resolves a method and path. HEAD is served as GET would be, without a body.
+/// The path prefix of `GET /v1/models/{id}`.
+const MODEL_PREFIX: &str = "/v1/models/";
+
+/// The model id of a `/v1/models/{id}` path, percent-decoded (ids may hold `/` or `:`),
+/// or `None` for any other path or an id that is not UTF-8.
+pub fn model_id(path: &str) -> Option<String> {
+    let raw = path.trim_end_matches('/').strip_prefix(MODEL_PREFIX)?;
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: &u8| (*b as char).to_digit(16);
+        let digits = (
+            bytes.get(i + 1).and_then(hex),
+            bytes.get(i + 2).and_then(hex),
+        );
+        match (bytes[i], digits) {
+            (b'%', (Some(high), Some(low))) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().filter(|id| !id.is_empty())
+}
+
+/// Resolves a method and path. HEAD is served as GET would be, without a body; OPTIONS on
+/// an API route is a CORS preflight.
 pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
     let path = if path.len() > 1 {
         path.trim_end_matches('/')
@@ -44,16 +82,25 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
     let (route, allowed) = match path {
         "/" => (Route::Index, "GET"),
         "/query" => (Route::Query, "POST"),
-        "/metrics" => (Route::Metrics, "GET"),
+        "/metrics" => (Route::Metrics, "GET, DELETE"),
         "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
         "/v1/models" => (Route::Models, "GET"),
+        _ if model_id(path).is_some() => (Route::Model, "GET"),
         _ => {
             return Err(GatewayError::NotFound {
                 path: path.chars().take(200).collect(),
             })
         }
     };
-    let method_ok = method == allowed || (allowed == "GET" && method == "HEAD");
+    if method == "OPTIONS" && route != Route::Index {
+        return Ok(Route::Preflight(allowed));
+    }
+    if route == Route::Metrics && method == "DELETE" {
+        return Ok(Route::MetricsReset);
+    }
+    let method_ok = allowed
+        .split(", ")
+        .any(|m| m == method || (m == "GET" && method == "HEAD"));
     if method_ok {
         Ok(route)
     } else {
@@ -94,6 +141,8 @@ mod tests {
             Ok(Route::ChatCompletions)
         );
         assert_eq!(resolve("GET", "/v1/models"), Ok(Route::Models));
+        assert_eq!(resolve("GET", "/v1/models/auto"), Ok(Route::Model));
+        assert_eq!(resolve("HEAD", "/v1/models/small/"), Ok(Route::Model));
         assert!(is_openai_path("/v1/chat/completions") && !is_openai_path("/query"));
     }
 
@@ -101,8 +150,54 @@ mod tests {
     fn unknown_path_is_404_and_wrong_method_405() {
         assert_eq!(resolve("GET", "/nope").unwrap_err().status(), 404);
         assert_eq!(resolve("GET", "/query").unwrap_err().status(), 405);
-        assert_eq!(resolve("DELETE", "/metrics").unwrap_err().status(), 405);
+        assert_eq!(resolve("DELETE", "/metrics"), Ok(Route::MetricsReset));
         assert_eq!(resolve("POST", "/metrics").unwrap_err().status(), 405);
+        assert_eq!(resolve("PUT", "/metrics").unwrap_err().status(), 405);
+        assert_eq!(resolve("DELETE", "/query").unwrap_err().status(), 405);
         assert_eq!(resolve("HEAD", "/query").unwrap_err().status(), 405);
+        assert_eq!(
+            resolve("POST", "/v1/models/auto").unwrap_err().status(),
+            405
+        );
+        assert_eq!(resolve("OPTIONS", "/").unwrap_err().status(), 405);
+        assert_eq!(resolve("OPTIONS", "/nope").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn options_on_an_api_route_is_a_preflight_with_its_methods() {
+        assert_eq!(resolve("OPTIONS", "/query"), Ok(Route::Preflight("POST")));
+        assert_eq!(
+            resolve("OPTIONS", "/v1/chat/completions/"),
+            Ok(Route::Preflight("POST"))
+        );
+        assert_eq!(
+            resolve("OPTIONS", "/metrics"),
+            Ok(Route::Preflight("GET, DELETE"))
+        );
+        for path in ["/v1/models", "/v1/models/large"] {
+            assert_eq!(
+                resolve("OPTIONS", path),
+                Ok(Route::Preflight("GET")),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn model_ids_of_paths() {
+        assert_eq!(model_id("/v1/models/auto").as_deref(), Some("auto"));
+        assert_eq!(model_id("/v1/models/small/").as_deref(), Some("small"));
+        assert_eq!(
+            model_id("/v1/models/accounts/f/models/llama").as_deref(),
+            Some("accounts/f/models/llama")
+        );
+        assert_eq!(
+            model_id("/v1/models/ft%3Agpt%2Fx%zz").as_deref(),
+            Some("ft:gpt/x%zz")
+        );
+        assert_eq!(model_id("/v1/models/%ff"), None);
+        assert_eq!(model_id("/v1/models/"), None);
+        assert_eq!(model_id("/v1/models"), None);
+        assert_eq!(model_id("/v2/models/auto"), None);
     }
 }

@@ -120,18 +120,47 @@ pub struct RoutingDecision {
     pub threshold: f64,
     /// What the caller asked for.
     pub requested: Requested,
+    /// Set when the tier first chosen failed and this tier answers instead.
+    pub fallback: Option<FallbackNote>,
+}
+
+/// A fallback from one tier to the decision's tier.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FallbackNote {
+    /// Name of the tier that failed.
+    pub from: String,
+    /// Name of the tier that was tried instead.
+    pub to: String,
+    /// Metric label of the failure (`upstream_error`, `upstream_rate_limited`, ...).
+    pub reason: &'static str,
+}
+
+impl FallbackNote {
+    /// `small->large`, the `x-llm-mux-fallback` header's value and the metrics key.
+    pub fn route(&self) -> String {
+        format!("{}->{}", self.from, self.to)
+    }
 }
 
 impl RoutingDecision {
-    /// `Routed to LARGE (score: 0.90)`.
+    /// `Routed to LARGE (score: 0.90)`, with `; fell back from SMALL (upstream_error)`
+    /// when the first tier failed.
     pub fn describe(&self) -> String {
         // Tier names are validated ASCII; ASCII upper-casing keeps Unicode case tables
         // out of the wasm.
-        format!(
-            "Routed to {} (score: {:.2})",
+        let mut text = format!(
+            "Routed to {} (score: {})",
             self.tier_name.to_ascii_uppercase(),
-            self.score
-        )
+            crate::numfmt::fixed(self.score, 2)
+        );
+        if let Some(note) = &self.fallback {
+            text.push_str(&format!(
+                "; fell back from {} ({})",
+                note.from.to_ascii_uppercase(),
+                note.reason
+            ));
+        }
+        text
     }
 }
 
@@ -179,6 +208,7 @@ pub fn decide(
         score,
         threshold: tiers.get(top).map(|t| t.min_score).unwrap_or(0.0),
         requested,
+        fallback: None,
     }
 }
 

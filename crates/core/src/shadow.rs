@@ -217,16 +217,7 @@ pub fn judged(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn config(vars: &[(&str, &str)]) -> Config {
-        let mut map: HashMap<String, String> =
-            HashMap::from([("MISTRAL_API_KEY".to_string(), "sk-test".to_string())]);
-        for (k, v) in vars {
-            map.insert(k.to_string(), v.to_string());
-        }
-        Config::from_lookup(|name| map.get(name).cloned()).unwrap()
-    }
+    use crate::config::testing::config;
 
     fn job() -> ShadowJob {
         let chat = ChatRequest::single_turn("auto", "What is 2+2?", Some(20), true);

@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::error::GatewayError;
 use crate::providers::sse::{SseEvent, SseParser};
 use crate::providers::{Decoded, StreamDecoder, Usage};
 
@@ -26,6 +27,41 @@ pub enum StreamEnd {
     UpstreamFailed,
     /// The client went away before the end.
     ClientGone,
+    /// No chunk came within STREAM_IDLE_TIMEOUT_MS.
+    IdleTimeout,
+    /// The stream ran longer than STREAM_MAX_DURATION_MS.
+    DurationExceeded,
+    /// The stream grew past MAX_UPSTREAM_RESPONSE_BYTES.
+    TooLarge,
+}
+
+/// The error a failed stream ends with (its last event), or `None` when it did not fail.
+pub fn stream_failure(end: StreamEnd, summary: &StreamSummary) -> Option<GatewayError> {
+    if summary.relayed_error {
+        // The upstream's own error event reached the client: one error is enough.
+        return None;
+    }
+    let reason = summary.incomplete_reason(end).filter(|r| is_failure(r))?;
+    let limit = match end {
+        StreamEnd::IdleTimeout => "stalled (STREAM_IDLE_TIMEOUT_MS)",
+        StreamEnd::DurationExceeded => "ran too long (STREAM_MAX_DURATION_MS)",
+        StreamEnd::TooLarge => "grew too large (MAX_UPSTREAM_RESPONSE_BYTES)",
+        _ => "broke off",
+    };
+    let message = format!(
+        "the upstream stream {limit} after {} bytes; the answer is incomplete",
+        summary.received_bytes
+    );
+    Some(GatewayError::StreamFailed { reason, message })
+}
+
+/// Incomplete-stream reasons that are failures: the client gets an error event in its
+/// format instead of the normal end (OpenAI clients: no `[DONE]`).
+pub fn is_failure(reason: &str) -> bool {
+    matches!(
+        reason,
+        "upstream_cut" | "upstream_timeout" | "upstream_too_large"
+    )
 }
 
 /// What is known about a stream when it ends.
@@ -41,6 +77,12 @@ pub struct StreamSummary {
     pub saw_done: bool,
     /// The answer text (kept for `/query` only).
     pub answer: String,
+    /// Bytes received from the upstream.
+    pub received_bytes: usize,
+    /// Malformed events dropped.
+    pub dropped_events: u64,
+    /// The upstream's own error event was relayed (the client has its error already).
+    pub relayed_error: bool,
 }
 
 impl StreamSummary {
@@ -49,6 +91,8 @@ impl StreamSummary {
         match end {
             StreamEnd::ClientGone => Some("client_disconnected"),
             StreamEnd::UpstreamFailed => Some("upstream_cut"),
+            StreamEnd::IdleTimeout | StreamEnd::DurationExceeded => Some("upstream_timeout"),
+            StreamEnd::TooLarge => Some("upstream_too_large"),
             // Ended without its end marker and without usage: cut short.
             StreamEnd::UpstreamFinished if self.usage.is_none() && !self.saw_done => {
                 Some("upstream_cut")
@@ -67,6 +111,9 @@ pub struct StreamMeter {
     saw_done: bool,
     answer: String,
     keep_answer: bool,
+    received_bytes: usize,
+    dropped_events: u64,
+    relayed_error: bool,
 }
 
 impl StreamMeter {
@@ -79,7 +126,15 @@ impl StreamMeter {
             saw_done: false,
             answer: String::new(),
             keep_answer: false,
+            received_bytes: 0,
+            dropped_events: 0,
+            relayed_error: false,
         }
+    }
+
+    /// Bytes received so far (checked against MAX_UPSTREAM_RESPONSE_BYTES by the relay).
+    pub fn received_bytes(&self) -> usize {
+        self.received_bytes
     }
 
     /// Also keeps the answer text of OpenAI chunks (a sampled request's, for its judge).
@@ -90,6 +145,7 @@ impl StreamMeter {
 
     /// Relays a network chunk: returns the bytes to send to the client (maybe none).
     pub fn on_bytes(&mut self, bytes: &[u8]) -> Vec<u8> {
+        self.received_bytes += bytes.len();
         let events = self.parser.feed(bytes);
         self.relay(events)
     }
@@ -108,6 +164,9 @@ impl StreamMeter {
             model: self.decoder.model().map(str::to_string),
             saw_done: self.saw_done,
             answer: self.answer.clone(),
+            received_bytes: self.received_bytes,
+            dropped_events: self.dropped_events,
+            relayed_error: self.relayed_error,
         }
     }
 
@@ -124,6 +183,7 @@ impl StreamMeter {
                         self.emit_chunk(chunk, &mut out);
                     }
                 }
+                Decoded::Malformed => self.dropped_events += 1,
                 Decoded::Done => {
                     self.saw_done = true;
                     if self.format == ClientFormat::OpenAiChunks {
@@ -136,10 +196,13 @@ impl StreamMeter {
     }
 
     fn emit_chunk(&mut self, chunk: &str, out: &mut Vec<u8>) {
+        if chunk.starts_with("{\"error\"") {
+            self.relayed_error = true;
+        }
         match self.format {
             ClientFormat::OpenAiChunks => {
                 if self.keep_answer {
-                    if let Ok(value) = serde_json::from_str::<Value>(chunk) {
+                    if let Ok(value) = serde_json::from_slice::<Value>(chunk.as_bytes()) {
                         if let Some(content) = delta_content(&value) {
                             self.answer.push_str(content);
                         }
@@ -150,7 +213,7 @@ impl StreamMeter {
                 out.extend_from_slice(b"\n\n");
             }
             ClientFormat::QueryDeltas => {
-                let Ok(value) = serde_json::from_str::<Value>(chunk) else {
+                let Ok(value) = serde_json::from_slice::<Value>(chunk.as_bytes()) else {
                     return;
                 };
                 let content = delta_content(&value).unwrap_or("");
@@ -248,13 +311,20 @@ mod tests {
 
     #[test]
     fn cut_stream_is_incomplete_with_estimated_chars() {
-        let cut = &MISTRAL_STREAM[..MISTRAL_STREAM.find("Paris").unwrap() + 10];
+        // Cut 10 bytes into the event after the one that carries "Paris": that event is
+        // incomplete JSON, dropped and counted, never relayed.
+        let paris = MISTRAL_STREAM.find("Paris").unwrap();
+        let next_event = paris + MISTRAL_STREAM[paris..].find("\n\n").unwrap() + 2;
+        let cut = &MISTRAL_STREAM[..next_event + 10];
         let mut meter = StreamMeter::new(
             Box::new(OpenAiChunkDecoder::default()),
             ClientFormat::OpenAiChunks,
         );
-        relay_in_pieces(&mut meter, cut.as_bytes(), 5);
+        let out = String::from_utf8(relay_in_pieces(&mut meter, cut.as_bytes(), 5)).unwrap();
+        assert!(out.ends_with("\n\n") && !out.contains("[DONE]"), "{out}");
         let s = meter.summary();
+        assert_eq!(s.dropped_events, 1);
+        assert_eq!(s.received_bytes, cut.len());
         assert_eq!(s.usage, None);
         assert!(!s.saw_done);
         assert!(s.completion_chars > 0);

@@ -2,7 +2,8 @@
 //! seam ([`Upstream`]) that sends one attempt and sleeps.
 //!
 //! This module owns what to retry (rate limits, server errors, network failures; never
-//! another 4xx, never a timeout, never once a body has been handed over), how long to wait
+//! another 4xx, never a timeout, never once a 2xx answer's body has started: the upstream
+//! has billed it by then), how long to wait
 //! (`Retry-After` in whole seconds when it fits, else exponential backoff from 200 ms), and
 //! that all attempts together stay within `UPSTREAM_TIMEOUT_MS`. It must not do I/O or
 //! read a clock itself: the worker implements [`Upstream`] with the runtime's `fetch` and
@@ -10,7 +11,7 @@
 //! without a network.
 
 use crate::error::GatewayError;
-use crate::providers::{is_retryable, retry_delay_ms, sanitise, Provider};
+use crate::providers::{is_retryable, retry_delay_ms, sanitise, unreachable_cause, Provider};
 
 /// Attempts per call: the first try plus one retry of a rate limit or server error.
 pub const MAX_ATTEMPTS: u32 = 2;
@@ -27,6 +28,9 @@ pub struct UpstreamRequest<'a> {
     pub body: Vec<u8>,
     /// Whether the answer is streamed (then the deadline covers the headers only).
     pub stream: bool,
+    /// Largest answer body read (MAX_UPSTREAM_RESPONSE_BYTES); the sender stops reading
+    /// past it and reports [`AttemptError::TooLarge`].
+    pub max_response_bytes: usize,
 }
 
 /// A successful (2xx) answer.
@@ -54,13 +58,27 @@ pub enum Reply<S> {
     },
 }
 
-/// Why an attempt got no answer.
+/// Why an attempt got no (usable) answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptError {
-    /// The attempt's deadline passed.
+    /// The attempt's deadline passed before the answer's headers.
     Timeout,
-    /// The connection failed (the runtime's message).
+    /// The connection failed before an answer (the runtime's message).
     Network(String),
+    /// A 2xx answer's body broke off, or stalled past the deadline, after
+    /// `received_bytes`. Never retried.
+    Broken {
+        /// Bytes of body read before it broke.
+        received_bytes: usize,
+        /// The deadline, not the connection, ended it.
+        timed_out: bool,
+    },
+    /// A 2xx answer's body grew past `limit` bytes (MAX_UPSTREAM_RESPONSE_BYTES). Never
+    /// retried.
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// The seam between the policy and the runtime: one attempt, a sleep, a clock.
@@ -129,7 +147,10 @@ pub async fn call<U: Upstream>(
                 retry_after,
                 ..
             }) => (is_retryable(*status), retry_after.as_deref()),
-            Ok(Reply::Ok(_)) | Err(AttemptError::Timeout) => (false, None),
+            Ok(Reply::Ok(_))
+            | Err(AttemptError::Timeout)
+            | Err(AttemptError::Broken { .. })
+            | Err(AttemptError::TooLarge { .. }) => (false, None),
             Err(AttemptError::Network(_)) => (true, None),
         };
         if retryable && attempt < policy.max_attempts {
@@ -147,11 +168,17 @@ pub async fn call<U: Upstream>(
                 retry_after,
             }) => Err(provider.classify_error(status, &body, retry_after, secret)),
             Err(AttemptError::Timeout) => Err(GatewayError::UpstreamTimeout { timeout_ms }),
-            Err(AttemptError::Network(message)) => Err(GatewayError::Upstream {
-                status: None,
-                message: sanitise(&message, secret),
-                retry_after: None,
+            Err(AttemptError::Network(message)) => Err(GatewayError::UpstreamUnreachable {
+                cause: unreachable_cause(&sanitise(&message, secret)),
             }),
+            Err(AttemptError::Broken {
+                received_bytes,
+                timed_out,
+            }) => Err(GatewayError::UpstreamBroken {
+                received_bytes,
+                timed_out,
+            }),
+            Err(AttemptError::TooLarge { limit }) => Err(GatewayError::UpstreamTooLarge { limit }),
         };
     }
 }
@@ -275,6 +302,7 @@ mod tests {
             headers: vec![("authorization", "Bearer sk-secret".into())],
             body: b"{}".to_vec(),
             stream: false,
+            max_response_bytes: 1 << 20,
         }
     }
 
@@ -392,15 +420,62 @@ mod tests {
         let error = run(&fake, 10_000).unwrap_err();
         assert_eq!(fake.attempts(), 2);
         match error {
-            GatewayError::Upstream {
-                status: None,
-                message,
-                ..
-            } => {
-                assert!(!message.contains("sk-secret"), "{message}");
-                assert!(message.contains("refused"), "{message}");
+            GatewayError::UpstreamUnreachable { cause } => {
+                assert!(!cause.contains("sk-secret"), "{cause}");
+                assert!(cause.contains("refused"), "{cause}");
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_broken_or_oversized_2xx_body_is_never_retried() {
+        // The upstream billed a completion whose body broke: a retry would bill another.
+        struct Broken(AttemptError, Cell<usize>);
+        impl Upstream for Broken {
+            type Stream = ();
+            async fn send(
+                &self,
+                _: &UpstreamRequest<'_>,
+                _: u64,
+            ) -> Result<Reply<()>, AttemptError> {
+                self.1.set(self.1.get() + 1);
+                Err(self.0.clone())
+            }
+            async fn sleep(&self, _: u64) {}
+            fn now_ms(&self) -> u64 {
+                0
+            }
+        }
+        let cases = [
+            (
+                AttemptError::Broken {
+                    received_bytes: 120,
+                    timed_out: false,
+                },
+                GatewayError::UpstreamBroken {
+                    received_bytes: 120,
+                    timed_out: false,
+                },
+            ),
+            (
+                AttemptError::TooLarge { limit: 8 },
+                GatewayError::UpstreamTooLarge { limit: 8 },
+            ),
+        ];
+        for (attempt_error, expected) in cases {
+            let fake = Broken(attempt_error, Cell::new(0));
+            let error = block_on(call(
+                &fake,
+                &request(),
+                CallPolicy::with_timeout(10_000),
+                BackendKind::OpenAi.provider(),
+                "",
+            ))
+            .unwrap_err();
+            assert_eq!(error, expected);
+            assert_eq!(fake.1.get(), 1, "{expected:?}");
+            assert_eq!(error.status(), 502);
         }
     }
 

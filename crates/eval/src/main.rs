@@ -40,7 +40,7 @@ usage:
   llm-mux-eval simulate  [--router learned|heuristic|length] [--split dev|test|all]
                          [--target-quality Q | --target-large-share S | --target-cost-per-1k USD]
                          [--sample-rate R] [--requests N] [--seeds K] [--judge-noise SD]
-                         [--json OUT] [--svg OUT] PATH [--then PATH ...]
+                         [--controller JSON] [--json OUT] [--svg OUT] PATH [--then PATH ...]
   llm-mux-eval lobo      [--quick] [--split test|dev] [train's options] [--json OUT] [--markdown OUT] [--small-model M] [--large-model M] PATH...
   llm-mux-eval speed
 PATH is a routing-eval JSONL file or a directory of them (all *.jsonl).
@@ -57,7 +57,8 @@ calibrate --router learned on dev scores each prompt out-of-fold (the model was 
 simulate streams prompts drawn at random from PATH (then from each --then PATH: a shift in
 traffic), N requests per phase (default 50000), through the core's quality sampler, estimator
 and controller, with the recorded outcomes as the judge's grades; defaults: split test, sample
-rate 0.02, 20 seeds, no judge noise.
+rate 0.02, 20 seeds, no judge noise; --controller '{\"confidence_z\":1.28}' overrides controller
+settings (ControllerConfig's fields) for experiments.
 Models are priced from the embedded price table (default mistral-small-latest / mistral-large-latest).";
 
 /// Parsed command line.
@@ -95,6 +96,7 @@ struct Args {
     requests: usize,
     seeds: u64,
     judge_noise: f64,
+    controller: Option<String>,
 }
 
 fn parse_number(flag: &str, value: &str) -> Result<f64, String> {
@@ -163,6 +165,7 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
         requests: 50_000,
         seeds: 20,
         judge_noise: 0.0,
+        controller: None,
     };
     while let Some(a) = it.next() {
         if !a.starts_with("--") {
@@ -228,6 +231,7 @@ fn parse_args(raw: &[String]) -> Result<Args, String> {
                 }
                 args.sample_rate = v;
             }
+            "--controller" => args.controller = Some(value()?),
             "--judge-noise" => {
                 let v = parse_number(a, &value()?)?;
                 if v < 0.0 {
@@ -567,6 +571,9 @@ fn cmd_simulate(args: &Args) -> Result<(), String> {
         CalibrationTarget::LargeShare(s) => Target::LargeShare(s),
         CalibrationTarget::MaxCostPer1k(c) => Target::CostPer1k(c),
     });
+    if let Some(patch) = &args.controller {
+        config = simulate::patch_config(&config, patch)?;
+    }
     let opts = simulate::SimOptions {
         config,
         requests: args.requests,
@@ -745,6 +752,8 @@ mod tests {
         );
         assert_eq!(s.target, Some(CalibrationTarget::MaxCostPer1k(0.05)));
         assert!(args("simulate --router oracle a").is_err());
+        let c = args("simulate --controller {} a").unwrap();
+        assert_eq!(c.controller.as_deref(), Some("{}"));
         assert!(args("simulate --sample-rate 2 a").is_err());
         assert!(args("simulate --requests 0 a").is_err());
         assert!(args("report --then b a").is_err());

@@ -16,6 +16,7 @@
 use serde::Serialize;
 
 use llm_mux_core::hash::{fnv1a64, SplitMix64};
+use llm_mux_core::judge;
 use llm_mux_core::quality::sample::quality_to_grade;
 use llm_mux_core::quality::{
     ControllerConfig, HourlyCap, JudgedSample, QualityController, ServedBy, Target,
@@ -24,8 +25,11 @@ use llm_mux_core::quality::{
 use crate::data::{tokens_from_chars, Dataset, DEFAULT_OUTPUT_TOKENS};
 use crate::routers::Router;
 
-/// Tokens of the judge's fixed instruction (the grading rubric and the answer format).
-pub const JUDGE_INSTRUCTION_TOKENS: f64 = 60.0;
+/// Tokens of the judge's fixed instruction (the grading rubric, the answer format and the
+/// labels around the texts): the worker's own judge prompt (`judge::overhead_chars`).
+pub fn judge_instruction_tokens() -> f64 {
+    tokens_from_chars(judge::overhead_chars() as u64)
+}
 /// Tokens of the judge's answer (the two grades as compact JSON).
 pub const JUDGE_OUTPUT_TOKENS: f64 = 20.0;
 /// Simulated requests between two controller updates (one request per second: a minute).
@@ -128,7 +132,7 @@ impl Phase {
                         .map(tokens_from_chars)
                         .unwrap_or(DEFAULT_OUTPUT_TOKENS)
                 };
-                let tokens_in = JUDGE_INSTRUCTION_TOKENS
+                let tokens_in = judge_instruction_tokens()
                     + tokens_from_chars(rec.prompt.chars().count() as u64)
                     + out(rec.small.output_chars)
                     + out(rec.large.output_chars);
@@ -191,6 +195,8 @@ pub struct Figures {
     pub true_quality_retained: f64,
     /// The estimator's figure at the threshold in force, averaged over the same updates.
     pub estimated_quality_retained: Option<f64>,
+    /// The estimate's standard error, averaged over the same updates.
+    pub estimated_std_error: Option<f64>,
     /// Share of requests served by the top tier.
     pub large_share: f64,
     /// 1 - serving spend / always-top-tier cost (before evaluation spend).
@@ -268,6 +274,7 @@ struct Tally {
     q_served_late: f64,
     q_top_late: f64,
     est_sum: f64,
+    se_sum: f64,
     est_n: u64,
 }
 
@@ -284,6 +291,7 @@ impl Tally {
         self.q_served_late += o.q_served_late;
         self.q_top_late += o.q_top_late;
         self.est_sum += o.est_sum;
+        self.se_sum += o.se_sum;
         self.est_n += o.est_n;
     }
 
@@ -297,6 +305,7 @@ impl Tally {
                 1.0
             },
             estimated_quality_retained: (self.est_n > 0).then(|| self.est_sum / self.est_n as f64),
+            estimated_std_error: (self.est_n > 0).then(|| self.se_sum / self.est_n as f64),
             large_share: ratio(self.top_served as f64, self.requests as f64),
             savings: 1.0 - ratio(self.cost_served, self.cost_top),
             net_savings: 1.0 - ratio(self.cost_served + self.eval_cost, self.cost_top),
@@ -388,6 +397,7 @@ pub fn run(phases: &[Phase], opts: &SimOptions, seed: u64) -> Run {
                 if late {
                     if let Some(e) = ctl.estimate {
                         tally.est_sum += e.quality_retained;
+                        tally.se_sum += e.std_error;
                         tally.est_n += 1;
                     }
                 }
@@ -411,6 +421,24 @@ pub fn run(phases: &[Phase], opts: &SimOptions, seed: u64) -> Run {
         phases: per_phase,
         trace,
     }
+}
+
+/// `config` with the fields of the JSON object `patch` replaced (`--controller`, for
+/// experiments: e.g. `{"confidence_z": 1.28}`).
+pub fn patch_config(config: &ControllerConfig, patch: &str) -> Result<ControllerConfig, String> {
+    let mut v = serde_json::to_value(config).map_err(|e| e.to_string())?;
+    let p: serde_json::Value =
+        serde_json::from_str(patch).map_err(|e| format!("--controller: {e}"))?;
+    let fields = p
+        .as_object()
+        .ok_or_else(|| String::from("--controller: expected a JSON object"))?;
+    for (k, x) in fields {
+        if v.get(k).is_none() {
+            return Err(format!("--controller: unknown setting {k:?}"));
+        }
+        v[k] = x.clone();
+    }
+    serde_json::from_value(v).map_err(|e| format!("--controller: {e}"))
 }
 
 /// Figures of a fixed threshold on the expected traffic.
@@ -835,6 +863,13 @@ mod tests {
         assert_eq!(runs.len(), 2);
         assert_eq!(runs[0].seed, 0);
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        let base = ControllerConfig::new(0.5);
+        let patched = patch_config(&base, r#"{"confidence_z": 1.0, "window": 10}"#).unwrap();
+        assert_eq!(patched.confidence_z, 1.0);
+        assert_eq!(patched.window, 10);
+        assert_eq!(patched.min_samples, base.min_samples);
+        assert!(patch_config(&base, r#"{"no_such_setting": 1}"#).is_err());
+        assert!(patch_config(&base, "[1]").is_err());
         assert_eq!(median(&[]), 0.0);
     }
 }

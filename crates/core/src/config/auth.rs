@@ -52,29 +52,42 @@ pub(super) fn api_keys(raw: Option<String>) -> Vec<Secret> {
     .unwrap_or_default()
 }
 
+/// LLM_MUX_API_KEYS (its raw value) read on its own, so that a request can be
+/// authenticated before an invalid configuration (whose message may name configured
+/// values) is revealed to it.
+pub fn api_keys_from_lookup(raw: Option<String>) -> Vec<Secret> {
+    api_keys(raw)
+}
+
 impl Config {
     /// Checks an `Authorization` header against LLM_MUX_API_KEYS in constant time per key.
     pub fn authorize(&self, authorization: Option<&str>) -> Result<(), GatewayError> {
-        if self.api_keys.is_empty() {
-            return Ok(());
-        }
-        let token = authorization
-            .and_then(|h| {
-                let (scheme, rest) = h.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            })
-            .ok_or(GatewayError::Unauthorized)?;
-        // Compare against every key without stopping early, so timing says nothing
-        // about which key (or which prefix) matched.
-        let mut matched = subtle::Choice::from(0u8);
-        for key in &self.api_keys {
-            matched |= key.expose().as_bytes().ct_eq(token.as_bytes());
-        }
-        if bool::from(matched) {
-            Ok(())
-        } else {
-            Err(GatewayError::Unauthorized)
-        }
+        check_bearer(&self.api_keys, authorization)
+    }
+}
+
+/// Checks an `Authorization: Bearer` header against `keys` (none: every request passes),
+/// in constant time per key.
+pub fn check_bearer(keys: &[Secret], authorization: Option<&str>) -> Result<(), GatewayError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let token = authorization
+        .and_then(|h| {
+            let (scheme, rest) = h.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .ok_or(GatewayError::Unauthorized)?;
+    // Compare against every key without stopping early, so timing says nothing
+    // about which key (or which prefix) matched.
+    let mut matched = subtle::Choice::from(0u8);
+    for key in keys {
+        matched |= key.expose().as_bytes().ct_eq(token.as_bytes());
+    }
+    if bool::from(matched) {
+        Ok(())
+    } else {
+        Err(GatewayError::Unauthorized)
     }
 }
 

@@ -9,21 +9,26 @@
 //! variable itself nor do I/O: every value comes through the `lookup` function.
 
 mod auth;
+mod fallback;
 mod quality;
 mod tiers;
 mod vars;
 
-pub use auth::Secret;
+pub use auth::{api_keys_from_lookup, check_bearer, Secret};
+pub use fallback::Fallback;
 pub use quality::{
     QualityConfig, QualityTarget, DEFAULT_MAX_SAMPLES_PER_HOUR, MAX_MAX_SAMPLES_PER_HOUR,
 };
 pub use tiers::TierConfig;
 pub use vars::{
-    DEFAULT_LARGE_MODEL, DEFAULT_MAX_QUERY_BYTES, DEFAULT_METRICS_BATCH_MS,
-    DEFAULT_MISTRAL_BASE_URL, DEFAULT_SMALL_MODEL, DEFAULT_UPSTREAM_TIMEOUT_MS,
-    MAX_MAX_QUERY_BYTES, MAX_METRICS_BATCH_MS, MAX_UPSTREAM_TIMEOUT_MS,
+    DEFAULT_LARGE_MODEL, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_QUERY_BYTES,
+    DEFAULT_MAX_UPSTREAM_RESPONSE_BYTES, DEFAULT_METRICS_BATCH_MS, DEFAULT_MISTRAL_BASE_URL,
+    DEFAULT_SMALL_MODEL, DEFAULT_STREAM_IDLE_TIMEOUT_MS, DEFAULT_STREAM_MAX_DURATION_MS,
+    DEFAULT_UPSTREAM_TIMEOUT_MS, MAX_MAX_BODY_BYTES, MAX_MAX_QUERY_BYTES,
+    MAX_MAX_UPSTREAM_RESPONSE_BYTES, MAX_METRICS_BATCH_MS, MAX_STREAM_MS, MAX_UPSTREAM_TIMEOUT_MS,
 };
 
+use crate::cors::CorsPolicy;
 use crate::error::GatewayError;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::routing::{self, Requested, RouterKind, TierPolicy};
@@ -43,6 +48,18 @@ pub struct Config {
     pub api_keys: Vec<Secret>,
     /// Largest accepted query, in bytes of UTF-8.
     pub max_query_bytes: usize,
+    /// Largest accepted request body, in bytes (MAX_BODY_BYTES).
+    pub max_body_bytes: usize,
+    /// Largest upstream answer read, whole or streamed (MAX_UPSTREAM_RESPONSE_BYTES).
+    pub max_upstream_response_bytes: usize,
+    /// Longest wait between two chunks of a stream (STREAM_IDLE_TIMEOUT_MS).
+    pub stream_idle_timeout_ms: u64,
+    /// Longest a stream may run (STREAM_MAX_DURATION_MS).
+    pub stream_max_duration_ms: u64,
+    /// Which tiers a failed call falls back to (FALLBACK).
+    pub fallback: Fallback,
+    /// Key that may reset the metrics (LLM_MUX_ADMIN_KEY); none: resets are off.
+    pub admin_key: Option<Secret>,
     /// Time allowed for the upstream call, in milliseconds.
     pub upstream_timeout_ms: u64,
     /// Batch window of metrics events, in milliseconds; 0 sends each event on its own.
@@ -51,6 +68,8 @@ pub struct Config {
     pub prices: PriceTable,
     /// Judged shadow samples and the threshold controller's target.
     pub quality: QualityConfig,
+    /// Origins allowed to call the API from a browser (CORS_ALLOW_ORIGINS).
+    pub cors: CorsPolicy,
 }
 
 impl Config {
@@ -59,6 +78,12 @@ impl Config {
     where
         F: Fn(&str) -> Option<String>,
     {
+        Self::read(&lookup)
+    }
+
+    /// [`Config::from_lookup`] through a trait object: one copy in the worker however
+    /// many callers (the entry point, the Durable Objects) pass their own closures.
+    fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, GatewayError> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_string());
         let secret = |name: &str| get(name).filter(|v| !v.is_empty()).map(Secret::new);
 
@@ -82,6 +107,35 @@ impl Config {
             1,
             MAX_UPSTREAM_TIMEOUT_MS,
         )?;
+        let max_body_bytes = vars::bounded(
+            &get,
+            "MAX_BODY_BYTES",
+            DEFAULT_MAX_BODY_BYTES as u64,
+            1024,
+            MAX_MAX_BODY_BYTES as u64,
+        )? as usize;
+        let max_upstream_response_bytes = vars::bounded(
+            &get,
+            "MAX_UPSTREAM_RESPONSE_BYTES",
+            DEFAULT_MAX_UPSTREAM_RESPONSE_BYTES as u64,
+            1024,
+            MAX_MAX_UPSTREAM_RESPONSE_BYTES as u64,
+        )? as usize;
+        let stream_idle_timeout_ms = vars::bounded(
+            &get,
+            "STREAM_IDLE_TIMEOUT_MS",
+            DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+            1,
+            MAX_STREAM_MS,
+        )?;
+        let stream_max_duration_ms = vars::bounded(
+            &get,
+            "STREAM_MAX_DURATION_MS",
+            DEFAULT_STREAM_MAX_DURATION_MS,
+            1,
+            MAX_STREAM_MS,
+        )?;
+        let admin_key = secret("LLM_MUX_ADMIN_KEY");
         let metrics_batch_ms = vars::bounded(
             &get,
             "METRICS_BATCH_MS",
@@ -108,6 +162,8 @@ impl Config {
             .map(|p| p.min_score)
             .unwrap_or(routing_threshold);
         let quality = quality::quality(&get, &tiers, routing::top_tier(&policies))?;
+        let fallback = fallback::parse(get("FALLBACK"), &tiers)?;
+        let cors = vars::cors_allow_origins(&get)?;
 
         Ok(Self {
             tiers,
@@ -116,10 +172,17 @@ impl Config {
             routing_threshold,
             api_keys,
             max_query_bytes,
+            max_body_bytes,
+            max_upstream_response_bytes,
+            stream_idle_timeout_ms,
+            stream_max_duration_ms,
+            fallback,
+            admin_key,
             upstream_timeout_ms,
             metrics_batch_ms,
             prices,
             quality,
+            cors,
         })
     }
 
@@ -170,6 +233,25 @@ impl Config {
             }
         }
         names
+    }
+}
+
+/// A configuration from literal variables (with a Mistral key), for the tests of the
+/// modules that take a `Config`.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Config;
+    use std::collections::HashMap;
+
+    /// The configuration of `vars`, over `MISTRAL_API_KEY=sk-test`; panics if invalid.
+    pub fn config(vars: &[(&str, &str)]) -> Config {
+        let mut map: HashMap<String, String> =
+            HashMap::from([("MISTRAL_API_KEY".to_string(), "sk-test".to_string())]);
+        for (k, v) in vars {
+            map.insert(k.to_string(), v.to_string());
+        }
+        #[allow(clippy::unwrap_used)]
+        Config::from_lookup(|name| map.get(name).cloned()).unwrap()
     }
 }
 
@@ -238,5 +320,6 @@ mod tests {
         assert_eq!(c.upstream_timeout_ms, 60000);
         assert_eq!(c.metrics_batch_ms, DEFAULT_METRICS_BATCH_MS);
         assert_eq!(c.top_tier(), 1);
+        assert_eq!(c.cors, CorsPolicy::Off);
     }
 }

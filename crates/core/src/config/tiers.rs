@@ -133,7 +133,7 @@ pub(super) fn parse_tiers(
     secret: SecretLookup,
 ) -> Result<Vec<TierConfig>, GatewayError> {
     let bad = |message: String| invalid("TIERS", message);
-    let specs: Vec<TierSpec> = serde_json::from_str(raw).map_err(|e| {
+    let specs: Vec<TierSpec> = serde_json::from_slice(raw.as_bytes()).map_err(|e| {
         bad(format!(
             "expected a JSON array of tiers like [{{\"name\": \"small\", \"model\": \"...\"}}]: {e}"
         ))

@@ -1,10 +1,11 @@
 //! The plain variables: their defaults and bounds, and the reading of each one
-//! (MISTRAL_BASE_URL, SMALL_MODEL, LARGE_MODEL, ROUTER, ROUTING_THRESHOLD, MODEL_PRICES
-//! and the bounded whole numbers) into a validated value or an `InvalidConfig` error that
+//! (MISTRAL_BASE_URL, SMALL_MODEL, LARGE_MODEL, ROUTER, ROUTING_THRESHOLD, MODEL_PRICES,
+//! CORS_ALLOW_ORIGINS and the bounded whole numbers) into a validated value or an `InvalidConfig` error that
 //! names the variable. It owns the shared checks of a base URL and a model id and the
 //! number parsers; it must not assemble tiers, handle secrets or decide the order in which
 //! variables are read (that is [`super::Config::from_lookup`]'s job).
 
+use crate::cors::CorsPolicy;
 use crate::error::GatewayError;
 use crate::pricing::PriceTable;
 use crate::routing::{self, RouterKind};
@@ -29,6 +30,21 @@ pub const MAX_METRICS_BATCH_MS: u64 = 10_000;
 pub const MAX_MAX_QUERY_BYTES: usize = 4 * 1024 * 1024;
 /// Upper bound of UPSTREAM_TIMEOUT_MS (15 minutes).
 pub const MAX_UPSTREAM_TIMEOUT_MS: u64 = 900_000;
+/// Default MAX_BODY_BYTES: the largest request body read (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Upper bound of MAX_BODY_BYTES (the platform refuses bodies over 100 MB anyway; a
+/// body is held whole, in a 128 MB isolate).
+pub const MAX_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Default MAX_UPSTREAM_RESPONSE_BYTES (8 MiB), enforced while reading.
+pub const DEFAULT_MAX_UPSTREAM_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Upper bound of MAX_UPSTREAM_RESPONSE_BYTES.
+pub const MAX_MAX_UPSTREAM_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Default STREAM_IDLE_TIMEOUT_MS: the longest wait between two chunks of a stream.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Default STREAM_MAX_DURATION_MS: the longest a stream may run in all (10 minutes).
+pub const DEFAULT_STREAM_MAX_DURATION_MS: u64 = 600_000;
+/// Upper bound of STREAM_IDLE_TIMEOUT_MS and STREAM_MAX_DURATION_MS (1 hour).
+pub const MAX_STREAM_MS: u64 = 3_600_000;
 
 /// Reads a variable by name, already trimmed.
 pub(super) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -118,7 +134,11 @@ pub(super) fn decimal_in(
             Some(v) if (min..=max).contains(&v) => Ok(Some(v)),
             _ => Err(invalid(
                 name,
-                format!("expected a number from {min} to {max}, got {raw:?}"),
+                format!(
+                    "expected a number from {} to {}, got {raw:?}",
+                    crate::numfmt::short(min),
+                    crate::numfmt::short(max)
+                ),
             )),
         },
     }
@@ -146,6 +166,12 @@ pub(super) fn model_prices(get: Lookup) -> Result<PriceTable, GatewayError> {
     Ok(prices)
 }
 
+/// CORS_ALLOW_ORIGINS: unset or empty is no CORS, `*` any origin, else a list of origins.
+pub(super) fn cors_allow_origins(get: Lookup) -> Result<CorsPolicy, GatewayError> {
+    CorsPolicy::parse(get("CORS_ALLOW_ORIGINS").as_deref())
+        .map_err(|m| invalid("CORS_ALLOW_ORIGINS", m))
+}
+
 /// A decimal number such as `0.3`, `.25`, `+1` or `3e-1`, read by serde_json's number
 /// parser (already in the worker for JSON) rather than core's `parse::<f64>`, whose
 /// tables cost ~12 KB of gzipped wasm for the one number read outside JSON.
@@ -166,7 +192,7 @@ fn parse_decimal(raw: &str) -> Option<f64> {
         Some(int) => int.to_string(),
         None => text,
     };
-    serde_json::from_str::<f64>(&text).ok()
+    serde_json::from_slice::<f64>(text.as_bytes()).ok()
 }
 
 /// Parses a whole number from `min` to `max`, or returns `default` when unset.
@@ -286,6 +312,41 @@ mod tests {
         );
         assert_eq!(invalid_variable(config(&[("TIERS", "[]")])), "TIERS");
         assert_eq!(invalid_variable(config(&[("ROUTER", "neural")])), "ROUTER");
+        for bad in [
+            "https://a.example/",
+            "*,https://a.example",
+            "a.example",
+            ",",
+        ] {
+            assert_eq!(
+                invalid_variable(config(&[("CORS_ALLOW_ORIGINS", bad)])),
+                "CORS_ALLOW_ORIGINS"
+            );
+        }
+    }
+
+    #[test]
+    fn cors_origins_are_read() {
+        let c = config(&[(
+            "CORS_ALLOW_ORIGINS",
+            " https://A.example , http://localhost:3000 ",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.cors,
+            CorsPolicy::Origins(vec![
+                "https://a.example".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        assert_eq!(
+            config(&[("CORS_ALLOW_ORIGINS", "*")]).unwrap().cors,
+            CorsPolicy::AnyOrigin
+        );
+        assert_eq!(
+            config(&[("CORS_ALLOW_ORIGINS", "")]).unwrap().cors,
+            CorsPolicy::Off
+        );
     }
 
     #[test]

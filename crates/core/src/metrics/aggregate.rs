@@ -36,17 +36,88 @@ pub enum MetricsEvent {
         #[serde(default)]
         tokens_estimated: bool,
         /// Why a streamed answer is incomplete (`client_disconnected`, `upstream_cut`,
-        /// `no_usage`); `None` when complete.
+        /// `upstream_timeout`, `upstream_too_large`, `no_usage`); `None` when complete.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         incomplete: Option<String>,
+        /// The tier that failed first, when another tier answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fallback: Option<FallbackRecord>,
+        /// The upstream's usage could not be true and was replaced by the estimate.
+        #[serde(default, skip_serializing_if = "is_false")]
+        usage_implausible: bool,
+        /// Malformed stream events dropped instead of relayed.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dropped_stream_events: u64,
     },
-    /// The request failed; no cost is added.
+    /// The request failed. Nothing is added to the costs unless the upstream was paid
+    /// for an answer that then failed (`cost`, estimated).
     Failed {
         /// Request id.
         id: String,
         /// Metric label of the error.
         reason: String,
+        /// Fallbacks tried before the failure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fallback: Option<FallbackRecord>,
+        /// The estimated cost of an answer the upstream produced (and billed) but that
+        /// broke before the client got it; written as the completed event's token and cost
+        /// fields, so the reader takes them with the fields it has.
+        #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+        cost: Option<FailureCost>,
     },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A fallback: `route` is `from->to` (tier names), `reason` the failure's metric label.
+/// Written as one string, `"small->large upstream_error"` (a string costs the reader no
+/// struct deserializer of its own in the wasm).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct FallbackRecord {
+    /// `small->large`.
+    pub route: String,
+    /// Why the first tier failed (`upstream_error`, `upstream_rate_limited`, ...).
+    pub reason: String,
+}
+
+impl From<FallbackRecord> for String {
+    fn from(f: FallbackRecord) -> String {
+        format!("{} {}", f.route, f.reason)
+    }
+}
+
+impl TryFrom<String> for FallbackRecord {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let (route, reason) = text
+            .split_once(' ')
+            .ok_or_else(|| format!("fallback {text:?}: expected \"from->to reason\""))?;
+        Ok(Self {
+            route: route.to_string(),
+            reason: reason.to_string(),
+        })
+    }
+}
+
+/// What a failed request cost anyway (tokens estimated).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FailureCost {
+    /// Prompt tokens (estimated).
+    pub tokens_in: u64,
+    /// Completion tokens (estimated from the bytes received).
+    pub tokens_out: u64,
+    /// Cost at the routed model's prices.
+    pub cost_usd: f64,
+    /// The same tokens at the top tier's prices.
+    pub cost_if_large_usd: f64,
 }
 
 /// The fields of either [`MetricsEvent`] variant, as they come; `try_from` requires the
@@ -67,6 +138,11 @@ struct EventFields {
     tokens_estimated: bool,
     incomplete: Option<String>,
     reason: Option<String>,
+    fallback: Option<FallbackRecord>,
+    #[serde(default)]
+    usage_implausible: bool,
+    #[serde(default)]
+    dropped_stream_events: u64,
 }
 
 #[derive(Deserialize)]
@@ -96,10 +172,28 @@ impl TryFrom<EventFields> for MetricsEvent {
                 cost_if_large_usd: required(f.cost_if_large_usd, "cost_if_large_usd")?,
                 tokens_estimated: f.tokens_estimated,
                 incomplete: f.incomplete,
+                fallback: f.fallback,
+                usage_implausible: f.usage_implausible,
+                dropped_stream_events: f.dropped_stream_events,
             },
             EventKind::Failed => Self::Failed {
                 id: f.id,
                 reason: required(f.reason, "reason")?,
+                fallback: f.fallback,
+                cost: match (f.tokens_in, f.tokens_out, f.cost_usd, f.cost_if_large_usd) {
+                    (
+                        Some(tokens_in),
+                        Some(tokens_out),
+                        Some(cost_usd),
+                        Some(cost_if_large_usd),
+                    ) => Some(FailureCost {
+                        tokens_in,
+                        tokens_out,
+                        cost_usd,
+                        cost_if_large_usd,
+                    }),
+                    _ => None,
+                },
             },
         })
     }
@@ -144,9 +238,23 @@ pub struct Aggregate {
     pub model_breakdown: BTreeMap<String, u64>,
     /// Failed requests per reason.
     pub failed_requests: BTreeMap<String, u64>,
+    /// Fallbacks per route and reason, keyed `small->large upstream_error`.
+    pub fallbacks: BTreeMap<String, u64>,
+    /// Requests whose reported usage could not be true (replaced by an estimate).
+    pub implausible_usage_requests: u64,
+    /// Malformed upstream stream events dropped.
+    pub dropped_stream_events: u64,
+    /// Failed requests that cost something anyway (an answer broke after it was billed).
+    pub failed_requests_with_cost: u64,
 }
 
 impl Aggregate {
+    fn count_fallback(&mut self, fallback: &Option<FallbackRecord>) {
+        if let Some(f) = fallback {
+            *self.fallbacks.entry(String::from(f.clone())).or_default() += 1;
+        }
+    }
+
     /// Folds one event in.
     pub fn apply(&mut self, event: &MetricsEvent) {
         match event {
@@ -161,8 +269,14 @@ impl Aggregate {
                 cost_if_large_usd,
                 tokens_estimated,
                 incomplete,
+                fallback,
+                usage_implausible,
+                dropped_stream_events,
                 ..
             } => {
+                self.count_fallback(fallback);
+                self.implausible_usage_requests += u64::from(*usage_implausible);
+                self.dropped_stream_events += dropped_stream_events;
                 self.total_requests += 1;
                 if *top_tier {
                     self.large_requests += 1;
@@ -181,8 +295,22 @@ impl Aggregate {
                 self.estimated_usage_requests += u64::from(*tokens_estimated);
                 *self.model_breakdown.entry(model.clone()).or_default() += 1;
             }
-            MetricsEvent::Failed { reason, .. } => {
+            MetricsEvent::Failed {
+                reason,
+                fallback,
+                cost,
+                ..
+            } => {
                 *self.failed_requests.entry(reason.clone()).or_default() += 1;
+                self.count_fallback(fallback);
+                if let Some(cost) = cost {
+                    self.failed_requests_with_cost += 1;
+                    self.total_cost_usd += cost.cost_usd;
+                    self.cost_if_always_large_usd += cost.cost_if_large_usd;
+                    self.tokens_in += cost.tokens_in;
+                    self.tokens_out += cost.tokens_out;
+                    self.estimated_usage_requests += 1;
+                }
             }
         }
     }
@@ -210,6 +338,12 @@ impl Aggregate {
         for (reason, n) in &other.incomplete_requests {
             *self.incomplete_requests.entry(reason.clone()).or_default() += n;
         }
+        for (key, n) in &other.fallbacks {
+            *self.fallbacks.entry(key.clone()).or_default() += n;
+        }
+        self.implausible_usage_requests += other.implausible_usage_requests;
+        self.dropped_stream_events += other.dropped_stream_events;
+        self.failed_requests_with_cost += other.failed_requests_with_cost;
     }
 
     /// Savings versus always-large as a ratio in [0, 1] (0 when nothing was spent).
@@ -250,6 +384,10 @@ impl Aggregate {
             incomplete_requests: self.incomplete_requests.clone(),
             failed_requests_total: self.failed_requests.values().sum(),
             failed_requests: self.failed_requests.clone(),
+            failed_requests_with_cost: self.failed_requests_with_cost,
+            fallbacks_total: self.fallbacks.clone(),
+            implausible_usage_requests: self.implausible_usage_requests,
+            dropped_stream_events: self.dropped_stream_events,
             evaluation_cost_usd: 0.0,
         }
     }
@@ -266,15 +404,15 @@ fn ratio(part: u64, whole: u64) -> f64 {
 /// `$0.24`; amounts under a cent keep six decimals so they do not read as zero.
 pub fn format_usd(amount: f64) -> String {
     if amount == 0.0 || amount >= 0.01 {
-        format!("${amount:.2}")
+        format!("${}", crate::numfmt::fixed(amount, 2))
     } else {
-        format!("${amount:.6}")
+        format!("${}", crate::numfmt::fixed(amount, 6))
     }
 }
 
 /// `71.8%` from a ratio.
 pub fn format_percent(ratio: f64) -> String {
-    format!("{:.1}%", ratio * 100.0)
+    format!("{}%", crate::numfmt::fixed(ratio * 100.0, 1))
 }
 
 /// The `GET /metrics` response body: the original design's fields, then numeric ones.
@@ -314,6 +452,21 @@ pub struct MetricsReport {
     pub failed_requests: BTreeMap<String, u64>,
     /// Sum of failed_requests.
     pub failed_requests_total: u64,
+    /// Failed requests whose (estimated) cost is in the totals: answers the upstream
+    /// produced, and likely billed, that broke before the client got them.
+    #[serde(default)]
+    pub failed_requests_with_cost: u64,
+    /// Fallbacks to another tier, keyed by route and reason:
+    /// `{"small->large upstream_error": 3}`.
+    #[serde(default)]
+    pub fallbacks_total: BTreeMap<String, u64>,
+    /// Requests whose reported usage could not be true (priced by the estimate instead;
+    /// counted in requests_with_estimated_tokens too).
+    #[serde(default)]
+    pub implausible_usage_requests: u64,
+    /// Malformed upstream stream events dropped instead of relayed.
+    #[serde(default)]
+    pub dropped_stream_events: u64,
     /// Spend on judged shadow samples (the other tier's calls and the judge's), included
     /// in the totals above; savings are net of it.
     #[serde(default)]
@@ -364,6 +517,9 @@ mod tests {
             cost_usd: cost,
             cost_if_large_usd: cost_large,
             tokens_estimated: false,
+            fallback: None,
+            usage_implausible: false,
+            dropped_stream_events: 0,
         }
     }
 
@@ -387,6 +543,8 @@ mod tests {
         a.apply(&MetricsEvent::Failed {
             id: "f".into(),
             reason: "upstream_error".into(),
+            fallback: None,
+            cost: None,
         });
         let r = a.report();
         assert_eq!(r.total_requests, 4);
@@ -465,6 +623,8 @@ mod tests {
         let e = MetricsEvent::Failed {
             id: "a".into(),
             reason: "bad_request".into(),
+            fallback: None,
+            cost: None,
         };
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(text, r#"{"kind":"failed","id":"a","reason":"bad_request"}"#);
@@ -509,9 +669,35 @@ mod tests {
             e,
             MetricsEvent::Failed {
                 id: "a".into(),
-                reason: "x".into()
+                reason: "x".into(),
+                fallback: None,
+                cost: None,
             }
         );
+    }
+
+    #[test]
+    fn fallbacks_and_failure_costs_round_trip_flat() {
+        let events = [
+            failed("f", "upstream_timeout"),
+            broken("b", (5, 9), (0.5, 0.75)),
+            event("code", "m-code", false, 50, (1, 2), (0.25, 0.5), true, None),
+        ];
+        for e in events {
+            let text = serde_json::to_string(&e).unwrap();
+            assert!(!text.contains("\"cost\""), "flat: {text}");
+            let back: MetricsEvent = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, e, "{text}");
+        }
+        let text = serde_json::to_string(&failed("f", "upstream_timeout")).unwrap();
+        assert!(
+            text.contains(r#""fallback":"large->small upstream_timeout""#),
+            "{text}"
+        );
+        assert!(serde_json::from_str::<MetricsEvent>(
+            r#"{"kind":"failed","id":"x","reason":"r","fallback":"no-space"}"#
+        )
+        .is_err());
     }
 
     #[test]
@@ -537,6 +723,9 @@ mod tests {
             cost_if_large_usd: 2.0,
             tokens_estimated: false,
             incomplete: None,
+            fallback: None,
+            usage_implausible: false,
+            dropped_stream_events: 0,
         });
         let plain = a.report();
         assert_eq!(plain.clone().with_evaluation_cost(0.0), plain);
@@ -576,18 +765,53 @@ mod tests {
             cost_if_large_usd: costs.1,
             tokens_estimated: estimated,
             incomplete: incomplete.map(String::from),
+            // The new counters vary with the fields above, so every sum stays distinct.
+            fallback: (tier == "code").then(|| FallbackRecord {
+                route: "small->code".into(),
+                reason: "upstream_error".into(),
+            }),
+            usage_implausible: estimated,
+            dropped_stream_events: latency_ms / 25,
         }
     }
 
+    /// A failed event; a timeout fell back from large to small first.
     fn failed(id: &str, reason: &str) -> MetricsEvent {
         MetricsEvent::Failed {
             id: id.into(),
             reason: reason.into(),
+            fallback: (reason == "upstream_timeout").then(|| FallbackRecord {
+                route: "large->small".into(),
+                reason: "upstream_timeout".into(),
+            }),
+            cost: None,
+        }
+    }
+
+    /// A failure that cost something: an answer that broke after it was billed.
+    fn broken(id: &str, tokens: (u64, u64), costs: (f64, f64)) -> MetricsEvent {
+        MetricsEvent::Failed {
+            id: id.into(),
+            reason: "upstream_broken".into(),
+            fallback: None,
+            cost: Some(FailureCost {
+                tokens_in: tokens.0,
+                tokens_out: tokens.1,
+                cost_usd: costs.0,
+                cost_if_large_usd: costs.1,
+            }),
         }
     }
 
     fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    fn routes(triples: &[(&str, &str, u64)]) -> BTreeMap<String, u64> {
+        triples
+            .iter()
+            .map(|(route, reason, n)| (format!("{route} {reason}"), *n))
+            .collect()
     }
 
     /// Two shards' events. Every sum differs between the shards and no pair of them is
@@ -647,6 +871,7 @@ mod tests {
             failed("f1", "upstream_error"),
             failed("f2", "upstream_error"),
             failed("f3", "bad_request"),
+            broken("f7", (5, 9), (0.5, 0.75)),
         ]
     }
 
@@ -725,6 +950,7 @@ mod tests {
             failed("f4", "upstream_error"),
             failed("f5", "upstream_timeout"),
             failed("f6", "upstream_timeout"),
+            broken("f8", (11, 13), (1.25, 2.5)),
         ]
     }
 
@@ -743,14 +969,22 @@ mod tests {
             large_requests: 2,
             tier_breakdown: counts(&[("small", 2), ("large", 2), ("code", 1)]),
             incomplete_requests: counts(&[("no_usage", 2), ("upstream_cut", 1)]),
-            total_cost_usd: 5.875,
-            cost_if_always_large_usd: 8.5,
+            total_cost_usd: 6.375,
+            cost_if_always_large_usd: 9.25,
             total_latency_ms: 675,
-            tokens_in: 26,
-            tokens_out: 38,
-            estimated_usage_requests: 2,
+            tokens_in: 31,
+            tokens_out: 47,
+            estimated_usage_requests: 3,
             model_breakdown: counts(&[("m-small", 2), ("m-large", 2), ("m-code", 1)]),
-            failed_requests: counts(&[("upstream_error", 2), ("bad_request", 1)]),
+            failed_requests: counts(&[
+                ("upstream_error", 2),
+                ("bad_request", 1),
+                ("upstream_broken", 1),
+            ]),
+            fallbacks: routes(&[("small->code", "upstream_error", 1)]),
+            implausible_usage_requests: 2,
+            dropped_stream_events: 27,
+            failed_requests_with_cost: 1,
         };
         assert_eq!(a, expected);
         let b = fold(&right_events());
@@ -764,14 +998,25 @@ mod tests {
                 ("no_usage", 1),
                 ("client_disconnected", 1),
             ]),
-            total_cost_usd: 59.1875,
-            cost_if_always_large_usd: 68.75,
+            total_cost_usd: 60.4375,
+            cost_if_always_large_usd: 71.25,
             total_latency_ms: 71_000,
-            tokens_in: 313,
-            tokens_out: 341,
-            estimated_usage_requests: 3,
+            tokens_in: 324,
+            tokens_out: 354,
+            estimated_usage_requests: 4,
             model_breakdown: counts(&[("m-small", 2), ("m-large", 3), ("m-code", 2)]),
-            failed_requests: counts(&[("upstream_error", 1), ("upstream_timeout", 2)]),
+            failed_requests: counts(&[
+                ("upstream_error", 1),
+                ("upstream_timeout", 2),
+                ("upstream_broken", 1),
+            ]),
+            fallbacks: routes(&[
+                ("small->code", "upstream_error", 2),
+                ("large->small", "upstream_timeout", 2),
+            ]),
+            implausible_usage_requests: 3,
+            dropped_stream_events: 2_840,
+            failed_requests_with_cost: 1,
         };
         assert_eq!(b, expected);
     }
@@ -791,18 +1036,26 @@ mod tests {
                 ("upstream_cut", 2),
                 ("client_disconnected", 1),
             ]),
-            total_cost_usd: 65.0625,
-            cost_if_always_large_usd: 77.25,
+            total_cost_usd: 66.8125,
+            cost_if_always_large_usd: 80.5,
             total_latency_ms: 71_675,
-            tokens_in: 339,
-            tokens_out: 379,
-            estimated_usage_requests: 5,
+            tokens_in: 355,
+            tokens_out: 401,
+            estimated_usage_requests: 7,
             model_breakdown: counts(&[("m-small", 4), ("m-large", 5), ("m-code", 3)]),
             failed_requests: counts(&[
                 ("upstream_error", 3),
                 ("bad_request", 1),
                 ("upstream_timeout", 2),
+                ("upstream_broken", 2),
             ]),
+            fallbacks: routes(&[
+                ("small->code", "upstream_error", 3),
+                ("large->small", "upstream_timeout", 2),
+            ]),
+            implausible_usage_requests: 5,
+            dropped_stream_events: 2_867,
+            failed_requests_with_cost: 2,
         };
         assert_eq!(merged, expected);
         // the same as folding every event into one aggregate, in either order
@@ -827,16 +1080,26 @@ mod tests {
         a.merge(&fold(&right_events()));
         let r = a.report();
         assert_eq!(r.total_requests, 12);
-        assert_eq!(r.total_cost, "$65.06");
+        assert_eq!(r.total_cost, "$66.81");
         assert_eq!(r.avg_latency_ms, 5_973); // 71_675 / 12 = 5972.9
-        assert_eq!(r.cost_savings_vs_always_large, "15.8%"); // 1 - 65.0625 / 77.25
+        assert_eq!(r.cost_savings_vs_always_large, "17.0%"); // 1 - 66.8125 / 80.5
         assert_eq!(r.small_model_usage_percent, "58.3%"); // 7 / 12
         assert_eq!(r.small_model_ratio, 7.0 / 12.0);
-        assert_eq!(r.savings_ratio, 1.0 - 65.0625 / 77.25);
-        assert_eq!(r.tokens_in, 339);
-        assert_eq!(r.tokens_out, 379);
-        assert_eq!(r.requests_with_estimated_tokens, 5);
-        assert_eq!(r.failed_requests_total, 6);
+        assert_eq!(r.savings_ratio, 1.0 - 66.8125 / 80.5);
+        assert_eq!(r.tokens_in, 355);
+        assert_eq!(r.tokens_out, 401);
+        assert_eq!(r.requests_with_estimated_tokens, 7);
+        assert_eq!(r.failed_requests_total, 8);
+        assert_eq!(r.failed_requests_with_cost, 2);
+        assert_eq!(
+            r.fallbacks_total,
+            routes(&[
+                ("small->code", "upstream_error", 3),
+                ("large->small", "upstream_timeout", 2),
+            ])
+        );
+        assert_eq!(r.implausible_usage_requests, 5);
+        assert_eq!(r.dropped_stream_events, 2_867);
         assert_eq!(r.model_breakdown, a.model_breakdown);
         assert_eq!(r.tier_breakdown, a.tier_breakdown);
         assert_eq!(r.incomplete_requests, a.incomplete_requests);

@@ -4,4 +4,4 @@
 pub mod aggregate;
 pub mod outbox;
 
-pub use aggregate::{Aggregate, MetricsEvent, MetricsReport};
+pub use aggregate::{Aggregate, FailureCost, FallbackRecord, MetricsEvent, MetricsReport};

@@ -97,6 +97,8 @@ mod tests {
         MetricsEvent::Failed {
             id: id.into(),
             reason: "bad_request".into(),
+            fallback: None,
+            cost: None,
         }
     }
 

@@ -208,11 +208,12 @@ fn assistant_blocks(message: &Value) -> Result<Vec<Value>, GatewayError> {
                 .get("arguments")
                 .and_then(Value::as_str)
                 .unwrap_or("{}");
-            let input: Value =
-                serde_json::from_str(arguments).map_err(|_| GatewayError::InvalidParam {
+            let input: Value = serde_json::from_slice(arguments.as_bytes()).map_err(|_| {
+                GatewayError::InvalidParam {
                     param: "messages".into(),
                     message: "tool call arguments must be a JSON object encoded as a string".into(),
-                })?;
+                }
+            })?;
             blocks.push(json!({
                 "type": "tool_use",
                 "id": call.get("id").cloned().unwrap_or(Value::Null),
@@ -310,8 +311,8 @@ impl AnthropicStreamDecoder {
 
 impl StreamDecoder for AnthropicStreamDecoder {
     fn on_event(&mut self, event: &str, data: &str) -> Decoded {
-        let Ok(value) = serde_json::from_str::<Value>(data) else {
-            return Decoded::Chunks(Vec::new());
+        let Ok(value) = serde_json::from_slice::<Value>(data.as_bytes()) else {
+            return Decoded::Malformed;
         };
         let kind = value
             .get("type")

@@ -14,7 +14,7 @@ pub mod sse;
 mod errors;
 mod openai_shape;
 
-pub use errors::{classify_error, is_retryable, retry_delay_ms, sanitise};
+pub use errors::{classify_error, is_retryable, retry_delay_ms, sanitise, unreachable_cause};
 pub use openai_shape::{answer_text, openai_usage, parse_openai_shaped, OpenAiChunkDecoder};
 
 use serde_json::Value;
@@ -62,6 +62,8 @@ pub enum Decoded {
     Chunks(Vec<String>),
     /// The end of the stream (`[DONE]`, `message_stop`).
     Done,
+    /// The event is not valid JSON: dropped and counted, never relayed.
+    Malformed,
 }
 
 /// Incremental decoder of one provider's server-sent events into OpenAI chunks, keeping
@@ -126,6 +128,15 @@ impl BackendKind {
         }
     }
 
+    /// The configuration value (`mistral`, `openai`, `anthropic`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mistral => "mistral",
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+        }
+    }
+
     /// Default base URL of the backend.
     pub fn default_base_url(self) -> &'static str {
         match self {
@@ -185,6 +196,7 @@ mod tests {
             BackendKind::Anthropic,
         ] {
             assert_eq!(kind.provider().kind(), kind);
+            assert_eq!(BackendKind::parse(kind.name()), Some(kind));
         }
     }
 }

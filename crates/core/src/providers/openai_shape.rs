@@ -93,25 +93,32 @@ impl StreamDecoder for OpenAiChunkDecoder {
         if data == "[DONE]" {
             return Decoded::Done;
         }
-        self.chars += delta_content_len(data);
         let needs_parse = self.model.is_none() || has_usage(data);
-        if needs_parse {
-            if let Ok(chunk) = serde_json::from_str::<Value>(data) {
-                if self.model.is_none() {
-                    self.model = chunk
-                        .get("model")
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
-                }
-                if let Some(usage) = chunk.get("usage").and_then(openai_usage) {
-                    self.usage = Some(usage);
-                    let no_choices = chunk
-                        .get("choices")
-                        .and_then(Value::as_array)
-                        .is_some_and(Vec::is_empty);
-                    if no_choices && self.hide_usage_only {
-                        return Decoded::Chunks(Vec::new());
-                    }
+        if !needs_parse {
+            // Checked without building a tree: a malformed event is dropped, not relayed.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(data.as_bytes()).is_err() {
+                return Decoded::Malformed;
+            }
+            self.chars += delta_content_len(data);
+        } else {
+            let Ok(chunk) = serde_json::from_slice::<Value>(data.as_bytes()) else {
+                return Decoded::Malformed;
+            };
+            self.chars += delta_content_len(data);
+            if self.model.is_none() {
+                self.model = chunk
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            if let Some(usage) = chunk.get("usage").and_then(openai_usage) {
+                self.usage = Some(usage);
+                let no_choices = chunk
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .is_some_and(Vec::is_empty);
+                if no_choices && self.hide_usage_only {
+                    return Decoded::Chunks(Vec::new());
                 }
             }
         }
@@ -194,6 +201,7 @@ mod tests {
         );
         assert_eq!(d.model(), Some("mistral-small-2603"));
         assert_eq!(d.completion_chars(), 10);
+        assert_eq!(d.on_event("", "{this is not json"), Decoded::Malformed);
         assert_eq!(d.on_event("", "[DONE]"), Decoded::Done);
     }
 

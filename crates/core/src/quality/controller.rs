@@ -5,8 +5,10 @@
 //! runs it about once a minute; the simulator every 60 simulated seconds):
 //! - no target: the configured threshold (`ROUTING_THRESHOLD`), source `configured`;
 //! - quality target: once at least `min_samples` samples are held, the lowest-cost
-//!   threshold among those (scanning up from "everything to the top tier") whose quality
-//!   retained, at its lower confidence bound (`estimate - z * std_error`), meets the target;
+//!   threshold among those (scanning up from "everything to the top tier") whose estimated
+//!   quality retained meets the target and whose lower confidence bound (`estimate - z *
+//!   std_error`) meets the floor `target - floor_tolerance` (so it aims at the target itself
+//!   once the interval is narrow, and keeps a margin while it is wide);
 //!   if no sample arrived for `stale_after_ms`, the configured threshold comes back;
 //! - large-share / cost-per-1k target: the threshold that meets it on the decayed traffic
 //!   histogram (no samples needed);
@@ -14,8 +16,8 @@
 //! - samples and traffic decay (half-lives), so the threshold follows drift.
 //!
 //! It also builds the sampling policy isolates apply ([`SamplingPolicy`]): the full rate
-//! while the estimate is loose, `slow_rate_factor` of it once the 95% interval at the
-//! threshold is within `precision`. This module must not call models, read the clock or
+//! while the estimate is loose, `slow_rate_factor` of it (1 by default: no slowing) once the
+//! 95% interval at the threshold is within `precision`; the evaluation-spend budget caps it. This module must not call models, read the clock or
 //! do I/O; time is `now_ms`.
 
 use std::collections::VecDeque;
@@ -31,7 +33,8 @@ use super::sampler::SamplingPolicy;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
-    /// `QUALITY_TARGET`: quality retained (at its lower confidence bound) at least this.
+    /// `QUALITY_TARGET`: estimated quality retained at least this, and its lower confidence
+    /// bound at least this minus the controller's `floor_tolerance`.
     QualityRetained(f64),
     /// `TARGET_LARGE_SHARE`: at most this share of traffic to the top tier.
     LargeShare(f64),
@@ -70,8 +73,13 @@ pub struct ControllerConfig {
     pub traffic_half_life_ms: u64,
     /// Without a new sample for this long, the configured threshold comes back.
     pub stale_after_ms: u64,
-    /// z of the one-sided lower bound the quality target is checked at.
+    /// z of the one-sided lower bound the quality target's floor is checked at.
     pub confidence_z: f64,
+    /// How far below the target the lower bound may fall (the floor is `target -
+    /// floor_tolerance`); the estimate itself must still meet the target. 0: the lower
+    /// bound must meet the target itself.
+    #[serde(default)]
+    pub floor_tolerance: f64,
     /// Half-width of the 95% interval at the threshold below which sampling slows.
     pub precision: f64,
     /// Share of the full rate sampled once the estimate is within `precision`.
@@ -111,14 +119,15 @@ impl ControllerConfig {
             sample_half_life_ms: 24 * 3_600_000,
             traffic_half_life_ms: 3_600_000,
             stale_after_ms: 6 * 3_600_000,
-            confidence_z: 1.28,
+            confidence_z: 1.8,
+            floor_tolerance: 0.01,
             precision: 0.02,
-            slow_rate_factor: 0.5,
+            slow_rate_factor: 1.0,
             band_share: 0.05,
-            far_weight: 0.1,
+            far_weight: 0.2,
             max_probability_factor: 2.0,
             window: 4000,
-            max_evaluation_share: 0.025,
+            max_evaluation_share: 0.028,
             shift_half_life_ms: 20 * 60_000,
             shift_distance: 0.08,
             pre_shift_weight: 0.0,
@@ -341,12 +350,29 @@ impl QualityController {
             cfg.max_sample_rate
         };
         // Keep the evaluation spend within its share of the always-top-tier cost: the
-        // recent samples' mean spend against the traffic's mean top-tier cost.
+        // recent samples' mean spend against the traffic's mean top-tier cost. After a
+        // shift, once a few samples of the new traffic are in, only they price a sample
+        // (the old traffic's samples may cost much less or much more).
         let total = self.histogram.total();
-        let spend: f64 = self.samples.iter().map(|s| s.evaluation_cost_usd()).sum();
-        if total > 0.0 && !self.samples.is_empty() && spend > 0.0 {
+        let in_epoch = self
+            .samples
+            .iter()
+            .filter(|s| s.time_ms >= self.epoch_start_ms)
+            .count();
+        let (spend, n) = if in_epoch >= SPEND_MIN_SAMPLES {
+            self.samples
+                .iter()
+                .filter(|s| s.time_ms >= self.epoch_start_ms)
+                .fold((0.0, 0usize), |(c, n), s| {
+                    (c + s.evaluation_cost_usd(), n + 1)
+                })
+        } else {
+            let c: f64 = self.samples.iter().map(|s| s.evaluation_cost_usd()).sum();
+            (c, self.samples.len())
+        };
+        if total > 0.0 && n > 0 && spend > 0.0 {
             let top_cost = self.histogram.cost_top.iter().sum::<f64>() / total;
-            let per_sample = spend / self.samples.len() as f64;
+            let per_sample = spend / n as f64;
             rate = rate.min(cfg.max_evaluation_share * top_cost / per_sample);
         }
         self.policy = SamplingPolicy::stratified(
@@ -391,11 +417,14 @@ impl QualityController {
                     };
                 }
                 // Feasible: every edge from 0 (all top tier) up to the first one whose
-                // lower bound misses the target; the cheapest of them.
+                // estimate misses the target or whose lower bound misses the floor; the
+                // cheapest of them.
                 let mut best = 0usize;
                 let mut best_cost = f64::INFINITY;
                 for (k, point) in points.iter().enumerate() {
-                    if curve.at(k).lower(cfg.confidence_z) < q {
+                    let e = curve.at(k);
+                    if e.quality_retained < q || e.lower(cfg.confidence_z) < q - cfg.floor_tolerance
+                    {
                         break;
                     }
                     let cost = if has_traffic { point.1 } else { -(k as f64) };
@@ -451,6 +480,10 @@ impl QualityController {
     }
 }
 
+/// Samples of the current traffic (since the last shift) that price a sample for the
+/// evaluation-spend budget; with fewer, all held samples do.
+const SPEND_MIN_SAMPLES: usize = 20;
+
 /// Groups of the slow histogram's traffic for the shift test.
 const SHIFT_GROUPS: usize = 20;
 /// Least (decayed) requests in each histogram before a shift can be detected.
@@ -486,6 +519,7 @@ pub fn shift_distance(slow: &ScoreHistogram, fast: &ScoreHistogram) -> f64 {
 mod tests {
     use super::*;
     use crate::hash::SplitMix64;
+    use crate::quality::estimator::Estimate;
     use crate::quality::sample::ServedBy;
 
     const HOUR: u64 = 3_600_000;
@@ -627,6 +661,58 @@ mod tests {
         assert_eq!(back.threshold, ctl.threshold);
     }
 
+    /// The chosen edge: the estimate meets the target and the lower bound meets the floor
+    /// there, and the next edge up fails one of the two.
+    fn check_choice(ctl: &QualityController, c: &ControllerConfig, now: u64) -> usize {
+        let curve = ctl.curve(now, c).unwrap();
+        let k = ctl.desired_edge(now, c, Some(&curve)).unwrap();
+        let Some(Target::QualityRetained(q)) = c.target else {
+            unreachable!()
+        };
+        let ok = |e: Estimate| {
+            e.quality_retained >= q && e.lower(c.confidence_z) >= q - c.floor_tolerance
+        };
+        assert!((0..=k).all(|j| ok(curve.at(j))), "edge {k}");
+        assert!(k == c.bins || !ok(curve.at(k + 1)), "edge {k}");
+        k
+    }
+
+    #[test]
+    fn aims_at_the_target_once_the_interval_is_narrow() {
+        let gap: fn(f64) -> f64 = |s| 0.4 * s;
+        let mut c = cfg(Some(Target::QualityRetained(0.9)));
+        c.max_sample_rate = 0.5;
+        c.max_probability_factor = 2.0;
+        c.window = 100_000;
+        let mut ctl = QualityController::new(&c);
+        let mut w = World {
+            rng: SplitMix64::new(11),
+            gap,
+        };
+        // Wide interval (a few hundred samples): the floor binds, a margin above it.
+        w.run(&mut ctl, &c, 0, 10);
+        let now = 10 * 60_000;
+        let k = check_choice(&ctl, &c, now);
+        let e = ctl.curve(now, &c).unwrap().at(k);
+        assert!(e.std_error > 0.01, "{e:?}");
+        assert!(e.quality_retained > 0.9 + 0.005, "{e:?}");
+        // Narrow interval (tens of thousands of samples): the estimate is at the target, and
+        // the true quality of the chosen threshold within a point of it.
+        w.run(&mut ctl, &c, now, 400);
+        let now = 410 * 60_000;
+        let k = check_choice(&ctl, &c, now);
+        let e = ctl.curve(now, &c).unwrap().at(k);
+        assert!(c.confidence_z * e.std_error < c.floor_tolerance, "{e:?}");
+        let q = true_q(gap, k as f64 / c.bins as f64);
+        assert!((0.89..=0.91).contains(&q), "edge {k}: {q}");
+        // Without the tolerance the lower bound itself must meet the target: a lower
+        // (more conservative) threshold.
+        let mut strict = c.clone();
+        strict.floor_tolerance = 0.0;
+        let k_strict = check_choice(&ctl, &strict, now);
+        assert!(k_strict < k, "{k_strict} vs {k}");
+    }
+
     #[test]
     fn follows_drift() {
         let c = cfg(Some(Target::QualityRetained(0.9)));
@@ -707,6 +793,7 @@ mod tests {
     fn sampling_slows_once_the_estimate_is_tight() {
         let mut c = cfg(None);
         c.precision = 0.05;
+        c.slow_rate_factor = 0.5;
         let mut ctl = QualityController::new(&c);
         let mut w = World {
             rng: SplitMix64::new(5),
@@ -725,6 +812,23 @@ mod tests {
         ctl.update(611 * 60_000, &tight);
         let budgeted = ctl.policy.expected_rate(&ctl.histogram);
         assert!((budgeted - 0.0075).abs() < 1e-6, "{budgeted}");
+        // After a shift, the new traffic's samples price a sample once there are enough of
+        // them: here they cost 8 each instead of 4, so the 1% budget allows 0.375%.
+        let mut shifted = ctl.clone();
+        shifted.epoch_start_ms = 611 * 60_000;
+        for i in 0..SPEND_MIN_SAMPLES as u64 {
+            shifted.record_sample(
+                JudgedSample {
+                    time_ms: 611 * 60_000 + i,
+                    extra_cost_usd: 7.0,
+                    ..ctl.samples[0]
+                },
+                &tight,
+            );
+        }
+        shifted.update(612 * 60_000, &tight);
+        let repriced = shifted.policy.expected_rate(&shifted.histogram);
+        assert!((repriced - 0.00375).abs() < 1e-6, "{repriced}");
         let mut bad = ctl.clone();
         bad.record_sample(
             JudgedSample {
