@@ -8,7 +8,7 @@ BUILD_ENV = WASM_BINDGEN_BIN=$(HOME)/.cargo/bin/wasm-bindgen \
             WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt \
             ESBUILD_BIN=$(CURDIR)/node_modules/.bin/esbuild
 
-.PHONY: setup build dev test test-native test-e2e test-build-while-dev demo eval train-router calibrate simulate lint coverage mutants deploy clean bench
+.PHONY: setup build dev serve test test-native test-e2e test-selfhost test-docker test-build-while-dev demo eval train-router calibrate simulate lint coverage mutants deploy clean bench
 
 ## setup: install the toolchain pieces and npm packages (skips what is present)
 setup:
@@ -35,13 +35,47 @@ build: setup
 dev: build
 	node_modules/.bin/wrangler dev --ip 127.0.0.1 --port $(PORT)
 
-## test: native tests of the core, then end-to-end tests over the built worker in workerd,
-## then the official openai and mistralai Python SDKs against it (tests/sdk)
+## serve: run the built worker in plain workerd, without wrangler (README "Run it anywhere"):
+##        listens on LLM_MUX_LISTEN (127.0.0.1:$(PORT)), Durable Object state (SQLite) in
+##        LLM_MUX_STATE_DIR (.state), vars and secrets from the environment, then .dev.vars,
+##        then wrangler.toml [vars]
+LLM_MUX_LISTEN ?= 127.0.0.1:$(PORT)
+LLM_MUX_STATE_DIR ?= .state
+serve: build
+	node scripts/selfhost/workerd-config.mjs
+	LLM_MUX_LISTEN=$(LLM_MUX_LISTEN) LLM_MUX_STATE_DIR=$(LLM_MUX_STATE_DIR) scripts/selfhost/serve.sh
+
+## The end-to-end specs that also run self-hosted (plain workerd in `make test`, the Docker
+## image in `make test-docker`): /query, /v1/chat/completions whole and streamed, /metrics,
+## errors, and persistence across a restart.
+SELFHOST_SPECS = tests/e2e/query.test.mjs tests/e2e/chat.test.mjs tests/e2e/streaming.test.mjs \
+                 tests/e2e/metrics.test.mjs tests/e2e/errors.test.mjs tests/e2e/persistence.test.mjs
+
+## test: native tests of the core, then end-to-end tests over the built worker in workerd
+## (wrangler dev), the self-hosted subset in plain workerd (make serve's way), the official
+## openai and mistralai Python SDKs against it (tests/sdk), then test-docker (the Docker
+## image; ~1.5 min on a warm machine; TEST_DOCKER=0 leaves it out where Docker cannot run)
+TEST_DOCKER ?= 1
 test: build
 	cargo test --workspace --lib --bins --tests
 	node --test --test-concurrency=1 tests/e2e/
+	LLM_MUX_E2E_RUNTIME=workerd node --test --test-concurrency=1 $(SELFHOST_SPECS)
 	.venv/bin/python -m pytest -q tests/sdk
 	bash tests/build/build-while-dev.sh
+ifeq ($(TEST_DOCKER),1)
+	$(MAKE) --no-print-directory test-docker
+endif
+
+## test-selfhost: the self-hosted subset in plain workerd only
+test-selfhost: build
+	LLM_MUX_E2E_RUNTIME=workerd node --test --test-concurrency=1 $(SELFHOST_SPECS)
+
+## test-docker: build the Docker image (local base images from Debian's packages when no
+##              registry is reachable), run the self-hosted subset against containers started
+##              by docker-compose, restart one and check its totals survived, remove what it
+##              started (scripts/selfhost/test-docker.sh; installs Debian's docker.io if missing)
+test-docker: setup
+	bash scripts/selfhost/test-docker.sh $(SELFHOST_SPECS)
 
 ## test-build-while-dev: `make build` twice while `make dev` serves; dev must survive (~1 min)
 test-build-while-dev: build

@@ -13,9 +13,22 @@
 //   prints them as "(hidden)"; other vars go through `--var K:V` (overriding wrangler.toml).
 // - Telemetry off, wrangler's debug log redirected into the temp dir (scanned by logs()).
 // Everything listens on 127.0.0.1; every wait is bounded.
+//
+// LLM_MUX_E2E_RUNTIME picks what runs the worker (README "Run it anywhere"):
+//   wrangler (default)  `wrangler dev`, as above.
+//   workerd             plain workerd without wrangler: scripts/selfhost/serve.sh, what
+//                       `make serve` runs, from the config scripts/selfhost/workerd-config.mjs
+//                       writes next to the build; vars and secrets in its environment (the
+//                       developer's .dev.vars is never read), state in persistTo.
+//   docker              the Docker image (built beforehand, LLM_MUX_IMAGE, default
+//                       llm-mux:local) started by `docker-compose up` with the project's
+//                       docker-compose.yml: host networking on 127.0.0.1:port, vars and secrets
+//                       in a private env file, persistTo bind-mounted as the state volume.
+//                       `make test-docker` runs the self-hosted subset this way.
+// `make test` runs the self-hosted subset (SELFHOST_SPECS in the Makefile) with workerd too.
 
-import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync, readdirSync, readFileSync, rmSync, existsSync, mkdirSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, writeFileSync, readdirSync, readFileSync, rmSync, existsSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -105,8 +118,25 @@ function dotenvLine(k, v) {
   return `${k}="${escaped}"`;
 }
 
+/** What runs the worker: wrangler (default), workerd or docker. */
+export const RUNTIME = process.env.LLM_MUX_E2E_RUNTIME || "wrangler";
+if (!["wrangler", "workerd", "docker"].includes(RUNTIME)) {
+  throw new Error(`LLM_MUX_E2E_RUNTIME=${RUNTIME}: expected wrangler, workerd or docker`);
+}
+
+/** The runner's environment without the worker's variables (so only `vars` reach it). */
+function cleanEnv() {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^(MISTRAL_|OPENAI_|ANTHROPIC_|LLM_MUX_|CLOUDFLARE_|CF_|WRANGLER_)/.test(k) || /_API_KEYS?$/.test(k)) continue;
+    env[k] = v;
+  }
+  return env;
+}
+
 /**
- * Starts `wrangler dev` and waits until the worker answers HTTP.
+ * Starts the gateway and waits until the worker answers HTTP: `wrangler dev`, or plain
+ * workerd / the Docker image when LLM_MUX_E2E_RUNTIME says so (same options and result).
  * Options:
  *   vars        {NAME: value}; SECRET_VARS go in the env file, the rest as --var.
  *               A value of undefined/null leaves the variable out.
@@ -127,6 +157,10 @@ export async function startGateway({
   readyPath = "/metrics",
   timeoutMs = 60_000,
 } = {}) {
+  if (RUNTIME !== "wrangler") {
+    if (config) throw new Error(`startGateway({config}) needs wrangler dev (LLM_MUX_E2E_RUNTIME=${RUNTIME})`);
+    return startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutMs });
+  }
   if (!config && cwd === PROJECT_ROOT) assertBuilt(cwd);
   const work = tempDir("llm-mux-gw-");
   hookExit();
@@ -161,11 +195,7 @@ export async function startGateway({
     ...cliVars,
   ];
 
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (/^(MISTRAL_|OPENAI_|ANTHROPIC_|LLM_MUX_|CLOUDFLARE_|CF_|WRANGLER_)/.test(k) || /_API_KEYS?$/.test(k)) continue;
-    env[k] = v;
-  }
+  const env = cleanEnv();
   Object.assign(env, {
     CLOUDFLARE_INCLUDE_PROCESS_ENV: "false",
     CLOUDFLARE_LOAD_DEV_VARS_FROM_DOT_ENV: "true",
@@ -278,3 +308,161 @@ export async function startGateway({
     },
   };
 }
+
+let configWritten = false;
+let composeRuns = 0;
+
+/**
+ * startGateway for LLM_MUX_E2E_RUNTIME=workerd (scripts/selfhost/serve.sh) and docker
+ * (`docker-compose up` of the built image). The process (serve.sh's workerd, or the
+ * docker-compose client attached to the container) runs in its own process group.
+ */
+async function startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutMs }) {
+  const docker = RUNTIME === "docker";
+  if (!docker && !configWritten) {
+    assertBuilt(cwd);
+    const gen = spawnSync(process.execPath, [path.join(cwd, "scripts/selfhost/workerd-config.mjs"), "--quiet"], { cwd, encoding: "utf8" });
+    if (gen.status !== 0) throw new Error(`workerd-config.mjs failed: ${gen.stderr}`);
+    configWritten = true;
+  }
+  const work = tempDir("llm-mux-gw-");
+  hookExit();
+  liveDirs.add(work);
+  persistTo = persistTo ?? path.join(work, "state");
+  mkdirSync(persistTo, { recursive: true });
+  port = port ?? (await freePort());
+  const listen = `127.0.0.1:${port}`;
+  const given = Object.entries(vars).filter(([, v]) => v !== undefined && v !== null);
+  const env = cleanEnv();
+  let cmd;
+  let args;
+  let project;
+  if (docker) {
+    // The container runs as a non-root user: it must be able to write the state directory.
+    chmodSync(persistTo, 0o777);
+    const envFile = path.join(work, "gateway.env");
+    // docker-compose 1.x reads env files literally (no quotes): one NAME=value a line.
+    for (const [k, v] of given) {
+      if (/[\r\n]/.test(String(v))) throw new Error(`${k}: a value with a newline cannot go through an env file`);
+    }
+    const lines = [...given, ["LLM_MUX_EXTRA_VARS", given.map(([k]) => k).join(",")]];
+    writeFileSync(envFile, lines.map(([k, v]) => `${k}=${v}\n`).join(""), { mode: 0o600 });
+    project = `llm-mux-e2e-${process.pid}-${++composeRuns}`;
+    Object.assign(env, {
+      LLM_MUX_ENV_FILE: envFile,
+      LLM_MUX_LISTEN: listen,
+      LLM_MUX_STATE: persistTo,
+      ...(process.env.LLM_MUX_IMAGE ? { LLM_MUX_IMAGE: process.env.LLM_MUX_IMAGE } : {}),
+    });
+    cmd = "docker-compose";
+    args = ["-p", project, "-f", path.join(cwd, "docker-compose.yml"), "up", "--no-build", "--force-recreate", "--no-color"];
+  } else {
+    Object.assign(env, Object.fromEntries(given.map(([k, v]) => [k, String(v)])), {
+      LLM_MUX_LISTEN: listen,
+      LLM_MUX_STATE_DIR: persistTo,
+      LLM_MUX_DEV_VARS: "", // never the developer's .dev.vars
+      LLM_MUX_EXTRA_VARS: given.map(([k]) => k).join(","),
+    });
+    cmd = path.join(cwd, "scripts/selfhost/serve.sh");
+    args = [];
+  }
+
+  let stdout = "";
+  let stderr = "";
+  const child = spawn(cmd, args, { cwd, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  liveGroups.add(child.pid);
+  if (docker) liveProjects.set(project, env);
+  child.stdout.setEncoding("utf8");
+  child.stderr.setEncoding("utf8");
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  let exited = null;
+  const exitPromise = new Promise((resolve) => {
+    child.once("exit", (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+  });
+  const killGroup = (sig) => {
+    try {
+      process.kill(-child.pid, sig);
+    } catch {
+      /* already gone */
+    }
+  };
+
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    if (docker) {
+      // Removes the container and the project's unused named volume (the state directory is
+      // a bind mount: it stays).
+      composeDown(project, env);
+      liveProjects.delete(project);
+    }
+    if (!exited) {
+      killGroup("SIGTERM");
+      const done = await Promise.race([exitPromise, bound(10_000).then(() => null)]);
+      if (!done) {
+        killGroup("SIGKILL");
+        await Promise.race([exitPromise, bound(5_000)]);
+      }
+    }
+    killGroup("SIGKILL");
+    liveGroups.delete(child.pid);
+    await sleep(100);
+    rmSync(work, { recursive: true, force: true });
+    liveDirs.delete(work);
+  };
+
+  const url = `http://${listen}`;
+  const deadline = Date.now() + timeoutMs;
+  let lastErr;
+  try {
+    for (;;) {
+      if (exited) throw new Error(`${cmd} exited early (${JSON.stringify(exited)})`);
+      if (Date.now() > deadline) throw new Error(`${RUNTIME} gateway not ready after ${timeoutMs} ms (last: ${lastErr})`);
+      try {
+        const res = await fetch(url + readyPath, { signal: AbortSignal.timeout(5000) });
+        await res.arrayBuffer();
+        break;
+      } catch (e) {
+        lastErr = e.cause?.code ?? e.message;
+      }
+      await sleep(100);
+    }
+  } catch (e) {
+    const out = `--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+    await stop();
+    e.message += `\n${out}`;
+    throw e;
+  }
+  return {
+    url,
+    port,
+    persistTo,
+    child,
+    runtime: RUNTIME,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    logs: () => `${stdout}\n${stderr}`,
+    stop,
+  };
+}
+
+// docker-compose projects started here and not yet taken down (by name, with their env).
+const liveProjects = new Map();
+
+function composeDown(project, env) {
+  spawnSync("docker-compose", ["-p", project, "-f", path.join(WORKER_DIR, "docker-compose.yml"), "down", "-v", "--timeout", "10"], {
+    env,
+    stdio: "ignore",
+    timeout: 60_000,
+  });
+}
+
+process.on("exit", () => {
+  for (const [project, env] of liveProjects) composeDown(project, env);
+  liveProjects.clear();
+});
