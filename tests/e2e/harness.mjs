@@ -146,6 +146,7 @@ function cleanEnv() {
  *   cwd         directory wrangler runs in (default: the project root).
  *   readyPath   path polled for readiness (default /metrics; any HTTP status counts).
  *   timeoutMs   bound on start-up (default 60000).
+ *   runtime     `wrangler`, `workerd` or `docker` for this gateway (default: RUNTIME).
  * Returns {url, port, persistTo, stop(), logs(), stdout(), stderr(), child}.
  */
 export async function startGateway({
@@ -156,10 +157,11 @@ export async function startGateway({
   cwd = WORKER_DIR,
   readyPath = "/metrics",
   timeoutMs = 60_000,
+  runtime = RUNTIME,
 } = {}) {
-  if (RUNTIME !== "wrangler") {
-    if (config) throw new Error(`startGateway({config}) needs wrangler dev (LLM_MUX_E2E_RUNTIME=${RUNTIME})`);
-    return startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutMs });
+  if (runtime !== "wrangler") {
+    if (config) throw new Error(`startGateway({config}) needs wrangler dev (runtime ${runtime})`);
+    return startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutMs, docker: runtime === "docker" });
   }
   if (!config && cwd === PROJECT_ROOT) assertBuilt(cwd);
   const work = tempDir("llm-mux-gw-");
@@ -317,8 +319,7 @@ let composeRuns = 0;
  * (`docker-compose up` of the built image). The process (serve.sh's workerd, or the
  * docker-compose client attached to the container) runs in its own process group.
  */
-async function startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutMs }) {
-  const docker = RUNTIME === "docker";
+async function startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutMs, docker = RUNTIME === "docker" }) {
   if (!docker && !configWritten) {
     assertBuilt(cwd);
     const gen = spawnSync(process.execPath, [path.join(cwd, "scripts/selfhost/workerd-config.mjs"), "--quiet"], { cwd, encoding: "utf8" });

@@ -16,13 +16,18 @@ const KEY = secret("limits");
 const ADMIN = secret("admin");
 
 describe("request size limits", () => {
-  let stub, gw;
+  let stub, gw, plain;
   before(async () => {
     stub = await startMistralStub({ port: 0 });
-    gw = await startGateway({ vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: stub.url, MAX_BODY_BYTES: "4096", MAX_QUERY_BYTES: "100" } });
+    const vars = { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: stub.url, MAX_BODY_BYTES: "4096", MAX_QUERY_BYTES: "100" };
+    // Chunked uploads go to plain workerd (what production and `make serve` run): under
+    // `wrangler dev`, the proxy in front of the worker fails or stalls the next chunked
+    // request after one whose body the worker left unread ("worker restarted mid-request";
+    // seen 2026-12-03 with wrangler 4.86), while workerd itself serves it.
+    [gw, plain] = await Promise.all([startGateway({ vars }), startGateway({ vars, runtime: "workerd" })]);
   });
   after(async () => {
-    await gw?.stop();
+    await Promise.all([gw?.stop(), plain?.stop()]);
     await stub?.close();
   });
 
@@ -41,11 +46,21 @@ describe("request size limits", () => {
   });
 
   it("a body without Content-Length is counted while read and cut at MAX_BODY_BYTES", async () => {
+    // A small chunked body is read whole and served.
+    const small = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(`{"query": "chunked ${tag()}",`));
+        controller.enqueue(new TextEncoder().encode(' "tier": "small"}'));
+        controller.close();
+      },
+    });
+    const ok = await fetch(`${plain.url}/query`, { method: "POST", headers: { "content-type": "application/json" }, body: small, duplex: "half" });
+    assert.equal(ok.status, 200, await ok.text());
     // node:http with chunked transfer (no Content-Length): the gateway may answer before
     // the client has finished sending, which fetch reports as a failure; here the answer
     // is read whatever happens to the rest of the upload.
     const { status, text } = await new Promise((resolve, reject) => {
-      const req = http.request(`${gw.url}/query`, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } });
+      const req = http.request(`${plain.url}/query`, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } });
       req.on("response", (res) => {
         let text = "";
         res.setEncoding("utf8");
@@ -66,16 +81,6 @@ describe("request size limits", () => {
     const e = JSON.parse(text).error;
     assert.equal(e.variable, "MAX_BODY_BYTES");
     assert.match(e.message, /^request body is over the limit of 4096 bytes \(MAX_BODY_BYTES\)$/);
-    // A small chunked body is read whole and served.
-    const small = new ReadableStream({
-      start(controller) {
-        controller.enqueue(new TextEncoder().encode(`{"query": "chunked ${tag()}",`));
-        controller.enqueue(new TextEncoder().encode(' "tier": "small"}'));
-        controller.close();
-      },
-    });
-    const ok = await fetch(`${gw.url}/query`, { method: "POST", headers: { "content-type": "application/json" }, body: small, duplex: "half" });
-    assert.equal(ok.status, 200, await ok.text());
   });
 
   it("a query over MAX_QUERY_BYTES names MAX_QUERY_BYTES; the body limit is not involved", async () => {
