@@ -493,4 +493,153 @@ mod tests {
             "upstream returned HTTP 502: bad gateway from *****"
         );
     }
+
+    #[test]
+    fn upstream_failures_map_to_the_client_status_label_and_code() {
+        let upstream = |status: Option<u16>| GatewayError::Upstream {
+            status,
+            message: "why".into(),
+            retry_after: None,
+        };
+        // (error, status, label, OpenAI code, phrase of the message)
+        let cases = [
+            (
+                upstream(Some(429)),
+                429,
+                "upstream_rate_limited",
+                "rate_limit_exceeded",
+                "429",
+            ),
+            (
+                upstream(Some(400)),
+                400,
+                "upstream_rejected",
+                "upstream_400",
+                "refused the request",
+            ),
+            (
+                upstream(Some(422)),
+                400,
+                "upstream_rejected",
+                "upstream_422",
+                "refused the request",
+            ),
+            (
+                upstream(Some(401)),
+                502,
+                "upstream_auth_failed",
+                "upstream_auth_failed",
+                "not yours",
+            ),
+            (
+                upstream(Some(403)),
+                502,
+                "upstream_auth_failed",
+                "upstream_auth_failed",
+                "not yours",
+            ),
+            (
+                upstream(Some(503)),
+                502,
+                "upstream_error",
+                "upstream_error",
+                "HTTP 503",
+            ),
+            (
+                upstream(Some(404)),
+                502,
+                "upstream_error",
+                "upstream_error",
+                "HTTP 404",
+            ),
+            (
+                upstream(Some(200)),
+                502,
+                "upstream_invalid_response",
+                "upstream_invalid_response",
+                "HTTP 200",
+            ),
+            (
+                upstream(None),
+                502,
+                "upstream_invalid_response",
+                "upstream_invalid_response",
+                "unusable answer",
+            ),
+            (
+                GatewayError::UpstreamUnreachable {
+                    cause: "DNS lookup failed".into(),
+                },
+                502,
+                "upstream_unreachable",
+                "upstream_unreachable",
+                "cannot reach upstream host: DNS lookup failed",
+            ),
+            (
+                GatewayError::UpstreamTooLarge { limit: 8 },
+                502,
+                "upstream_too_large",
+                "upstream_too_large",
+                "MAX_UPSTREAM_RESPONSE_BYTES",
+            ),
+            (
+                GatewayError::UpstreamBroken {
+                    received_bytes: 7,
+                    timed_out: false,
+                },
+                502,
+                "upstream_broken",
+                "upstream_broken",
+                "broke off after 7 bytes",
+            ),
+            (
+                GatewayError::UpstreamBroken {
+                    received_bytes: 7,
+                    timed_out: true,
+                },
+                504,
+                "upstream_timeout",
+                "upstream_timeout",
+                "stalled past UPSTREAM_TIMEOUT_MS",
+            ),
+            (
+                GatewayError::StreamFailed {
+                    reason: "upstream_cut",
+                    message: "cut".into(),
+                },
+                502,
+                "upstream_cut",
+                "upstream_cut",
+                "cut",
+            ),
+            (
+                GatewayError::Forbidden("no".into()),
+                403,
+                "forbidden",
+                "forbidden",
+                "no",
+            ),
+        ];
+        for (error, status, label, code, phrase) in cases {
+            assert_eq!(error.status(), status, "{error:?}");
+            assert_eq!(error.metric_label(), label, "{error:?}");
+            let body = openai_error_body(&error);
+            assert_eq!(body["error"]["code"], code, "{error:?}");
+            let message = error.client_message();
+            assert!(message.contains(phrase), "{message}");
+            assert_eq!(body["error"]["message"], message);
+            assert_eq!(error.to_body()["error"]["type"], error.error_type());
+            // Only errors the upstream caused tell clients not to retry.
+            assert_eq!(error.is_upstream(), status != 403, "{error:?}");
+        }
+        assert_eq!(upstream(Some(429)).retry_after(), Some("1"));
+        let with = GatewayError::Upstream {
+            status: Some(429),
+            message: "x".into(),
+            retry_after: Some("7".into()),
+        };
+        assert_eq!(with.retry_after(), Some("7"));
+        assert_eq!(upstream(Some(503)).retry_after(), None);
+        assert!(!GatewayError::BadRequest("x".into()).is_upstream());
+    }
 }

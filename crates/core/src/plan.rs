@@ -272,4 +272,42 @@ mod tests {
         assert!(p.features.is_empty());
         assert!(direct(&c, &r, 0).unwrap().body["model"] == "mistral-small-latest");
     }
+
+    #[test]
+    fn a_fallback_plan_keeps_the_score_and_says_where_it_came_from() {
+        let tiers = r#"[
+          {"name": "small", "model": "mistral-small-latest"},
+          {"name": "medium", "model": "mistral-medium-latest", "min_score": 0.4},
+          {"name": "large", "model": "mistral-large-latest", "min_score": 0.8}
+        ]"#;
+        let c = config(&[("TIERS", tiers)]);
+        let r = ChatRequest::single_turn("auto", "Explain TCP vs UDP", None, true);
+        let first = plan(&c, &r, Requested::Auto, "Explain TCP vs UDP").unwrap();
+        assert!(first.decision.fallback.is_none());
+        let second = fallback(&c, &r, &first, 2, "upstream_error").unwrap();
+        assert_eq!(second.decision.tier, 2);
+        assert_eq!(second.decision.tier_name, "large");
+        assert_eq!(second.model, "mistral-large-latest");
+        assert_eq!(second.body["model"], "mistral-large-latest");
+        assert_eq!(second.decision.score, first.decision.score);
+        assert_eq!(second.features, first.features);
+        assert!(second.stream);
+        let note = second.decision.fallback.clone().unwrap();
+        assert_eq!(
+            (note.from.as_str(), note.to.as_str()),
+            (first.decision.tier_name.as_str(), "large")
+        );
+        assert_eq!(note.reason, "upstream_error");
+        assert_eq!(note.route(), format!("{}->large", first.decision.tier_name));
+        assert!(second.decision.describe().contains("fell back from"));
+        // A second fallback keeps the first tier that failed as `from`.
+        let third = fallback(&c, &r, &second, 1, "upstream_rate_limited").unwrap();
+        let note = third.decision.fallback.unwrap();
+        assert_eq!(note.from, first.decision.tier_name);
+        assert_eq!(
+            (note.to.as_str(), note.reason),
+            ("medium", "upstream_rate_limited")
+        );
+        assert!(fallback(&c, &r, &first, 9, "upstream_error").is_err());
+    }
 }
