@@ -318,4 +318,57 @@ mod tests {
         );
         assert!(check_body_size(10, 10).is_ok());
     }
+
+    #[test]
+    fn wrong_types_are_named_in_the_message() {
+        assert_eq!(
+            bad_request(r#"{"query": 5}"#),
+            "field 'query' must be a string, got a number"
+        );
+        assert!(bad_request(r#"{"query": true}"#).ends_with("got a boolean"));
+        assert!(bad_request(r#"{"query": ["a"]}"#).ends_with("got an array"));
+        assert!(bad_request(r#"{"query": {"q": "a"}}"#).ends_with("got an object"));
+        assert_eq!(
+            bad_request(r#"{"query": "x", "max_tokens": "10"}"#),
+            "field 'max_tokens' must be a number, got a string"
+        );
+        assert_eq!(
+            bad_request(r#"{"query": "x", "stream": 1}"#),
+            "field 'stream' must be a boolean, got a number"
+        );
+        assert!(bad_request(r#"{"query": "x", "tier": false}"#).ends_with("got a boolean"));
+        assert_eq!(json_type(&Value::Null), "null");
+        assert_eq!(json_type(&Value::String("s".into())), "a string");
+    }
+
+    #[test]
+    fn max_tokens_bounds_are_inclusive() {
+        let max_tokens = |n: u64| parse(&format!(r#"{{"query": "x", "max_tokens": {n}}}"#));
+        assert_eq!(max_tokens(1).unwrap().max_tokens, Some(1));
+        assert_eq!(
+            max_tokens(MAX_MAX_TOKENS).unwrap().max_tokens,
+            Some(1_000_000)
+        );
+        assert!(bad_request(&format!(
+            r#"{{"query": "x", "max_tokens": {}}}"#,
+            MAX_MAX_TOKENS + 1
+        ))
+        .contains("from 1 to 1000000, got 1000001"));
+        assert_eq!(
+            parse(r#"{"query": "x", "max_tokens": null}"#)
+                .unwrap()
+                .max_tokens,
+            None
+        );
+    }
+
+    #[test]
+    fn tier_and_stream_values_pass_through() {
+        let r = parse(r#"{"query": " x ", "tier": "code", "stream": false}"#).unwrap();
+        assert_eq!(r.query, " x ");
+        assert_eq!(r.tier.as_deref(), Some("code"));
+        assert!(!r.stream);
+        let r = parse(r#"{"query": "x", "tier": null, "stream": null}"#).unwrap();
+        assert_eq!((r.tier, r.stream), (None, false));
+    }
 }
