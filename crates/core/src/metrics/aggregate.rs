@@ -689,6 +689,14 @@ mod tests {
             let back: MetricsEvent = serde_json::from_str(&text).unwrap();
             assert_eq!(back, e, "{text}");
         }
+        // Flags that are off are left out of the event (it crosses to the Durable Object
+        // in every batch).
+        let plain = completed("p", Tier::Small, 0.5, 1.0);
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(
+            !text.contains("usage_implausible") && !text.contains("dropped_stream_events"),
+            "{text}"
+        );
         let text = serde_json::to_string(&failed("f", "upstream_timeout")).unwrap();
         assert!(
             text.contains(r#""fallback":"large->small upstream_timeout""#),
