@@ -94,9 +94,13 @@ pub fn error(
         _ => {}
     }
     if let Some(after) = error.retry_after() {
-        response.headers_mut().set("retry-after", after)?;
+        response.headers_mut().set("retry-after", &after)?;
     }
-    if error.is_upstream() {
+    if let Some(id) = error.key_id() {
+        response.headers_mut().set("x-llm-mux-key-id", id)?;
+    }
+    // A spent budget does not come back within a client's retries either.
+    if error.is_upstream() || error.metric_label() == "budget_exceeded" {
         // The gateway has made its retries and fallbacks already: the OpenAI SDKs honour
         // this header and do not multiply them (README: upstream calls per request).
         response.headers_mut().set("x-should-retry", "false")?;

@@ -190,6 +190,8 @@ pub fn failed_event(request_id: &str, error: &GatewayError) -> MetricsEvent {
         reason: error.metric_label().to_string(),
         fallback: None,
         cost: None,
+        key: None,
+        count: 1,
     }
 }
 
@@ -227,6 +229,8 @@ pub fn failed_call_event(
         reason: error.metric_label().to_string(),
         fallback: fallback_record(plan),
         cost,
+        key: None,
+        count: 1,
     }
 }
 
@@ -262,6 +266,7 @@ pub fn completed_event(
         fallback: fallback_record(plan),
         usage_implausible: accounting.implausible,
         dropped_stream_events: 0,
+        key: None,
     }
 }
 

@@ -170,6 +170,9 @@ pub struct RoutingInfo {
     /// The tier that failed first, when this answer comes from a fallback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<crate::routing::FallbackNote>,
+    /// The tier routing chose, when cost control moved the request off it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downgrade: Option<crate::routing::Downgrade>,
 }
 
 impl RoutingInfo {
@@ -190,6 +193,7 @@ impl RoutingInfo {
             },
             features,
             fallback: decision.fallback.clone(),
+            downgrade: decision.downgrade.clone(),
         }
     }
 }

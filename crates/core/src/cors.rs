@@ -10,7 +10,8 @@ use crate::routes::{self, Route};
 /// Response headers a page may read (`Access-Control-Expose-Headers`): the gateway's own
 /// routing and cost headers, the request id, and what a client needs to back off.
 pub const EXPOSED_HEADERS: &str = "x-llm-mux-tier, x-llm-mux-score, x-llm-mux-model, \
-    x-llm-mux-cost-usd, x-llm-mux-fallback, x-request-id, retry-after, x-should-retry";
+    x-llm-mux-cost-usd, x-llm-mux-fallback, x-llm-mux-key-id, x-llm-mux-budget, x-llm-mux-cache, \
+    x-request-id, retry-after, x-should-retry";
 
 /// Request headers always allowed in a preflight, besides the ones the browser asks for.
 const ALWAYS_ALLOWED_HEADERS: &[&str] = &["authorization", "content-type"];

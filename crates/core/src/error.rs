@@ -80,6 +80,15 @@ pub enum GatewayError {
     Internal(String),
     /// `GET /v1/models/{id}` of a model the gateway does not serve.
     ModelNotFound { model: String },
+    /// Over a rate limit or a spend budget (KEY_POLICIES, GLOBAL_*): refused before the
+    /// upstream call. `reason` is the metric label (`rate_limited`, `budget_exceeded`),
+    /// `retry_after` the seconds until a retry can pass, `key_id` the key's id.
+    OverLimit {
+        reason: &'static str,
+        message: String,
+        retry_after: u64,
+        key_id: Option<String>,
+    },
 }
 
 impl GatewayError {
@@ -110,6 +119,7 @@ impl GatewayError {
                 timed_out: true, ..
             } => 504,
             Self::ModelNotFound { .. } => 404,
+            Self::OverLimit { .. } => 429,
         }
     }
 
@@ -129,14 +139,23 @@ impl GatewayError {
     }
 
     /// The `Retry-After` value sent with this error: an upstream 429's own (or one second
-    /// when it gave none).
-    pub fn retry_after(&self) -> Option<&str> {
+    /// when it gave none), or the wait until a limit or budget lets a request pass.
+    pub fn retry_after(&self) -> Option<String> {
         match self {
             Self::Upstream {
                 status: Some(429),
                 retry_after,
                 ..
-            } => Some(retry_after.as_deref().unwrap_or("1")),
+            } => Some(retry_after.clone().unwrap_or_else(|| String::from("1"))),
+            Self::OverLimit { retry_after, .. } => Some(retry_after.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The id of the client key a refusal concerns.
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Self::OverLimit { key_id, .. } => key_id.as_deref(),
             _ => None,
         }
     }
@@ -166,6 +185,7 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::Internal(_) => "internal_error",
             Self::ModelNotFound { .. } => "invalid_request_error",
+            Self::OverLimit { .. } => "rate_limit_error",
         }
     }
 
@@ -201,6 +221,7 @@ impl GatewayError {
             Self::StreamFailed { reason, .. } => reason,
             Self::Internal(_) => "internal_error",
             Self::ModelNotFound { .. } => "model_not_found",
+            Self::OverLimit { reason, .. } => reason,
         }
     }
 
@@ -209,7 +230,8 @@ impl GatewayError {
         match self {
             Self::BadRequest(message)
             | Self::InvalidParam { message, .. }
-            | Self::Forbidden(message) => message.clone(),
+            | Self::Forbidden(message)
+            | Self::OverLimit { message, .. } => message.clone(),
             Self::UnknownModel { model, available } => format!(
                 "the model '{model}' is not served by this gateway; use one of: {}",
                 available.join(", ")
@@ -318,6 +340,9 @@ impl GatewayError {
                 error["limit_bytes"] = json!(limit);
                 error["variable"] = json!(variable);
             }
+            Self::OverLimit { key_id, .. } => {
+                error["key_id"] = json!(key_id);
+            }
             _ => {}
         }
         json!({ "error": error })
@@ -374,15 +399,20 @@ pub fn openai_error_body(error: &GatewayError) -> Value {
         | GatewayError::StreamFailed { .. } => ("upstream_error", None, label()),
         GatewayError::UpstreamTimeout { .. } => ("timeout", None, Some("upstream_timeout".into())),
         GatewayError::Internal(_) => ("server_error", None, None),
+        GatewayError::OverLimit { .. } => ("rate_limit_error", None, label()),
     };
-    json!({
+    let mut body = json!({
         "error": {
             "message": error.client_message(),
             "type": kind,
             "param": param,
             "code": code,
         }
-    })
+    });
+    if let Some(id) = error.key_id() {
+        body["error"]["key_id"] = json!(id);
+    }
+    body
 }
 
 #[cfg(test)]
@@ -632,13 +662,13 @@ mod tests {
             // Only errors the upstream caused tell clients not to retry.
             assert_eq!(error.is_upstream(), status != 403, "{error:?}");
         }
-        assert_eq!(upstream(Some(429)).retry_after(), Some("1"));
+        assert_eq!(upstream(Some(429)).retry_after().as_deref(), Some("1"));
         let with = GatewayError::Upstream {
             status: Some(429),
             message: "x".into(),
             retry_after: Some("7".into()),
         };
-        assert_eq!(with.retry_after(), Some("7"));
+        assert_eq!(with.retry_after().as_deref(), Some("7"));
         assert_eq!(upstream(Some(503)).retry_after(), None);
         assert!(!GatewayError::BadRequest("x".into()).is_upstream());
     }

@@ -18,6 +18,7 @@ pub mod fallback;
 pub mod hash;
 pub mod judge;
 pub mod learned;
+pub mod ledger;
 pub mod metrics;
 pub mod models;
 pub mod numfmt;

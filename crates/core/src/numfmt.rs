@@ -36,6 +36,17 @@ pub fn fixed(x: f64, decimals: u32) -> String {
     )
 }
 
+/// `bytes` as lowercase hex digits.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    text
+}
+
 /// `x` in its shortest form (`0.5`, `1`, `1e-7`), through serde_json's writer.
 pub fn short(x: f64) -> String {
     let text = serde_json::Number::from_f64(x).map_or_else(|| fixed(x, 0), |n| n.to_string());

@@ -149,6 +149,31 @@ pub fn fallback(
     Ok(plan)
 }
 
+/// The plan of the same request moved to tier `tier` before any call (cost control):
+/// same score and features, the move noted in the decision.
+pub fn downgrade(
+    config: &Config,
+    request: &ChatRequest,
+    planned: &Plan,
+    tier: usize,
+    reason: &'static str,
+) -> Result<Plan, GatewayError> {
+    let mut decision = planned.decision.clone();
+    decision.downgrade = Some(crate::routing::Downgrade {
+        from: planned.decision.tier_name.clone(),
+        reason,
+    });
+    decision.tier = tier;
+    decision.tier_name = config
+        .tiers
+        .get(tier)
+        .map(|t| t.name().to_string())
+        .unwrap_or_default();
+    let mut plan = finish(config, request, decision, planned.features.clone())?;
+    plan.router = planned.router;
+    Ok(plan)
+}
+
 fn finish(
     config: &Config,
     request: &ChatRequest,

@@ -122,6 +122,18 @@ pub struct RoutingDecision {
     pub requested: Requested,
     /// Set when the tier first chosen failed and this tier answers instead.
     pub fallback: Option<FallbackNote>,
+    /// Set when cost control moved the request off the tier routing chose.
+    pub downgrade: Option<Downgrade>,
+}
+
+/// A move off the routed tier before the call: a budget that only a cheaper tier fits
+/// (`budget`), or a key not allowed the routed tier (`allowed_tiers`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Downgrade {
+    /// Name of the tier routing chose.
+    pub from: String,
+    /// `budget` or `allowed_tiers`.
+    pub reason: &'static str,
 }
 
 /// A fallback from one tier to the decision's tier.
@@ -153,6 +165,13 @@ impl RoutingDecision {
             self.tier_name.to_ascii_uppercase(),
             crate::numfmt::fixed(self.score, 2)
         );
+        if let Some(d) = &self.downgrade {
+            text.push_str(&format!(
+                "; moved from {} ({})",
+                d.from.to_ascii_uppercase(),
+                d.reason
+            ));
+        }
         if let Some(note) = &self.fallback {
             text.push_str(&format!(
                 "; fell back from {} ({})",
@@ -209,6 +228,7 @@ pub fn decide(
         threshold: tiers.get(top).map(|t| t.min_score).unwrap_or(0.0),
         requested,
         fallback: None,
+        downgrade: None,
     }
 }
 

@@ -62,15 +62,25 @@ pub fn api_keys_from_lookup(raw: Option<String>) -> Vec<Secret> {
 impl Config {
     /// Checks an `Authorization` header against LLM_MUX_API_KEYS in constant time per key.
     pub fn authorize(&self, authorization: Option<&str>) -> Result<(), GatewayError> {
-        check_bearer(&self.api_keys, authorization)
+        check_bearer(&self.api_keys, authorization).map(|_| ())
+    }
+
+    /// The id of the key an authorized request presented (`None` without keys).
+    pub fn key_id_of(&self, authorization: Option<&str>) -> Option<&str> {
+        let index = check_bearer(&self.api_keys, authorization).ok()??;
+        self.cost.key_ids.get(index).map(String::as_str)
     }
 }
 
 /// Checks an `Authorization: Bearer` header against `keys` (none: every request passes),
-/// in constant time per key.
-pub fn check_bearer(keys: &[Secret], authorization: Option<&str>) -> Result<(), GatewayError> {
+/// in constant time per key; the index of the key that matched.
+pub fn check_bearer(
+    keys: &[Secret],
+    authorization: Option<&str>,
+) -> Result<Option<usize>, GatewayError> {
+    use subtle::ConditionallySelectable;
     if keys.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let token = authorization
         .and_then(|h| {
@@ -81,11 +91,14 @@ pub fn check_bearer(keys: &[Secret], authorization: Option<&str>) -> Result<(), 
     // Compare against every key without stopping early, so timing says nothing
     // about which key (or which prefix) matched.
     let mut matched = subtle::Choice::from(0u8);
-    for key in keys {
-        matched |= key.expose().as_bytes().ct_eq(token.as_bytes());
+    let mut index = 0u32;
+    for (i, key) in keys.iter().enumerate() {
+        let equal = key.expose().as_bytes().ct_eq(token.as_bytes());
+        index.conditional_assign(&(i as u32), equal);
+        matched |= equal;
     }
     if bool::from(matched) {
-        Ok(())
+        Ok(Some(index as usize))
     } else {
         Err(GatewayError::Unauthorized)
     }
@@ -115,6 +128,16 @@ mod tests {
         let c = config(&[("LLM_MUX_API_KEYS", "alpha,beta")]).unwrap();
         assert!(c.authorize(Some("Bearer alpha")).is_ok());
         assert!(c.authorize(Some("bearer beta")).is_ok());
+        assert_eq!(
+            c.key_id_of(Some("Bearer beta")),
+            Some(c.cost.key_ids[1].as_str())
+        );
+        assert_eq!(
+            c.key_id_of(Some("Bearer alpha")),
+            Some(c.cost.key_ids[0].as_str())
+        );
+        assert_eq!(c.key_id_of(Some("Bearer gamma")), None);
+        assert_eq!(open.key_id_of(Some("Bearer alpha")), None);
         assert_eq!(c.authorize(None), Err(GatewayError::Unauthorized));
         assert_eq!(
             c.authorize(Some("Bearer alph")),

@@ -9,12 +9,17 @@
 //! variable itself nor do I/O: every value comes through the `lookup` function.
 
 mod auth;
+mod cost;
 mod fallback;
 mod quality;
 mod tiers;
 mod vars;
 
 pub use auth::{api_keys_from_lookup, check_bearer, Secret};
+pub use cost::{
+    key_id, BudgetAction, CacheScope, Caps, CostControl, KeyPolicy,
+    DEFAULT_BUDGET_MAX_COMPLETION_TOKENS,
+};
 pub use fallback::Fallback;
 pub use quality::{
     QualityConfig, QualityTarget, DEFAULT_MAX_SAMPLES_PER_HOUR, MAX_MAX_SAMPLES_PER_HOUR,
@@ -70,6 +75,8 @@ pub struct Config {
     pub quality: QualityConfig,
     /// Origins allowed to call the API from a browser (CORS_ALLOW_ORIGINS).
     pub cors: CorsPolicy,
+    /// Rate limits, budgets and the response cache.
+    pub cost: CostControl,
 }
 
 impl Config {
@@ -164,6 +171,7 @@ impl Config {
         let quality = quality::quality(&get, &tiers, routing::top_tier(&policies))?;
         let fallback = fallback::parse(get("FALLBACK"), &tiers)?;
         let cors = vars::cors_allow_origins(&get)?;
+        let cost = cost::cost_control(&get, &api_keys, &tiers)?;
 
         Ok(Self {
             tiers,
@@ -183,6 +191,7 @@ impl Config {
             prices,
             quality,
             cors,
+            cost,
         })
     }
 

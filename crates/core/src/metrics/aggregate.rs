@@ -45,9 +45,12 @@ pub enum MetricsEvent {
         /// The upstream's usage could not be true and was replaced by the estimate.
         #[serde(default, skip_serializing_if = "is_false")]
         usage_implausible: bool,
-        /// Malformed stream events dropped instead of relayed.
+        /// Malformed stream events dropped.
         #[serde(default, skip_serializing_if = "is_zero")]
         dropped_stream_events: u64,
+        /// Id of the client key (when LLM_MUX_API_KEYS is set).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// The request failed. Nothing is added to the costs unless the upstream was paid
     /// for an answer that then failed (`cost`, estimated).
@@ -64,7 +67,23 @@ pub enum MetricsEvent {
         /// fields, so the reader takes them with the fields it has.
         #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
         cost: Option<FailureCost>,
+        /// Id of the client key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+        /// Requests this event stands for: failures with nothing but a reason (refused
+        /// keys, limits) are counted together in the isolate's batch
+        /// ([`super::outbox::Outbox::push`]), so that a flood costs no row per request.
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        count: u64,
     },
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(n: &u64) -> bool {
+    *n == 1
 }
 
 fn is_false(b: &bool) -> bool {
@@ -143,6 +162,9 @@ struct EventFields {
     usage_implausible: bool,
     #[serde(default)]
     dropped_stream_events: u64,
+    key: Option<String>,
+    #[serde(default = "one")]
+    count: u64,
 }
 
 #[derive(Deserialize)]
@@ -175,6 +197,7 @@ impl TryFrom<EventFields> for MetricsEvent {
                 fallback: f.fallback,
                 usage_implausible: f.usage_implausible,
                 dropped_stream_events: f.dropped_stream_events,
+                key: f.key,
             },
             EventKind::Failed => Self::Failed {
                 id: f.id,
@@ -194,6 +217,8 @@ impl TryFrom<EventFields> for MetricsEvent {
                     }),
                     _ => None,
                 },
+                key: f.key,
+                count: f.count,
             },
         })
     }
@@ -204,6 +229,15 @@ impl MetricsEvent {
     pub fn id(&self) -> &str {
         match self {
             Self::Completed { id, .. } | Self::Failed { id, .. } => id,
+        }
+    }
+
+    /// Marks the event as a request of the client key `key_id`.
+    pub fn set_key(&mut self, key_id: Option<&str>) {
+        match self {
+            Self::Completed { key, .. } | Self::Failed { key, .. } => {
+                *key = key_id.map(str::to_string);
+            }
         }
     }
 }
@@ -246,6 +280,46 @@ pub struct Aggregate {
     pub dropped_stream_events: u64,
     /// Failed requests that cost something anyway (an answer broke after it was billed).
     pub failed_requests_with_cost: u64,
+    /// Usage per client key id.
+    pub keys: BTreeMap<String, KeyUsage>,
+}
+
+/// One client key's usage (by its id).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyUsage {
+    /// Completed requests.
+    pub requests: u64,
+    /// Failed requests (rate-limited and over-budget ones included).
+    pub failed_requests: u64,
+    /// Requests refused by a rate limit.
+    pub rate_limited: u64,
+    /// Requests refused by a budget.
+    pub budget_refused: u64,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Cost in USD.
+    pub cost_usd: f64,
+    /// What is left of the key's daily budget (USD), when it has one (from the ledger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_budget_left_usd: Option<f64>,
+    /// What is left of the key's monthly budget (USD), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monthly_budget_left_usd: Option<f64>,
+}
+
+impl KeyUsage {
+    fn merge(&mut self, other: &KeyUsage) {
+        self.requests += other.requests;
+        self.failed_requests += other.failed_requests;
+        self.rate_limited += other.rate_limited;
+        self.budget_refused += other.budget_refused;
+        self.tokens_in += other.tokens_in;
+        self.tokens_out += other.tokens_out;
+        self.cost_usd += other.cost_usd;
+    }
 }
 
 impl Aggregate {
@@ -272,8 +346,16 @@ impl Aggregate {
                 fallback,
                 usage_implausible,
                 dropped_stream_events,
+                key,
                 ..
             } => {
+                if let Some(key) = key {
+                    let usage = self.keys.entry(key.clone()).or_default();
+                    usage.requests += 1;
+                    usage.tokens_in += tokens_in;
+                    usage.tokens_out += tokens_out;
+                    usage.cost_usd += cost_usd;
+                }
                 self.count_fallback(fallback);
                 self.implausible_usage_requests += u64::from(*usage_implausible);
                 self.dropped_stream_events += dropped_stream_events;
@@ -299,9 +381,25 @@ impl Aggregate {
                 reason,
                 fallback,
                 cost,
+                key,
+                count,
                 ..
             } => {
-                *self.failed_requests.entry(reason.clone()).or_default() += 1;
+                *self.failed_requests.entry(reason.clone()).or_default() += count;
+                if let Some(key) = key {
+                    let usage = self.keys.entry(key.clone()).or_default();
+                    usage.failed_requests += count;
+                    match reason.as_str() {
+                        "rate_limited" => usage.rate_limited += count,
+                        "budget_exceeded" => usage.budget_refused += count,
+                        _ => {}
+                    }
+                    if let Some(cost) = cost {
+                        usage.tokens_in += cost.tokens_in;
+                        usage.tokens_out += cost.tokens_out;
+                        usage.cost_usd += cost.cost_usd;
+                    }
+                }
                 self.count_fallback(fallback);
                 if let Some(cost) = cost {
                     self.failed_requests_with_cost += 1;
@@ -344,6 +442,9 @@ impl Aggregate {
         self.implausible_usage_requests += other.implausible_usage_requests;
         self.dropped_stream_events += other.dropped_stream_events;
         self.failed_requests_with_cost += other.failed_requests_with_cost;
+        for (key, usage) in &other.keys {
+            self.keys.entry(key.clone()).or_default().merge(usage);
+        }
     }
 
     /// Savings versus always-large as a ratio in [0, 1] (0 when nothing was spent).
@@ -389,6 +490,8 @@ impl Aggregate {
             implausible_usage_requests: self.implausible_usage_requests,
             dropped_stream_events: self.dropped_stream_events,
             evaluation_cost_usd: 0.0,
+            keys: self.keys.clone(),
+            budgets: BTreeMap::new(),
         }
     }
 }
@@ -471,6 +574,34 @@ pub struct MetricsReport {
     /// in the totals above; savings are net of it.
     #[serde(default)]
     pub evaluation_cost_usd: f64,
+    /// Usage per client key id (requests, tokens, cost, budget left).
+    #[serde(default)]
+    pub keys: BTreeMap<String, KeyUsage>,
+    /// Spend of each budgeted scope (`global`, `key:<id>`) in its current periods, from
+    /// the ledger; empty when no budget or rate limit is configured.
+    #[serde(default)]
+    pub budgets: BTreeMap<String, BudgetStatus>,
+}
+
+/// A scope's caps and spend in the current UTC day and month.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BudgetStatus {
+    /// The daily cap (USD), if any.
+    pub daily_budget_usd: Option<f64>,
+    /// Settled spend today (USD).
+    pub daily_spent_usd: f64,
+    /// Settled spend today in picodollars (exact).
+    pub daily_spent_picousd: u64,
+    /// The monthly cap (USD), if any.
+    pub monthly_budget_usd: Option<f64>,
+    /// Settled spend this month (USD).
+    pub monthly_spent_usd: f64,
+    /// Settled spend this month in picodollars (exact).
+    pub monthly_spent_picousd: u64,
+    /// Held for requests in flight (USD).
+    pub reserved_usd: f64,
+    /// The rate limit (requests per minute), if any.
+    pub rate_limit_per_minute: Option<u64>,
 }
 
 impl MetricsReport {
@@ -520,6 +651,7 @@ mod tests {
             fallback: None,
             usage_implausible: false,
             dropped_stream_events: 0,
+            key: None,
         }
     }
 
@@ -545,6 +677,8 @@ mod tests {
             reason: "upstream_error".into(),
             fallback: None,
             cost: None,
+            key: None,
+            count: 1,
         });
         let r = a.report();
         assert_eq!(r.total_requests, 4);
@@ -619,12 +753,74 @@ mod tests {
     }
 
     #[test]
+    fn usage_per_key_sums_and_merges_exactly() {
+        let keyed = |mut e: MetricsEvent, key: &str| {
+            e.set_key(Some(key));
+            e
+        };
+        let mut limited = failed("l1", "rate_limited");
+        limited.set_key(Some("k1"));
+        if let MetricsEvent::Failed { count, .. } = &mut limited {
+            *count = 40;
+        }
+        let left = fold(&[
+            keyed(completed("a", Tier::Small, 0.25, 1.0), "k1"),
+            keyed(completed("b", Tier::Large, 1.0, 1.0), "k2"),
+            limited,
+            keyed(failed("c", "budget_exceeded"), "k2"),
+            keyed(broken("d", (3, 5), (0.5, 2.0)), "k1"),
+            completed("e", Tier::Small, 0.125, 1.0),
+        ]);
+        let k1 = KeyUsage {
+            requests: 1,
+            failed_requests: 41,
+            rate_limited: 40,
+            budget_refused: 0,
+            tokens_in: 13,
+            tokens_out: 25,
+            cost_usd: 0.75,
+            ..KeyUsage::default()
+        };
+        let k2 = KeyUsage {
+            requests: 1,
+            failed_requests: 1,
+            budget_refused: 1,
+            tokens_in: 10,
+            tokens_out: 20,
+            cost_usd: 1.0,
+            ..KeyUsage::default()
+        };
+        assert_eq!(
+            left.keys,
+            BTreeMap::from([("k1".into(), k1.clone()), ("k2".into(), k2.clone())])
+        );
+        assert_eq!(left.failed_requests["rate_limited"], 40);
+        let right = fold(&[keyed(completed("f", Tier::Large, 2.0, 2.0), "k2")]);
+        let mut merged = left.clone();
+        merged.merge(&right);
+        let k2_merged = KeyUsage {
+            requests: 2,
+            tokens_in: 20,
+            tokens_out: 40,
+            cost_usd: 3.0,
+            ..k2
+        };
+        assert_eq!(
+            merged.keys,
+            BTreeMap::from([("k1".into(), k1), ("k2".into(), k2_merged)])
+        );
+        assert_eq!(merged.report().keys, merged.keys);
+    }
+
+    #[test]
     fn event_wire_format() {
         let e = MetricsEvent::Failed {
             id: "a".into(),
             reason: "bad_request".into(),
             fallback: None,
             cost: None,
+            key: None,
+            count: 1,
         };
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(text, r#"{"kind":"failed","id":"a","reason":"bad_request"}"#);
@@ -672,6 +868,8 @@ mod tests {
                 reason: "x".into(),
                 fallback: None,
                 cost: None,
+                key: None,
+                count: 1,
             }
         );
     }
@@ -734,6 +932,7 @@ mod tests {
             fallback: None,
             usage_implausible: false,
             dropped_stream_events: 0,
+            key: None,
         });
         let plain = a.report();
         assert_eq!(plain.clone().with_evaluation_cost(0.0), plain);
@@ -780,6 +979,7 @@ mod tests {
             }),
             usage_implausible: estimated,
             dropped_stream_events: latency_ms / 25,
+            key: None,
         }
     }
 
@@ -793,6 +993,8 @@ mod tests {
                 reason: "upstream_timeout".into(),
             }),
             cost: None,
+            key: None,
+            count: 1,
         }
     }
 
@@ -808,6 +1010,8 @@ mod tests {
                 cost_usd: costs.0,
                 cost_if_large_usd: costs.1,
             }),
+            key: None,
+            count: 1,
         }
     }
 
@@ -993,6 +1197,7 @@ mod tests {
             implausible_usage_requests: 2,
             dropped_stream_events: 27,
             failed_requests_with_cost: 1,
+            keys: BTreeMap::new(),
         };
         assert_eq!(a, expected);
         let b = fold(&right_events());
@@ -1025,6 +1230,7 @@ mod tests {
             implausible_usage_requests: 3,
             dropped_stream_events: 2_840,
             failed_requests_with_cost: 1,
+            keys: BTreeMap::new(),
         };
         assert_eq!(b, expected);
     }
@@ -1064,6 +1270,7 @@ mod tests {
             implausible_usage_requests: 5,
             dropped_stream_events: 2_867,
             failed_requests_with_cost: 2,
+            keys: BTreeMap::new(),
         };
         assert_eq!(merged, expected);
         // the same as folding every event into one aggregate, in either order

@@ -51,6 +51,33 @@ impl Outbox {
 
     /// Queues `event` at `now_ms`; with `window_ms == 0` there is no batching.
     pub fn push(&mut self, event: MetricsEvent, now_ms: u64, window_ms: u64) -> Push {
+        // A failure with nothing but a reason (and key) joins a queued one of the same
+        // reason and key: floods of refused requests cost one event per batch.
+        if let MetricsEvent::Failed {
+            reason,
+            key,
+            fallback: None,
+            cost: None,
+            count,
+            ..
+        } = &event
+        {
+            let same = self.events.iter_mut().find_map(|queued| match queued {
+                MetricsEvent::Failed {
+                    reason: r,
+                    key: k,
+                    fallback: None,
+                    cost: None,
+                    count: c,
+                    ..
+                } if r == reason && k == key => Some(c),
+                _ => None,
+            });
+            if let Some(queued_count) = same {
+                *queued_count += count;
+                return Push::Queued;
+            }
+        }
         self.events.push(event);
         if window_ms == 0 || self.events.len() >= Self::MAX_BATCH {
             return Push::SendNow;
@@ -93,17 +120,51 @@ impl Outbox {
 mod tests {
     use super::*;
 
+    /// A failure of its own reason (failures of one reason and key are coalesced).
     fn event(id: &str) -> MetricsEvent {
         MetricsEvent::Failed {
             id: id.into(),
-            reason: "bad_request".into(),
+            reason: id.into(),
             fallback: None,
             cost: None,
+            key: None,
+            count: 1,
         }
     }
 
     fn ids(events: &[MetricsEvent]) -> Vec<&str> {
         events.iter().map(MetricsEvent::id).collect()
+    }
+
+    #[test]
+    fn failures_of_one_reason_and_key_are_counted_in_one_event() {
+        let refused = |id: &str, reason: &str, key: Option<&str>| MetricsEvent::Failed {
+            id: id.into(),
+            reason: reason.into(),
+            fallback: None,
+            cost: None,
+            key: key.map(str::to_string),
+            count: 1,
+        };
+        let mut outbox = Outbox::default();
+        for i in 0..1_000 {
+            outbox.push(refused(&format!("u{i}"), "unauthorized", None), 1_000, 100);
+            outbox.push(
+                refused(&format!("l{i}"), "rate_limited", Some("k1")),
+                1_000,
+                100,
+            );
+        }
+        outbox.push(refused("l-other", "rate_limited", Some("k2")), 1_000, 100);
+        let batch = outbox.take_batch();
+        let counts: Vec<(&str, u64)> = batch
+            .iter()
+            .map(|e| match e {
+                MetricsEvent::Failed { id, count, .. } => (id.as_str(), *count),
+                MetricsEvent::Completed { id, .. } => (id.as_str(), 0),
+            })
+            .collect();
+        assert_eq!(counts, [("u0", 1_000), ("l0", 1_000), ("l-other", 1)]);
     }
 
     #[test]
