@@ -10,6 +10,7 @@
 
 pub mod cors;
 pub mod handlers;
+pub mod ledger_store;
 pub mod metrics_shipping;
 pub mod metrics_store;
 pub mod pipeline;
@@ -33,6 +34,7 @@ use crate::pipeline::Incoming;
 use crate::respond::{Exchange, OrInternal};
 use crate::routes::Route;
 
+pub use crate::ledger_store::LedgerStore;
 pub use crate::metrics_store::MetricsStore;
 pub use crate::quality_store::QualityStore;
 

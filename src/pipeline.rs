@@ -1,9 +1,12 @@
 //! The request's path through the gateway, as one list of named stages read top to bottom:
 //!
 //! ```text
-//! authorize -> admit -> parse -> plan -> budget -> sample -> cache lookup -> call
+//! authorize -> parse -> plan -> admit -> budget -> sample -> cache lookup -> call
 //!           -> settle -> respond -> record
 //! ```
+//!
+//! (admit: the key's allowed tiers; budget: rate limits and spend caps in one ledger
+//! round trip, after the plan, which it needs to price the worst case.)
 //!
 //! `POST /query` and `POST /v1/chat/completions` both run [`serve`]; they differ only in
 //! the [`Endpoint`] they pass (parse, answer shape, stream tail, error format). Each stage
@@ -19,6 +22,7 @@ use llm_mux_core::accounting::{self, Accounting, Answered};
 use llm_mux_core::config::DEFAULT_METRICS_BATCH_MS;
 use llm_mux_core::endpoint::{Endpoint, Parsed};
 use llm_mux_core::fallback;
+use llm_mux_core::ledger::{self, Admit};
 use llm_mux_core::plan::{self, Plan};
 use llm_mux_core::routing::Requested;
 use llm_mux_core::shadow::{self, ShadowJob};
@@ -60,15 +64,38 @@ pub async fn serve(
         .as_ref()
         .map_or(DEFAULT_METRICS_BATCH_MS, |c| c.metrics_batch_ms);
     let config = access.as_ref().ok().copied();
-    let (error, plan) = match stages(endpoint, req, env, ctx, access, exchange).await {
-        Ok(Ok((response, event, job))) => {
+    let key_id = config.and_then(|c| {
+        let authorization = req.headers().get("authorization").ok().flatten();
+        c.key_id_of(authorization.as_deref()).map(str::to_string)
+    });
+    let key_id = key_id.as_deref();
+    // The ledger's reservation, settled with the recorded cost (streams settle their own).
+    let mut admission = None;
+    let served = stages(
+        endpoint,
+        req,
+        env,
+        ctx,
+        access,
+        exchange,
+        key_id,
+        &mut admission,
+    )
+    .await;
+    let (error, plan) = match served {
+        Ok(Ok((mut response, event, job))) => {
             // record: after the response, batched per isolate; a sampled request's job goes
-            // to the quality store.
-            if let Some(event) = event {
+            // to the quality store; the ledger is settled at the real cost.
+            if let Some(mut event) = event {
+                event.set_key(key_id);
+                settle_after_response(env, ctx, admission.as_ref(), &event);
                 crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
             }
             if let Some(job) = job {
                 quality::submit_after_response(env, ctx, job);
+            }
+            if let Some(id) = key_id {
+                response.headers_mut().set("x-llm-mux-key-id", id)?;
             }
             return Ok(response);
         }
@@ -77,18 +104,35 @@ pub async fn serve(
         Ok(Err(failed)) => (failed.error, Some(failed.plan)),
         Err(error) => (error, None),
     };
-    let event = match (config, &plan) {
+    let mut event = match (config, &plan) {
         (Some(config), Some(plan)) => {
             accounting::failed_call_event(config, exchange.request_id, plan, &error)
         }
         _ => accounting::failed_event(exchange.request_id, &error),
     };
+    event.set_key(key_id);
+    settle_after_response(env, ctx, admission.as_ref(), &event);
     crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
     let mut response = respond::error(exchange, &error, &endpoint.error_body(&error))?;
     if let Some(plan) = plan.filter(|p| p.decision.fallback.is_some()) {
         RoutingHeaders::of(&plan).set_fallback(&mut response)?;
     }
     Ok(response)
+}
+
+/// settle: the ledger's reservation of this request released, its real cost (the
+/// event's) charged, after the response.
+fn settle_after_response(
+    env: &Env,
+    ctx: &Context,
+    admission: Option<&Admit>,
+    event: &MetricsEvent,
+) {
+    if let Some(admission) = admission {
+        let settle = admission.settle(ledger::pico(event.cost_usd()));
+        let env = env.clone();
+        ctx.wait_until(async move { crate::ledger_store::settle(&env, &settle).await });
+    }
 }
 
 /// A failed upstream call, with the plan of the last tier tried.
@@ -99,6 +143,7 @@ struct FailedCall {
 
 /// The stages from admission to the response: the request's failure before the call
 /// (outer error), or the call's failure with the plan it ran (inner error).
+#[allow(clippy::too_many_arguments)] // the request's parts, each used once
 async fn stages(
     endpoint: &'static dyn Endpoint,
     req: &Incoming,
@@ -106,11 +151,11 @@ async fn stages(
     ctx: &Context,
     access: Result<&Config, GatewayError>,
     exchange: &Exchange<'_>,
+    key_id: Option<&str>,
+    admission: &mut Option<Admit>,
 ) -> Result<Result<Served, FailedCall>, GatewayError> {
     // authorize: decided by the router, once; a refusal is this request's failure.
     let config = access?;
-    // admit: rate limits.
-    stages::admit(config)?;
     // parse: the body (refused by its declared length before reading, or counted while
     // reading, MAX_BODY_BYTES), by the endpoint's rules.
     let body = read_body(req, config.max_body_bytes).await?;
@@ -125,8 +170,25 @@ async fn stages(
         &parsed.routing_text,
         threshold,
     )?;
-    // budget: spend caps against the plan.
-    stages::budget(config, &plan)?;
+    // admit: the key's allowed tiers.
+    let mut plan = stages::admit(config, key_id, &parsed.chat, plan)?;
+    // budget: rate limits and spend caps, one ledger round trip (none when no cap applies).
+    if let Some(request) = stages::budget(config, key_id, &mut plan, exchange.request_id) {
+        let verdict = crate::ledger_store::admit(env, &request)
+            .await
+            .map_err(|e| GatewayError::Internal(format!("ledger: {e}")))?;
+        if matches!(verdict, ledger::Verdict::Admitted { .. }) {
+            *admission = Some(request);
+        }
+        plan = stages::admitted(
+            config,
+            key_id,
+            &parsed.chat,
+            plan,
+            &verdict,
+            runtime::now_ms(),
+        )?;
+    }
     // sample: an automatically routed request may be shadowed by the other tier and
     // judged, after its response (QUALITY_SAMPLE_RATE).
     let auto = parsed.requested == Requested::Auto;
@@ -141,7 +203,8 @@ async fn stages(
     // cache lookup: no response cache yet; every request is a miss.
     // call: attempts, retries and the deadline (the core's policy) over the runtime's
     // fetch; a failure before any answer falls back to the next tier (FALLBACK).
-    let (plan, answer, request_bytes) = match call_with_fallback(config, &parsed, plan).await {
+    let called = call_with_fallback(env, config, key_id, &parsed, plan, admission).await;
+    let (plan, answer, request_bytes) = match called {
         Ok(called) => called,
         Err(failed) => return Ok(Err(failed)),
     };
@@ -206,6 +269,7 @@ async fn stages(
                 request_bytes,
                 auto,
                 sample,
+                (key_id.map(str::to_string), admission.take()),
             );
             let response = respond::stream(
                 env, ctx, window_ms, routing, upstream, meter, limits, finish,
@@ -220,11 +284,17 @@ async fn stages(
 /// the fallback tiers in the configured order. Returns the plan that answered, its answer
 /// and the size of the request body sent; or the last failure with its plan.
 async fn call_with_fallback(
+    env: &Env,
     config: &Config,
+    key_id: Option<&str>,
     parsed: &Parsed,
     mut plan: Plan,
+    admission: &mut Option<Admit>,
 ) -> Result<(Plan, Answer<UpstreamStream>, usize), FailedCall> {
-    let mut tried = vec![plan.decision.tier];
+    // Tiers the key may not use count as tried: never fallen back to.
+    let mut tried: Vec<usize> = (0..config.tiers.len())
+        .filter(|&t| t == plan.decision.tier || !config.cost.tier_allowed(key_id, t))
+        .collect();
     loop {
         let request = plan.upstream_request();
         let request_bytes = request.body.len();
@@ -246,18 +316,27 @@ async fn call_with_fallback(
         let Some((reason, tier)) = next else {
             return Err(FailedCall { plan, error });
         };
-        match plan::fallback(config, &parsed.chat, &plan, tier, reason) {
-            Ok(next_plan) => {
-                tried.push(tier);
-                plan = next_plan;
+        let Ok(mut next_plan) = plan::fallback(config, &parsed.chat, &plan, tier, reason) else {
+            return Err(FailedCall { plan, error });
+        };
+        // A budgeted request's reservation moves to the fallback tier's worst case; when
+        // that does not fit, the first failure stands.
+        if let Some(first) = admission.as_ref() {
+            let again = stages::readmission(config, first, &mut next_plan);
+            match crate::ledger_store::admit(env, &again).await {
+                Ok(ledger::Verdict::Admitted { .. }) => *admission = Some(again),
+                _ => return Err(FailedCall { plan, error }),
             }
-            Err(_) => return Err(FailedCall { plan, error }),
         }
+        tried.push(tier);
+        plan = next_plan;
     }
 }
 
 /// settle and respond for a stream, run once when it ends: its price (from the usage it
-/// reported, else estimated), the endpoint's last bytes, and the event to record.
+/// reported, else estimated), the endpoint's last bytes, the event to record and the
+/// ledger settlement of its reservation (`ledgered`: the key id and the admission).
+#[allow(clippy::too_many_arguments)] // the stream's parts, each used once
 fn stream_settlement(
     endpoint: &'static dyn Endpoint,
     config: Config,
@@ -266,6 +345,7 @@ fn stream_settlement(
     request_bytes: usize,
     auto: bool,
     sample: Option<Sampled>,
+    ledgered: (Option<String>, Option<Admit>),
 ) -> impl FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static {
     let started_ms = exchange.started_ms;
     let request_id = exchange.request_id.to_string();
@@ -316,12 +396,17 @@ fn stream_settlement(
             }
             Err(error) => (accounting::failed_event(&request_id, &error), None),
         };
-        (tail, (event, job))
+        let (key_id, admission) = ledgered;
+        let mut event = event;
+        event.set_key(key_id.as_deref());
+        let settle = admission.map(|a| a.settle(ledger::pico(event.cost_usd())));
+        (tail, (event, job, settle))
     }
 }
 
-/// What a stream records when it ends: its metrics event, and its shadow job if sampled.
-pub type Recorded = (MetricsEvent, Option<ShadowJob>);
+/// What a stream records when it ends: its metrics event, its shadow job if sampled, and
+/// its ledger settlement if it holds a reservation.
+pub type Recorded = (MetricsEvent, Option<ShadowJob>, Option<ledger::Settle>);
 
 /// A request the sample stage picked: what its shadow job needs besides the answer.
 struct Sampled {

@@ -127,6 +127,7 @@ pub struct RoutingHeaders {
     score: String,
     model: String,
     fallback: Option<String>,
+    budget: Option<String>,
 }
 
 impl RoutingHeaders {
@@ -141,6 +142,12 @@ impl RoutingHeaders {
                 .fallback
                 .as_ref()
                 .map(|f| format!("{}; reason={}", f.route(), f.reason)),
+            budget: plan
+                .decision
+                .downgrade
+                .as_ref()
+                .filter(|d| d.reason == "budget")
+                .map(|d| format!("downgraded from {}", d.from)),
         }
     }
 
@@ -159,6 +166,9 @@ impl RoutingHeaders {
         headers.set("x-llm-mux-model", &self.model)?;
         if let Some(fallback) = &self.fallback {
             headers.set("x-llm-mux-fallback", fallback)?;
+        }
+        if let Some(budget) = &self.budget {
+            headers.set("x-llm-mux-budget", budget)?;
         }
         Ok(())
     }
@@ -197,17 +207,18 @@ where
     let (sender, receiver) = futures_channel::oneshot::channel::<(
         Option<llm_mux_core::shadow::ShadowJob>,
         Option<Flush>,
+        Option<llm_mux_core::ledger::Settle>,
     )>();
     let recorder_env = env.clone();
     let on_end: OnEnd = Box::new(move |summary, end| {
-        let (tail, (event, job)) = finish(summary, end);
+        let (tail, (event, job, settle)) = finish(summary, end);
         // The event joins the isolate's outbox now, before the last bytes go out, so a
         // client that reads /metrics after its stream ended finds it (a `wait_until` task
         // would queue it only some time later). The send itself runs after the response.
         let flush = crate::metrics_shipping::enqueue(&recorder_env, event, window_ms)
             .map(|f| Box::pin(f) as Flush);
         // The receiver lives in wait_until; if it is gone there is nobody left to tell.
-        let _ = sender.send((job, flush));
+        let _ = sender.send((job, flush, settle));
         tail
     });
     let UpstreamStream {
@@ -223,7 +234,10 @@ where
     );
     let env = env.clone();
     ctx.wait_until(async move {
-        if let Ok((job, flush)) = receiver.await {
+        if let Ok((job, flush, settle)) = receiver.await {
+            if let Some(settle) = settle {
+                crate::ledger_store::settle(&env, &settle).await;
+            }
             if let Some(job) = job {
                 crate::quality::submit(env.clone(), job).await;
             }

@@ -37,11 +37,20 @@ pub async fn handle(env: &Env, ctx: &Context, config: &Config) -> Result<Respons
     if let Some(published) = quality.published() {
         crate::quality::remember(published);
     }
+    // The ledger objects' spend (rate limits and budgets), when any cap is configured.
+    let mut spend = Vec::new();
+    for object in llm_mux_core::ledger::objects(config) {
+        let found = crate::ledger_store::spend(env, &object)
+            .await
+            .map_err(|e| GatewayError::Internal(format!("ledger: {e}")))?;
+        spend.extend(found);
+    }
     let body = MetricsBody {
         report: snapshot
             .aggregate
             .report()
-            .with_evaluation_cost(quality.evaluation_cost_usd()),
+            .with_evaluation_cost(quality.evaluation_cost_usd())
+            .with_budgets(llm_mux_core::ledger::budget_report(config, &spend)),
         prices_as_of: &config.prices.as_of,
         storage: snapshot.storage,
         quality: quality.report(),

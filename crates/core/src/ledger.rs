@@ -17,10 +17,16 @@
 //! Pure: the caller passes the clock. It must not read the configuration: the caps come
 //! with each admission ([`ScopeCaps`]), built by [`admission`] from the configuration.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+// Scopes and reservations are kept in `Vec`s (a few scopes, reservations as many as
+// requests in flight): each new `BTreeMap` key/value type costs the worker several KB of
+// B-tree code.
 
 use crate::config::{BudgetAction, Caps, Config};
 use crate::error::GatewayError;
+use crate::metrics::aggregate::Named;
+use crate::metrics::BudgetStatus;
 use crate::plan::Plan;
 
 /// Picodollars per dollar.
@@ -173,9 +179,14 @@ struct Reservation {
 /// The ledger of one Durable Object.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    scopes: BTreeMap<String, Scope>,
-    reservations: BTreeMap<String, Reservation>,
+    scopes: Vec<(String, Scope)>,
+    reservations: Vec<(String, Reservation)>,
+    /// Ids settled lately, so that a retried settlement is charged once.
+    settled: VecDeque<String>,
 }
+
+/// How many settled ids are remembered.
+const SETTLED_MEMORY: usize = 4096;
 
 impl Ledger {
     /// Admits `request` at `now_ms`, or says which limit it hits.
@@ -263,24 +274,32 @@ impl Ledger {
                 scope.hits.push_back(now_ms);
             }
         }
-        self.reservations.insert(
+        self.reservations.push((
             request.id.clone(),
             Reservation {
                 scopes: request.scopes.iter().map(|c| c.scope.clone()).collect(),
                 amount,
                 at_ms: now_ms,
             },
-        );
+        ));
     }
 
     /// Settles request `id` at its real cost `actual`: its reservation is released and
     /// `actual` is added to the spend of its scopes (`scopes` when the reservation is
     /// unknown, e.g. after a restart of the object). Returns the amount charged.
     pub fn settle(&mut self, id: &str, scopes: &[String], actual: u64, now_ms: u64) -> u64 {
+        if self.settled.iter().any(|s| s == id) {
+            return 0;
+        }
+        if self.settled.len() == SETTLED_MEMORY {
+            self.settled.pop_front();
+        }
+        self.settled.push_back(id.to_string());
         let charged = self
             .reservations
-            .get(id)
-            .map_or_else(|| scopes.to_vec(), |r| r.scopes.clone());
+            .iter()
+            .find(|(r, _)| r == id)
+            .map_or_else(|| scopes.to_vec(), |(_, r)| r.scopes.clone());
         self.release(id);
         for name in &charged {
             let spend = &mut self.scope(name, now_ms).spend;
@@ -291,9 +310,10 @@ impl Ledger {
     }
 
     fn release(&mut self, id: &str) {
-        if let Some(r) = self.reservations.remove(id) {
-            for name in &r.scopes {
-                if let Some(scope) = self.scopes.get_mut(name) {
+        if let Some(at) = self.reservations.iter().position(|(r, _)| r == id) {
+            let (_, r) = self.reservations.swap_remove(at);
+            for (name, scope) in &mut self.scopes {
+                if r.scopes.contains(name) {
                     scope.spend.reserved = scope.spend.reserved.saturating_sub(r.amount);
                 }
             }
@@ -314,13 +334,20 @@ impl Ledger {
     }
 
     fn scope(&mut self, name: &str, now_ms: u64) -> &mut Scope {
-        let scope = self.scopes.entry(name.to_string()).or_default();
+        let at = match self.scopes.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                self.scopes.push((name.to_string(), Scope::default()));
+                self.scopes.len() - 1
+            }
+        };
+        let scope = &mut self.scopes[at].1;
         scope.spend.roll(now_ms);
         scope
     }
 
     /// Every scope's spend in the periods of `now_ms`.
-    pub fn spend(&mut self, now_ms: u64) -> BTreeMap<String, Spend> {
+    pub fn spend(&mut self, now_ms: u64) -> Vec<(String, Spend)> {
         self.scopes
             .iter_mut()
             .map(|(name, scope)| {
@@ -355,7 +382,7 @@ impl Ledger {
             if let (Some(day), Some(day_spent), Some(month), Some(month_spent)) =
                 (n(day), n(day_spent), n(month), n(month_spent))
             {
-                ledger.scopes.insert(
+                ledger.scopes.push((
                     name.to_string(),
                     Scope {
                         spend: Spend {
@@ -367,7 +394,7 @@ impl Ledger {
                         },
                         hits: VecDeque::new(),
                     },
-                );
+                ));
             }
         }
         ledger
@@ -603,6 +630,57 @@ pub fn iso_utc(ms: u64) -> String {
     )
 }
 
+/// The ledger objects that hold the configured scopes: `global` (which holds every scope)
+/// when a global cap is set, else each capped key's own.
+pub fn objects(config: &Config) -> Vec<String> {
+    let cost = &config.cost;
+    if cost.global.any() {
+        return vec![String::from("global")];
+    }
+    cost.key_ids
+        .iter()
+        .filter(|id| cost.policy(Some(id)).is_some_and(|p| p.caps.any()))
+        .map(|id| key_scope(id))
+        .collect()
+}
+
+/// `/metrics`' `budgets`: each capped scope's caps and its spend (`spend`, as the ledger
+/// objects report it; a scope without any yet has spent nothing).
+pub fn budget_report(config: &Config, spend: &[(String, Spend)]) -> Named<BudgetStatus> {
+    let cost = &config.cost;
+    let mut scopes: Vec<(String, Caps)> = Vec::new();
+    if cost.global.any() {
+        scopes.push((String::from("global"), cost.global));
+    }
+    for id in &cost.key_ids {
+        if let Some(policy) = cost.policy(Some(id)).filter(|p| p.caps.any()) {
+            scopes.push((key_scope(id), policy.caps));
+        }
+    }
+    let statuses = scopes
+        .into_iter()
+        .map(|(scope, caps)| {
+            let s = spend
+                .iter()
+                .find(|(name, _)| *name == scope)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
+            let status = BudgetStatus {
+                daily_budget_usd: caps.daily_budget_usd,
+                daily_spent_usd: usd(s.day_spent),
+                daily_spent_picousd: s.day_spent,
+                monthly_budget_usd: caps.monthly_budget_usd,
+                monthly_spent_usd: usd(s.month_spent),
+                monthly_spent_picousd: s.month_spent,
+                reserved_usd: usd(s.reserved),
+                rate_limit_per_minute: caps.rate_limit_per_minute,
+            };
+            (scope, status)
+        })
+        .collect::<Vec<_>>();
+    Named(statuses)
+}
+
 /// The wire format of an [`Admit`] (shell to Durable Object): lines of space-separated
 /// fields, `-` for none.
 pub fn admit_to_text(a: &Admit) -> String {
@@ -721,6 +799,14 @@ mod tests {
         }
     }
 
+    fn spent(l: &mut Ledger, now_ms: u64, scope: &str) -> Spend {
+        l.spend(now_ms)
+            .into_iter()
+            .find(|(name, _)| name == scope)
+            .map(|(_, s)| s)
+            .unwrap_or_default()
+    }
+
     fn admit(id: &str, scopes: Vec<ScopeCaps>, candidates: Vec<(usize, u64)>) -> Admit {
         Admit {
             id: id.into(),
@@ -795,7 +881,7 @@ mod tests {
         for i in &admitted {
             l.settle(&format!("r{i}"), &[], 12, T0 + 1);
         }
-        let spend = l.spend(T0 + 2)["global"].clone();
+        let spend = spent(&mut l, T0 + 2, "global");
         assert_eq!((spend.day_spent, spend.reserved), (600, 0));
         // 400 left: 20 more fit.
         let more = (200..300)
@@ -911,7 +997,10 @@ mod tests {
             l.settle("zzz", &["global".into()], 7, T0 + RESERVATION_TTL_MS + 2),
             7
         );
-        assert_eq!(l.spend(T0 + RESERVATION_TTL_MS + 3)["global"].day_spent, 7);
+        assert_eq!(
+            spent(&mut l, T0 + RESERVATION_TTL_MS + 3, "global").day_spent,
+            7
+        );
     }
 
     #[test]

@@ -232,6 +232,14 @@ impl MetricsEvent {
         }
     }
 
+    /// What the request cost (USD): its price, or a failed answer's estimated cost.
+    pub fn cost_usd(&self) -> f64 {
+        match self {
+            Self::Completed { cost_usd, .. } => *cost_usd,
+            Self::Failed { cost, .. } => cost.map_or(0.0, |c| c.cost_usd),
+        }
+    }
+
     /// Marks the event as a request of the client key `key_id`.
     pub fn set_key(&mut self, key_id: Option<&str>) {
         match self {
@@ -281,12 +289,65 @@ pub struct Aggregate {
     /// Failed requests that cost something anyway (an answer broke after it was billed).
     pub failed_requests_with_cost: u64,
     /// Usage per client key id.
-    pub keys: BTreeMap<String, KeyUsage>,
+    pub keys: Named<KeyUsage>,
+}
+
+/// Values by name, sorted by name, written as a JSON object. A `Vec` rather than a
+/// `BTreeMap`: every new `BTreeMap` value type costs the worker several KB of B-tree code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Named<T>(pub Vec<(String, T)>);
+
+impl<T> Default for Named<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: Default> Named<T> {
+    /// The value named `name`, inserted (default) in order if missing.
+    pub fn entry(&mut self, name: &str) -> &mut T {
+        let at = match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(at) => at,
+            Err(at) => {
+                self.0.insert(at, (name.to_string(), T::default()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+}
+
+impl<T> Named<T> {
+    /// The value named `name`.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// No value.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T: Serialize> Serialize for Named<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Named<KeyUsage> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let mut named = Self::default();
+        for (name, value) in &map {
+            *named.entry(name) = KeyUsage::from_value(value);
+        }
+        Ok(named)
+    }
 }
 
 /// One client key's usage (by its id).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct KeyUsage {
     /// Completed requests.
     pub requests: u64,
@@ -311,6 +372,30 @@ pub struct KeyUsage {
 }
 
 impl KeyUsage {
+    /// As stored (fields missing or of another type read as zero).
+    fn from_value(value: &serde_json::Value) -> Self {
+        let n = |field: &str| {
+            value
+                .get(field)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        Self {
+            requests: n("requests"),
+            failed_requests: n("failed_requests"),
+            rate_limited: n("rate_limited"),
+            budget_refused: n("budget_refused"),
+            tokens_in: n("tokens_in"),
+            tokens_out: n("tokens_out"),
+            cost_usd: value
+                .get("cost_usd")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(0.0),
+            daily_budget_left_usd: None,
+            monthly_budget_left_usd: None,
+        }
+    }
+
     fn merge(&mut self, other: &KeyUsage) {
         self.requests += other.requests;
         self.failed_requests += other.failed_requests;
@@ -350,7 +435,7 @@ impl Aggregate {
                 ..
             } => {
                 if let Some(key) = key {
-                    let usage = self.keys.entry(key.clone()).or_default();
+                    let usage = self.keys.entry(key);
                     usage.requests += 1;
                     usage.tokens_in += tokens_in;
                     usage.tokens_out += tokens_out;
@@ -387,7 +472,7 @@ impl Aggregate {
             } => {
                 *self.failed_requests.entry(reason.clone()).or_default() += count;
                 if let Some(key) = key {
-                    let usage = self.keys.entry(key.clone()).or_default();
+                    let usage = self.keys.entry(key);
                     usage.failed_requests += count;
                     match reason.as_str() {
                         "rate_limited" => usage.rate_limited += count,
@@ -442,8 +527,8 @@ impl Aggregate {
         self.implausible_usage_requests += other.implausible_usage_requests;
         self.dropped_stream_events += other.dropped_stream_events;
         self.failed_requests_with_cost += other.failed_requests_with_cost;
-        for (key, usage) in &other.keys {
-            self.keys.entry(key.clone()).or_default().merge(usage);
+        for (key, usage) in &other.keys.0 {
+            self.keys.entry(key).merge(usage);
         }
     }
 
@@ -491,7 +576,7 @@ impl Aggregate {
             dropped_stream_events: self.dropped_stream_events,
             evaluation_cost_usd: 0.0,
             keys: self.keys.clone(),
-            budgets: BTreeMap::new(),
+            budgets: Named::default(),
         }
     }
 }
@@ -575,16 +660,16 @@ pub struct MetricsReport {
     #[serde(default)]
     pub evaluation_cost_usd: f64,
     /// Usage per client key id (requests, tokens, cost, budget left).
-    #[serde(default)]
-    pub keys: BTreeMap<String, KeyUsage>,
+    #[serde(skip_deserializing)]
+    pub keys: Named<KeyUsage>,
     /// Spend of each budgeted scope (`global`, `key:<id>`) in its current periods, from
     /// the ledger; empty when no budget or rate limit is configured.
-    #[serde(default)]
-    pub budgets: BTreeMap<String, BudgetStatus>,
+    #[serde(skip_deserializing)]
+    pub budgets: Named<BudgetStatus>,
 }
 
 /// A scope's caps and spend in the current UTC day and month.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct BudgetStatus {
     /// The daily cap (USD), if any.
     pub daily_budget_usd: Option<f64>,
@@ -605,6 +690,22 @@ pub struct BudgetStatus {
 }
 
 impl MetricsReport {
+    /// Adds the ledger's budget status per scope, and what is left of each key's budgets
+    /// to its usage.
+    pub fn with_budgets(mut self, budgets: Named<BudgetStatus>) -> Self {
+        for (scope, status) in &budgets.0 {
+            if let Some(id) = scope.strip_prefix("key:") {
+                let usage = self.keys.entry(id);
+                let left = |cap: Option<f64>, spent: f64| cap.map(|c| (c - spent).max(0.0));
+                usage.daily_budget_left_usd = left(status.daily_budget_usd, status.daily_spent_usd);
+                usage.monthly_budget_left_usd =
+                    left(status.monthly_budget_usd, status.monthly_spent_usd);
+            }
+        }
+        self.budgets = budgets;
+        self
+    }
+
     /// Adds the evaluation spend of quality sampling: it joins `total_cost_usd` and
     /// `total_cost`, and the savings are reported net of it.
     pub fn with_evaluation_cost(mut self, evaluation_cost_usd: f64) -> Self {
@@ -792,7 +893,7 @@ mod tests {
         };
         assert_eq!(
             left.keys,
-            BTreeMap::from([("k1".into(), k1.clone()), ("k2".into(), k2.clone())])
+            Named(vec![("k1".into(), k1.clone()), ("k2".into(), k2.clone())])
         );
         assert_eq!(left.failed_requests["rate_limited"], 40);
         let right = fold(&[keyed(completed("f", Tier::Large, 2.0, 2.0), "k2")]);
@@ -807,9 +908,14 @@ mod tests {
         };
         assert_eq!(
             merged.keys,
-            BTreeMap::from([("k1".into(), k1), ("k2".into(), k2_merged)])
+            Named(vec![("k1".into(), k1), ("k2".into(), k2_merged)])
         );
         assert_eq!(merged.report().keys, merged.keys);
+        // Stored as a JSON object, read back the same.
+        let text = serde_json::to_string(&merged).unwrap();
+        assert!(text.contains(r#""keys":{"k1":{"requests":1,"#), "{text}");
+        let back: Aggregate = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, merged);
     }
 
     #[test]
@@ -1197,7 +1303,7 @@ mod tests {
             implausible_usage_requests: 2,
             dropped_stream_events: 27,
             failed_requests_with_cost: 1,
-            keys: BTreeMap::new(),
+            keys: Named::default(),
         };
         assert_eq!(a, expected);
         let b = fold(&right_events());
@@ -1230,7 +1336,7 @@ mod tests {
             implausible_usage_requests: 3,
             dropped_stream_events: 2_840,
             failed_requests_with_cost: 1,
-            keys: BTreeMap::new(),
+            keys: Named::default(),
         };
         assert_eq!(b, expected);
     }
@@ -1270,7 +1376,7 @@ mod tests {
             implausible_usage_requests: 5,
             dropped_stream_events: 2_867,
             failed_requests_with_cost: 2,
-            keys: BTreeMap::new(),
+            keys: Named::default(),
         };
         assert_eq!(merged, expected);
         // the same as folding every event into one aggregate, in either order

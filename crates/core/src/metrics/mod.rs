@@ -4,4 +4,6 @@
 pub mod aggregate;
 pub mod outbox;
 
-pub use aggregate::{Aggregate, FailureCost, FallbackRecord, MetricsEvent, MetricsReport};
+pub use aggregate::{
+    Aggregate, BudgetStatus, FailureCost, FallbackRecord, KeyUsage, MetricsEvent, MetricsReport,
+};

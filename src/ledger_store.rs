@@ -1,0 +1,174 @@
+//! The ledger Durable Object (rate limits and spend budgets, [`llm_mux_core::ledger`]), and
+//! the worker-side client that admits and settles requests through it.
+//!
+//! One object per scope that must be exact: `global` when a global cap is configured
+//! (every request meets there), else one per key (`key:<id>`). A Durable Object runs one
+//! request at a time, so an admission (check and reserve) is atomic however many
+//! requests arrive at once. Only settled spend is stored (one SQLite row, rewritten per
+//! settlement); rate windows and reservations are kept in memory.
+//!
+//! It owns the storage and the wire; the decisions are the core's. It must not read the
+//! configuration: caps arrive with each admission.
+
+use std::cell::RefCell;
+
+use worker::{
+    durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State,
+};
+
+use llm_mux_core::ledger::{self, Admit, Ledger, Settle, Spend, Verdict};
+
+/// Binding name of the Durable Object namespace (wrangler.toml).
+pub const BINDING: &str = "LEDGER";
+
+/// The ledger of one scope.
+#[durable_object]
+pub struct LedgerStore {
+    state: State,
+    ledger: RefCell<Option<Ledger>>,
+}
+
+impl LedgerStore {
+    fn with_ledger<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> Result<T> {
+        let mut slot = self.ledger.borrow_mut();
+        if slot.is_none() {
+            let sql = self.state.storage().sql();
+            sql.exec(
+                "CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, state TEXT NOT NULL)",
+                None,
+            )?;
+            // Raw values: `to_array` would pull serde_wasm_bindgen's deserializer in.
+            let rows = sql
+                .exec("SELECT state FROM ledger WHERE id = 1", None)?
+                .raw()
+                .collect::<Result<Vec<_>>>()?;
+            let text = match rows.first().map(Vec::as_slice) {
+                Some([SqlStorageValue::String(text)]) => text.as_str(),
+                _ => "",
+            };
+            *slot = Some(Ledger::from_text(text));
+        }
+        let ledger = slot.get_or_insert_with(Ledger::default);
+        Ok(f(ledger))
+    }
+
+    fn persist(&self) -> Result<()> {
+        let text = self.with_ledger(|l| l.to_text())?;
+        self.state.storage().sql().exec(
+            "INSERT INTO ledger (id, state) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state",
+            Some(vec![text.into()]),
+        )?;
+        Ok(())
+    }
+}
+
+impl DurableObject for LedgerStore {
+    fn new(state: State, _env: Env) -> Self {
+        Self {
+            state,
+            ledger: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let now_ms = crate::runtime::now_ms();
+        match (req.method(), req.path().as_str()) {
+            (Method::Post, "/admit") => {
+                let admit = ledger::admit_from_text(&req.text().await?)
+                    .ok_or_else(|| worker::Error::RustError("unreadable admission".into()))?;
+                let verdict = self.with_ledger(|l| l.admit(&admit, now_ms))?;
+                Response::ok(ledger::verdict_to_text(&verdict))
+            }
+            (Method::Post, "/settle") => {
+                let settle = Settle::from_text(&req.text().await?)
+                    .ok_or_else(|| worker::Error::RustError("unreadable settlement".into()))?;
+                self.with_ledger(|l| l.settle(&settle.id, &settle.scopes, settle.actual, now_ms))?;
+                self.persist()?;
+                Response::ok("settled")
+            }
+            (Method::Get, "/spend") => {
+                let spend = self.with_ledger(|l| l.spend(now_ms))?;
+                let mut text = String::new();
+                for (scope, s) in spend {
+                    text.push_str(&format!(
+                        "{scope} {} {} {}\n",
+                        s.day_spent, s.month_spent, s.reserved
+                    ));
+                }
+                Response::ok(text)
+            }
+            _ => Response::error("not found", 404),
+        }
+    }
+}
+
+fn stub(env: &Env, object: &str) -> Result<worker::Stub> {
+    env.durable_object(BINDING)?
+        .id_from_name(object)?
+        .get_stub()
+}
+
+/// Asks the ledger object of `admit` for a verdict (one Durable Object round trip).
+pub async fn admit(env: &Env, admit: &Admit) -> Result<Verdict> {
+    let stub = stub(env, admit.object())?;
+    let mut response = crate::runtime::post_to_object(
+        &stub,
+        "https://ledger/admit",
+        &ledger::admit_to_text(admit),
+        "ledger",
+    )
+    .await?;
+    ledger::verdict_from_text(&response.text().await?)
+        .ok_or_else(|| worker::Error::RustError("unreadable ledger verdict".into()))
+}
+
+/// Settles a request at its real cost (after the response, in `wait_until`); retried once.
+pub async fn settle(env: &Env, settle: &Settle) {
+    let body = settle.to_text();
+    let mut result = Err(worker::Error::RustError(String::new()));
+    for attempt in 0..2 {
+        if attempt > 0 {
+            worker::Delay::from(std::time::Duration::from_millis(200)).await;
+        }
+        result = match stub(env, &settle.object) {
+            Ok(stub) => {
+                crate::runtime::post_to_object(&stub, "https://ledger/settle", &body, "ledger")
+                    .await
+                    .map(|_| ())
+            }
+            Err(e) => Err(e),
+        };
+        if result.is_ok() {
+            return;
+        }
+    }
+    if let Err(e) = result {
+        worker::console_error!("ledger: settlement of {} not recorded: {e}", settle.id);
+    }
+}
+
+/// The spend of every scope the object `object` keeps.
+pub async fn spend(env: &Env, object: &str) -> Result<Vec<(String, Spend)>> {
+    let mut response = stub(env, object)?
+        .fetch_with_str("https://ledger/spend")
+        .await?;
+    let text = response.text().await?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            let [scope, day, month, reserved] = f[..] else {
+                return None;
+            };
+            Some((
+                scope.to_string(),
+                Spend {
+                    day_spent: day.parse().ok()?,
+                    month_spent: month.parse().ok()?,
+                    reserved: reserved.parse().ok()?,
+                    ..Spend::default()
+                },
+            ))
+        })
+        .collect())
+}
