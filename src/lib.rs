@@ -8,6 +8,7 @@
 //! ([`metrics_store`]). It must not hold policy (scoring, routing, retries, prices,
 //! formats): that lives in the core, where native tests reach it.
 
+pub mod cache;
 pub mod cors;
 pub mod handlers;
 pub mod ledger_store;

@@ -1,7 +1,7 @@
 //! The request's path through the gateway, as one list of named stages read top to bottom:
 //!
 //! ```text
-//! authorize -> parse -> plan -> admit -> budget -> sample -> cache lookup -> call
+//! authorize -> parse -> plan -> admit -> budget -> cache lookup -> sample -> call
 //!           -> settle -> respond -> record
 //! ```
 //!
@@ -19,6 +19,7 @@
 use worker::{Context, Env, Response};
 
 use llm_mux_core::accounting::{self, Accounting, Answered};
+use llm_mux_core::cache::{self as cache_policy, CacheUse};
 use llm_mux_core::config::DEFAULT_METRICS_BATCH_MS;
 use llm_mux_core::endpoint::{Endpoint, Parsed};
 use llm_mux_core::fallback;
@@ -189,6 +190,23 @@ async fn stages(
             runtime::now_ms(),
         )?;
     }
+    // cache lookup: a deterministic whole request answered before (CACHE_TTL_SECONDS) is
+    // answered again from the Workers cache, at no upstream cost.
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let cache_use = cache_policy::decide(
+        config,
+        key_id,
+        &plan,
+        header("x-llm-mux-cache").as_deref(),
+        header("cache-control").as_deref(),
+    );
+    if let CacheUse::Key(url) = &cache_use {
+        if let Some(raw) = crate::cache::lookup(url).await {
+            if let Ok(completion) = plan.provider().parse_response(&raw) {
+                return from_cache(endpoint, config, exchange, &plan, completion, raw).map(Ok);
+            }
+        }
+    }
     // sample: an automatically routed request may be shadowed by the other tier and
     // judged, after its response (QUALITY_SAMPLE_RATE).
     let auto = parsed.requested == Requested::Auto;
@@ -200,7 +218,6 @@ async fn stages(
     } else {
         None
     };
-    // cache lookup: no response cache yet; every request is a miss.
     // call: attempts, retries and the deadline (the core's policy) over the runtime's
     // fetch; a failure before any answer falls back to the next tier (FALLBACK).
     let called = call_with_fallback(env, config, key_id, &parsed, plan, admission).await;
@@ -224,7 +241,7 @@ async fn stages(
                 received_bytes: raw.len(),
                 dropped_events: 0,
             };
-            let (accounting, event) = accounting::settle(
+            let (accounting, mut event) = accounting::settle(
                 config,
                 exchange.request_id,
                 &plan,
@@ -237,11 +254,22 @@ async fn stages(
                 quality::record_traffic(config, plan.decision.score, lower, top);
             }
             let job = sample.map(|s| s.job(completion.answer.clone(), &accounting));
+            // The answer joins the cache (after the response).
+            if let CacheUse::Key(url) = &cache_use {
+                crate::cache::store(ctx, url, raw.clone(), config.cost.cache_ttl_seconds);
+            }
             // respond: the endpoint's shape.
             let now_s = runtime::now_ms() / 1000;
             let answer =
                 endpoint.whole_answer(&plan, completion, raw, &accounting, latency_ms, now_s)?;
-            let response = respond::answer(answer, &plan).or_internal()?;
+            let mut response = respond::answer(answer, &plan).or_internal()?;
+            if let Some(outcome) = cache_use.miss_header() {
+                event.set_cache(outcome, 0.0);
+                response
+                    .headers_mut()
+                    .set("x-llm-mux-cache", outcome)
+                    .or_internal()?;
+            }
             Ok(Ok((response, Some(event), job)))
         }
         Answer::Stream(upstream) => {
@@ -278,6 +306,46 @@ async fn stages(
             Ok(Ok((response, None, None)))
         }
     }
+}
+
+/// respond from the cache: the stored upstream answer, priced at nothing (what it would
+/// have cost is recorded as the cache's saving), with `x-llm-mux-cache: hit`.
+fn from_cache(
+    endpoint: &'static dyn Endpoint,
+    config: &Config,
+    exchange: &Exchange<'_>,
+    plan: &Plan,
+    completion: llm_mux_core::providers::ChatResponse,
+    raw: Vec<u8>,
+) -> Result<Served, GatewayError> {
+    let latency_ms = elapsed_ms(exchange.started_ms);
+    let answered = Answered {
+        reported_model: &completion.model,
+        usage: completion.usage,
+        completion_chars: completion.answer.chars().count(),
+        request_bytes: plan.body.to_string().len(),
+        received_bytes: raw.len(),
+        dropped_events: 0,
+    };
+    let (mut priced, mut event) = accounting::settle(
+        config,
+        exchange.request_id,
+        plan,
+        &answered,
+        latency_ms,
+        None,
+    )?;
+    event.set_cache("hit", priced.cost_usd);
+    priced.cost_usd = 0.0;
+    priced.cost_if_large_usd = 0.0;
+    let now_s = runtime::now_ms() / 1000;
+    let answer = endpoint.whole_answer(plan, completion, raw, &priced, latency_ms, now_s)?;
+    let mut response = respond::answer(answer, plan).or_internal()?;
+    response
+        .headers_mut()
+        .set("x-llm-mux-cache", "hit")
+        .or_internal()?;
+    Ok((response, Some(event), None))
 }
 
 /// The call stage: the plan's tier, then (when its failure allows it: no answer has begun)

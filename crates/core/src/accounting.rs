@@ -267,6 +267,8 @@ pub fn completed_event(
         usage_implausible: accounting.implausible,
         dropped_stream_events: 0,
         key: None,
+        cache: None,
+        cache_saved_usd: 0.0,
     }
 }
 

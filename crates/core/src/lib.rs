@@ -9,6 +9,7 @@
 
 pub mod accounting;
 pub mod api;
+pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod cors;

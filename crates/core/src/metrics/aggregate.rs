@@ -51,6 +51,13 @@ pub enum MetricsEvent {
         /// Id of the client key (when LLM_MUX_API_KEYS is set).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<String>,
+        /// The response cache's part: `hit` (answered from the cache, at no cost),
+        /// `miss` (answered upstream and stored) or `bypass`; none when not cacheable.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache: Option<String>,
+        /// What a cache hit would have cost upstream.
+        #[serde(default, skip_serializing_if = "is_zero_f64")]
+        cache_saved_usd: f64,
     },
     /// The request failed. Nothing is added to the costs unless the upstream was paid
     /// for an answer that then failed (`cost`, estimated).
@@ -84,6 +91,10 @@ fn one() -> u64 {
 
 fn is_one(n: &u64) -> bool {
     *n == 1
+}
+
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
 }
 
 fn is_false(b: &bool) -> bool {
@@ -165,6 +176,9 @@ struct EventFields {
     key: Option<String>,
     #[serde(default = "one")]
     count: u64,
+    cache: Option<String>,
+    #[serde(default)]
+    cache_saved_usd: f64,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +212,8 @@ impl TryFrom<EventFields> for MetricsEvent {
                 usage_implausible: f.usage_implausible,
                 dropped_stream_events: f.dropped_stream_events,
                 key: f.key,
+                cache: f.cache,
+                cache_saved_usd: f.cache_saved_usd,
             },
             EventKind::Failed => Self::Failed {
                 id: f.id,
@@ -237,6 +253,31 @@ impl MetricsEvent {
         match self {
             Self::Completed { cost_usd, .. } => *cost_usd,
             Self::Failed { cost, .. } => cost.map_or(0.0, |c| c.cost_usd),
+        }
+    }
+
+    /// Notes the response cache's part in a completed request (`hit`, `miss`,
+    /// `bypass`). A hit paid nothing upstream: its costs and tokens are zero, and what it
+    /// would have cost (`saved_usd`) is counted apart.
+    pub fn set_cache(&mut self, outcome: &str, saved_usd: f64) {
+        if let Self::Completed {
+            cache,
+            cache_saved_usd,
+            cost_usd,
+            cost_if_large_usd,
+            tokens_in,
+            tokens_out,
+            ..
+        } = self
+        {
+            *cache = Some(outcome.to_string());
+            if outcome == "hit" {
+                *cache_saved_usd = saved_usd;
+                *cost_usd = 0.0;
+                *cost_if_large_usd = 0.0;
+                *tokens_in = 0;
+                *tokens_out = 0;
+            }
         }
     }
 
@@ -290,6 +331,14 @@ pub struct Aggregate {
     pub failed_requests_with_cost: u64,
     /// Usage per client key id.
     pub keys: Named<KeyUsage>,
+    /// Response cache: answers served from it.
+    pub cache_hits: u64,
+    /// Response cache: cacheable requests answered upstream (and stored).
+    pub cache_misses: u64,
+    /// Response cache: requests that asked to bypass it.
+    pub cache_bypasses: u64,
+    /// What the cache hits would have cost upstream.
+    pub cache_saved_usd: f64,
 }
 
 /// Values by name, sorted by name, written as a JSON object. A `Vec` rather than a
@@ -432,8 +481,17 @@ impl Aggregate {
                 usage_implausible,
                 dropped_stream_events,
                 key,
+                cache,
+                cache_saved_usd,
                 ..
             } => {
+                match cache.as_deref() {
+                    Some("hit") => self.cache_hits += 1,
+                    Some("miss") => self.cache_misses += 1,
+                    Some("bypass") => self.cache_bypasses += 1,
+                    _ => {}
+                }
+                self.cache_saved_usd += cache_saved_usd;
                 if let Some(key) = key {
                     let usage = self.keys.entry(key);
                     usage.requests += 1;
@@ -527,6 +585,10 @@ impl Aggregate {
         self.implausible_usage_requests += other.implausible_usage_requests;
         self.dropped_stream_events += other.dropped_stream_events;
         self.failed_requests_with_cost += other.failed_requests_with_cost;
+        self.cache_hits += other.cache_hits;
+        self.cache_misses += other.cache_misses;
+        self.cache_bypasses += other.cache_bypasses;
+        self.cache_saved_usd += other.cache_saved_usd;
         for (key, usage) in &other.keys.0 {
             self.keys.entry(key).merge(usage);
         }
@@ -577,6 +639,14 @@ impl Aggregate {
             evaluation_cost_usd: 0.0,
             keys: self.keys.clone(),
             budgets: Named::default(),
+            cache: CacheReport {
+                hits: self.cache_hits,
+                misses: self.cache_misses,
+                bypasses: self.cache_bypasses,
+                saved_usd: self.cache_saved_usd,
+            },
+            total_savings_usd: (self.cost_if_always_large_usd - self.total_cost_usd).max(0.0)
+                + self.cache_saved_usd,
         }
     }
 }
@@ -666,6 +736,26 @@ pub struct MetricsReport {
     /// the ledger; empty when no budget or rate limit is configured.
     #[serde(skip_deserializing)]
     pub budgets: Named<BudgetStatus>,
+    /// The response cache: hits, misses, bypasses and what the hits saved (not in the
+    /// routing savings above).
+    #[serde(default)]
+    pub cache: CacheReport,
+    /// Routing savings (cost_if_always_large_usd - total_cost_usd) plus the cache's.
+    #[serde(default)]
+    pub total_savings_usd: f64,
+}
+
+/// `/metrics`' `cache` object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CacheReport {
+    /// Answers served from the cache.
+    pub hits: u64,
+    /// Cacheable requests answered upstream.
+    pub misses: u64,
+    /// Requests that bypassed the cache.
+    pub bypasses: u64,
+    /// What the hits would have cost upstream (USD).
+    pub saved_usd: f64,
 }
 
 /// A scope's caps and spend in the current UTC day and month.
@@ -718,6 +808,8 @@ impl MetricsReport {
             0.0
         };
         self.cost_savings_vs_always_large = format_percent(self.savings_ratio);
+        self.total_savings_usd =
+            (self.cost_if_always_large_usd - self.total_cost_usd).max(0.0) + self.cache.saved_usd;
         self
     }
 }
@@ -753,6 +845,8 @@ mod tests {
             usage_implausible: false,
             dropped_stream_events: 0,
             key: None,
+            cache: None,
+            cache_saved_usd: 0.0,
         }
     }
 
@@ -1039,6 +1133,8 @@ mod tests {
             usage_implausible: false,
             dropped_stream_events: 0,
             key: None,
+            cache: None,
+            cache_saved_usd: 0.0,
         });
         let plain = a.report();
         assert_eq!(plain.clone().with_evaluation_cost(0.0), plain);
@@ -1086,6 +1182,8 @@ mod tests {
             usage_implausible: estimated,
             dropped_stream_events: latency_ms / 25,
             key: None,
+            cache: None,
+            cache_saved_usd: 0.0,
         }
     }
 
@@ -1304,6 +1402,7 @@ mod tests {
             dropped_stream_events: 27,
             failed_requests_with_cost: 1,
             keys: Named::default(),
+            ..Aggregate::default()
         };
         assert_eq!(a, expected);
         let b = fold(&right_events());
@@ -1337,6 +1436,7 @@ mod tests {
             dropped_stream_events: 2_840,
             failed_requests_with_cost: 1,
             keys: Named::default(),
+            ..Aggregate::default()
         };
         assert_eq!(b, expected);
     }
@@ -1377,6 +1477,7 @@ mod tests {
             dropped_stream_events: 2_867,
             failed_requests_with_cost: 2,
             keys: Named::default(),
+            ..Aggregate::default()
         };
         assert_eq!(merged, expected);
         // the same as folding every event into one aggregate, in either order
