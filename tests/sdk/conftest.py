@@ -76,6 +76,12 @@ def mistral_gateway(gateways):
 
 
 @pytest.fixture(scope="session")
+def limited_gateway(gateways):
+    """The gateway whose client key is limited to 2 requests per minute (KEY_POLICIES)."""
+    return gateways["limited"]
+
+
+@pytest.fixture(scope="session")
 def mixed_gateway(gateways):
     """The gateway whose tiers are an OpenAI-compatible and an Anthropic backend."""
     return gateways["mixed"]

@@ -49,16 +49,26 @@ try {
     { name: "gpt", backend: "openai", base_url: `${openai.url}/v1`, model: "gpt-4o-mini", prices: { input: 0.15, output: 0.6 } },
     { name: "claude", backend: "anthropic", base_url: anthropic.url, model: "claude-haiku-4-5", min_score: 0.5, prices: { input: 1, output: 5 } },
   ];
-  const [gwMistral, gwMixed] = await Promise.all([
+  const [gwMistral, gwMixed, gwLimited] = await Promise.all([
     startGateway({ vars: { MISTRAL_API_KEY: MISTRAL_KEY, MISTRAL_BASE_URL: mistral.url } }),
     startGateway({ vars: { TIERS: JSON.stringify(tiers), OPENAI_API_KEY: OPENAI_KEY, ANTHROPIC_API_KEY: ANTHROPIC_KEY } }),
+    // Cost control: every client key limited to 2 requests per minute.
+    startGateway({
+      vars: {
+        MISTRAL_API_KEY: MISTRAL_KEY,
+        MISTRAL_BASE_URL: mistral.url,
+        LLM_MUX_API_KEYS: "sk-sdk-client-limited",
+        KEY_POLICIES: JSON.stringify({ "*": { rate_limit_per_minute: 2 } }),
+      },
+    }),
   ]);
-  started.push(gwMistral, gwMixed);
+  started.push(gwMistral, gwMixed, gwLimited);
   if (stopping) process.exit(0);
   console.log(
     JSON.stringify({
       mistral: { url: gwMistral.url, stub: mistral.url },
       mixed: { url: gwMixed.url, openai_stub: openai.url, anthropic_stub: anthropic.url },
+      limited: { url: gwLimited.url, stub: mistral.url, key: "sk-sdk-client-limited" },
     }),
   );
 } catch (e) {

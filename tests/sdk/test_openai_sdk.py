@@ -222,6 +222,25 @@ def test_rate_limit_raises_rate_limit_error_without_multiplying_retries(mistral_
     assert len([r for r in stub_requests(mistral_gateway["stub"]) if t in (r.get("rawBody") or "")]) == 1
 
 
+def test_gateway_rate_limit_raises_rate_limit_error_and_never_reaches_the_upstream(limited_gateway):
+    """The gateway's own limit (KEY_POLICIES rate_limit_per_minute: 2): the third request in a
+    minute raises RateLimitError with the limit's code, Retry-After and the key id, and only
+    the admitted requests reach the upstream."""
+    sdk = OpenAI(base_url=limited_gateway["url"] + "/v1", api_key=limited_gateway["key"], max_retries=0, timeout=30)
+    t = tag()
+    for i in range(2):
+        sdk.chat.completions.create(model="small", messages=[{"role": "user", "content": f"hi {t} {i}"}])
+    with pytest.raises(openai.RateLimitError) as err:
+        sdk.chat.completions.create(model="small", messages=[{"role": "user", "content": f"hi {t} 2"}])
+    assert err.value.status_code == 429
+    assert err.value.code == "rate_limited"
+    assert 1 <= int(err.value.response.headers["retry-after"]) <= 60
+    assert re.fullmatch(r"[0-9a-f]{12}", err.value.body["key_id"])
+    assert limited_gateway["key"] not in err.value.response.text
+    calls = [r for r in stub_requests(limited_gateway["stub"]) if t in (r.get("rawBody") or "")]
+    assert len(calls) == 2
+
+
 def test_a_cut_stream_raises_instead_of_ending_short(mistral):
     stream = mistral.chat.completions.create(
         model="small", messages=[{"role": "user", "content": "cut [[stub:stream-abort]]"}], stream=True
