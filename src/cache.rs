@@ -26,7 +26,7 @@ pub async fn lookup(url: &str) -> Option<Vec<u8>> {
 /// Stores `raw` under `url` for `ttl_seconds`, after the response.
 pub fn store(ctx: &Context, url: &str, raw: Vec<u8>, ttl_seconds: u64) {
     let url = url.to_string();
-    ctx.wait_until(async move {
+    crate::runtime::after_response(ctx, async move {
         let stored = async {
             let mut response = Response::from_bytes(raw)?;
             response

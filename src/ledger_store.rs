@@ -29,7 +29,9 @@ pub struct LedgerStore {
 }
 
 impl LedgerStore {
-    fn with_ledger<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> Result<T> {
+    /// The ledger, read from storage on first use (one copy of this code, not one per
+    /// caller as a generic closure would make).
+    fn ledger(&self) -> Result<std::cell::RefMut<'_, Ledger>> {
         let mut slot = self.ledger.borrow_mut();
         if slot.is_none() {
             let sql = self.state.storage().sql();
@@ -48,12 +50,11 @@ impl LedgerStore {
             };
             *slot = Some(Ledger::from_text(text));
         }
-        let ledger = slot.get_or_insert_with(Ledger::default);
-        Ok(f(ledger))
+        Ok(std::cell::RefMut::map(slot, |s| s.get_or_insert_with(Ledger::default)))
     }
 
     fn persist(&self) -> Result<()> {
-        let text = self.with_ledger(|l| l.to_text())?;
+        let text = self.ledger()?.to_text();
         self.state.storage().sql().exec(
             "INSERT INTO ledger (id, state) VALUES (1, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state",
             Some(vec![text.into()]),
@@ -76,18 +77,19 @@ impl DurableObject for LedgerStore {
             (Method::Post, "/admit") => {
                 let admit = ledger::admit_from_text(&req.text().await?)
                     .ok_or_else(|| worker::Error::RustError("unreadable admission".into()))?;
-                let verdict = self.with_ledger(|l| l.admit(&admit, now_ms))?;
+                let verdict = self.ledger()?.admit(&admit, now_ms);
                 Response::ok(ledger::verdict_to_text(&verdict))
             }
             (Method::Post, "/settle") => {
                 let settle = Settle::from_text(&req.text().await?)
                     .ok_or_else(|| worker::Error::RustError("unreadable settlement".into()))?;
-                self.with_ledger(|l| l.settle(&settle.id, &settle.scopes, settle.actual, now_ms))?;
+                self.ledger()?
+                    .settle(&settle.id, &settle.scopes, settle.actual, now_ms);
                 self.persist()?;
                 Response::ok("settled")
             }
             (Method::Get, "/spend") => {
-                let spend = self.with_ledger(|l| l.spend(now_ms))?;
+                let spend = self.ledger()?.spend(now_ms);
                 let mut text = String::new();
                 for (scope, s) in spend {
                     text.push_str(&format!(

@@ -30,7 +30,7 @@ const SETTLE_POLL_MS: u64 = 5;
 /// it is the first event of the batch.
 pub fn record_after_response(env: &Env, ctx: &Context, event: MetricsEvent, window_ms: u64) {
     if let Some(flush) = enqueue(env, event, window_ms) {
-        ctx.wait_until(flush);
+        crate::runtime::after_response(ctx, flush);
     }
 }
 
@@ -74,7 +74,7 @@ pub async fn flush(env: &Env, ctx: &Context) {
         let env = env.clone();
         // Counted as under way now, before the task first runs.
         let guard = SendGuard::begin();
-        ctx.wait_until(async move {
+        crate::runtime::after_response(ctx, async move {
             deliver(&env, &batch).await;
             drop(guard);
         });

@@ -132,7 +132,7 @@ fn settle_after_response(
     if let Some(admission) = admission {
         let settle = admission.settle(ledger::pico(event.cost_usd()));
         let env = env.clone();
-        ctx.wait_until(async move { crate::ledger_store::settle(&env, &settle).await });
+        crate::runtime::after_response(ctx, async move { crate::ledger_store::settle(&env, &settle).await });
     }
 }
 

@@ -60,7 +60,7 @@ pub async fn threshold(env: &Env, ctx: &Context, config: &Config) -> Option<f64>
         Refresh::Background => {
             REFRESHING_SINCE.with(|r| r.set(Some(now)));
             let report = report_traffic(env.clone());
-            ctx.wait_until(async move {
+            crate::runtime::after_response(ctx, async move {
                 report.await;
                 REFRESHING_SINCE.with(|r| r.set(None));
             });
@@ -126,7 +126,7 @@ pub fn record_traffic(config: &Config, score: f64, cost_lower_usd: f64, cost_top
 
 /// Hands a sampled request's job to the quality store after the response.
 pub fn submit_after_response(env: &Env, ctx: &Context, job: ShadowJob) {
-    ctx.wait_until(submit(env.clone(), job));
+    crate::runtime::after_response(ctx, submit(env.clone(), job));
 }
 
 /// Hands a job to the quality store (a failure is logged: the sample is lost, nothing else).

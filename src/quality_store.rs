@@ -63,7 +63,7 @@ pub struct Counters {
     /// Jobs refused because their id was already taken (a retried hand-over).
     pub duplicates: u64,
     /// Samples dropped, by reason.
-    pub failed: std::collections::BTreeMap<String, u64>,
+    pub failed: llm_mux_core::named::Named<u64>,
     /// Job attempts retried.
     pub retries: u64,
     /// Spend on shadow calls and judge calls, judged or not.
@@ -322,7 +322,7 @@ impl QualityStore {
             }
             Outcome::Dropped(reason, cost) => {
                 counters.evaluation_cost_usd += cost;
-                *counters.failed.entry(reason.to_string()).or_default() += 1;
+                counters.failed.add(reason, 1);
                 controller.record_failure(cost);
                 delete(&sql)?;
             }
@@ -330,7 +330,7 @@ impl QualityStore {
                 counters.evaluation_cost_usd += cost;
                 let attempts = attempts + 1;
                 if attempts >= MAX_JOB_ATTEMPTS {
-                    *counters.failed.entry(reason.to_string()).or_default() += 1;
+                    counters.failed.add(reason, 1);
                     controller.record_failure(cost);
                     delete(&sql)?;
                 } else {

@@ -233,7 +233,7 @@ where
         on_end,
     );
     let env = env.clone();
-    ctx.wait_until(async move {
+    crate::runtime::after_response(ctx, async move {
         if let Ok((job, flush, settle)) = receiver.await {
             if let Some(settle) = settle {
                 crate::ledger_store::settle(&env, &settle).await;

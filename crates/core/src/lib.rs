@@ -22,6 +22,7 @@ pub mod learned;
 pub mod ledger;
 pub mod metrics;
 pub mod models;
+pub mod named;
 pub mod numfmt;
 pub mod plan;
 pub mod pricing;

@@ -1,8 +1,8 @@
 //! Price table (embedded data file with its date) and the cost arithmetic.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
+
+use crate::named::Named;
 
 /// The embedded list-price table; see `data/prices.json` for its date and source.
 const EMBEDDED_PRICES: &str = include_str!("../../../data/prices.json");
@@ -44,7 +44,30 @@ pub struct PriceTable {
     #[serde(default)]
     pub source: String,
     /// Prices keyed on dated model ids and on aliases.
-    pub models: BTreeMap<String, ModelPrice>,
+    pub models: Named<ModelPrice>,
+}
+
+impl<'de> Deserialize<'de> for Named<ModelPrice> {
+    /// Read through serde_json's `Map` (already in the worker for requests) rather than a
+    /// derived map visitor of its own.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let mut named = Self::default();
+        for (model, value) in &map {
+            let side = |field: &str| {
+                value.get(field).and_then(serde_json::Value::as_f64).ok_or_else(|| {
+                    D::Error::custom(format!("{model}: missing or non-numeric field `{field}`"))
+                })
+            };
+            let price = ModelPrice {
+                input: side("input")?,
+                output: side("output")?,
+            };
+            named.insert(model, price);
+        }
+        Ok(named)
+    }
 }
 
 impl PriceTable {
@@ -55,7 +78,7 @@ impl PriceTable {
         Self::from_json(EMBEDDED_PRICES).unwrap_or_else(|_| PriceTable {
             as_of: String::from("invalid"),
             source: String::new(),
-            models: BTreeMap::new(),
+            models: Named::default(),
         })
     }
 
@@ -63,7 +86,7 @@ impl PriceTable {
     pub fn from_json(text: &str) -> Result<Self, String> {
         let table: PriceTable = serde_json::from_slice(text.as_bytes())
             .map_err(|e| format!("invalid price table: {e}"))?;
-        for (model, price) in &table.models {
+        for (model, price) in &table.models.0 {
             price.validate(model)?;
         }
         Ok(table)
@@ -71,11 +94,11 @@ impl PriceTable {
 
     /// Applies operator overrides given as `{"model-id": {"input": 0.1, "output": 0.3}, ...}`.
     pub fn apply_overrides(&mut self, json: &str) -> Result<(), String> {
-        let overrides: BTreeMap<String, ModelPrice> = serde_json::from_slice(json.as_bytes())
+        let overrides: Named<ModelPrice> = serde_json::from_slice(json.as_bytes())
             .map_err(|e| format!("expected {{\"model\": {{\"input\": n, \"output\": n}}}}: {e}"))?;
-        for (model, price) in overrides {
+        for (model, price) in overrides.0 {
             price.validate(&model)?;
-            self.models.insert(model, price);
+            self.models.insert(&model, price);
         }
         Ok(())
     }

@@ -7,7 +7,6 @@
 //! block's field names. It must not estimate or control anything itself (that is
 //! `crate::quality`), do I/O or read the clock.
 
-use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -141,7 +140,7 @@ pub fn traffic_from_wire(body: &Value) -> Option<ScoreHistogram> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoreCounts {
     /// Dropped samples by reason.
-    pub failed: BTreeMap<String, u64>,
+    pub failed: crate::named::Named<u64>,
     /// Samples refused by the hourly cap.
     pub capped: u64,
     /// Samples waiting to be judged.
@@ -165,7 +164,7 @@ pub struct QualityBlock {
     /// Samples dropped (failed calls, unusable judgements, lost with a restart).
     pub samples_failed: u64,
     /// `samples_failed` by reason.
-    pub samples_failed_by_reason: BTreeMap<String, u64>,
+    pub samples_failed_by_reason: crate::named::Named<u64>,
     /// Sampled requests refused by `QUALITY_MAX_SAMPLES_PER_HOUR`.
     pub samples_capped: u64,
     /// Samples waiting to be judged.
@@ -198,7 +197,7 @@ pub fn block(report: &QualityReport, published: &Published, counts: &StoreCounts
         target,
         target_kind,
         samples_judged: report.samples_judged,
-        samples_failed: counts.failed.values().sum(),
+        samples_failed: counts.failed.total(),
         samples_failed_by_reason: counts.failed.clone(),
         samples_capped: counts.capped,
         samples_pending: counts.pending,
@@ -344,7 +343,7 @@ mod tests {
         let mut controller = QualityController::new(&settings);
         controller.samples_judged = 7;
         let counts = StoreCounts {
-            failed: BTreeMap::from([("judge_unparseable".to_string(), 2)]),
+            failed: crate::named::Named::from_pairs(&[("judge_unparseable", 2)]),
             capped: 3,
             pending: 1,
             evaluation_cost_usd: 0.5,

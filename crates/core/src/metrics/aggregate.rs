@@ -1,8 +1,9 @@
 //! The metrics aggregate: a fold of request events, mergeable, and its /metrics report.
 
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::named::Named;
 
 /// One finished request, as recorded after the response is sent.
 ///
@@ -302,9 +303,9 @@ pub struct Aggregate {
     /// Completed requests routed to the top tier.
     pub large_requests: u64,
     /// Completed requests per tier name.
-    pub tier_breakdown: BTreeMap<String, u64>,
+    pub tier_breakdown: Named<u64>,
     /// Streamed requests that ended incomplete, per reason (counted in total_requests too).
-    pub incomplete_requests: BTreeMap<String, u64>,
+    pub incomplete_requests: Named<u64>,
     /// Sum of request costs.
     pub total_cost_usd: f64,
     /// What the same tokens would have cost on the large model.
@@ -318,11 +319,11 @@ pub struct Aggregate {
     /// Completed requests whose tokens were estimated.
     pub estimated_usage_requests: u64,
     /// Completed requests per model.
-    pub model_breakdown: BTreeMap<String, u64>,
+    pub model_breakdown: Named<u64>,
     /// Failed requests per reason.
-    pub failed_requests: BTreeMap<String, u64>,
+    pub failed_requests: Named<u64>,
     /// Fallbacks per route and reason, keyed `small->large upstream_error`.
-    pub fallbacks: BTreeMap<String, u64>,
+    pub fallbacks: Named<u64>,
     /// Requests whose reported usage could not be true (replaced by an estimate).
     pub implausible_usage_requests: u64,
     /// Malformed upstream stream events dropped.
@@ -339,49 +340,6 @@ pub struct Aggregate {
     pub cache_bypasses: u64,
     /// What the cache hits would have cost upstream.
     pub cache_saved_usd: f64,
-}
-
-/// Values by name, sorted by name, written as a JSON object. A `Vec` rather than a
-/// `BTreeMap`: every new `BTreeMap` value type costs the worker several KB of B-tree code.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Named<T>(pub Vec<(String, T)>);
-
-impl<T> Default for Named<T> {
-    fn default() -> Self {
-        Self(Vec::new())
-    }
-}
-
-impl<T: Default> Named<T> {
-    /// The value named `name`, inserted (default) in order if missing.
-    pub fn entry(&mut self, name: &str) -> &mut T {
-        let at = match self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
-            Ok(at) => at,
-            Err(at) => {
-                self.0.insert(at, (name.to_string(), T::default()));
-                at
-            }
-        };
-        &mut self.0[at].1
-    }
-}
-
-impl<T> Named<T> {
-    /// The value named `name`.
-    pub fn get(&self, name: &str) -> Option<&T> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
-    }
-
-    /// No value.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl<T: Serialize> Serialize for Named<T> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
-    }
 }
 
 impl<'de> Deserialize<'de> for Named<KeyUsage> {
@@ -459,7 +417,7 @@ impl KeyUsage {
 impl Aggregate {
     fn count_fallback(&mut self, fallback: &Option<FallbackRecord>) {
         if let Some(f) = fallback {
-            *self.fallbacks.entry(String::from(f.clone())).or_default() += 1;
+            self.fallbacks.add(&String::from(f.clone()), 1);
         }
     }
 
@@ -508,9 +466,9 @@ impl Aggregate {
                 } else {
                     self.small_requests += 1;
                 }
-                *self.tier_breakdown.entry(tier.clone()).or_default() += 1;
+                self.tier_breakdown.add(tier, 1);
                 if let Some(reason) = incomplete {
-                    *self.incomplete_requests.entry(reason.clone()).or_default() += 1;
+                    self.incomplete_requests.add(reason, 1);
                 }
                 self.total_cost_usd += cost_usd;
                 self.cost_if_always_large_usd += cost_if_large_usd;
@@ -518,7 +476,7 @@ impl Aggregate {
                 self.tokens_in += tokens_in;
                 self.tokens_out += tokens_out;
                 self.estimated_usage_requests += u64::from(*tokens_estimated);
-                *self.model_breakdown.entry(model.clone()).or_default() += 1;
+                self.model_breakdown.add(model, 1);
             }
             MetricsEvent::Failed {
                 reason,
@@ -528,7 +486,7 @@ impl Aggregate {
                 count,
                 ..
             } => {
-                *self.failed_requests.entry(reason.clone()).or_default() += count;
+                self.failed_requests.add(reason, *count);
                 if let Some(key) = key {
                     let usage = self.keys.entry(key);
                     usage.failed_requests += count;
@@ -567,21 +525,11 @@ impl Aggregate {
         self.tokens_in += other.tokens_in;
         self.tokens_out += other.tokens_out;
         self.estimated_usage_requests += other.estimated_usage_requests;
-        for (model, n) in &other.model_breakdown {
-            *self.model_breakdown.entry(model.clone()).or_default() += n;
-        }
-        for (reason, n) in &other.failed_requests {
-            *self.failed_requests.entry(reason.clone()).or_default() += n;
-        }
-        for (tier, n) in &other.tier_breakdown {
-            *self.tier_breakdown.entry(tier.clone()).or_default() += n;
-        }
-        for (reason, n) in &other.incomplete_requests {
-            *self.incomplete_requests.entry(reason.clone()).or_default() += n;
-        }
-        for (key, n) in &other.fallbacks {
-            *self.fallbacks.entry(key.clone()).or_default() += n;
-        }
+        self.model_breakdown.merge(&other.model_breakdown);
+        self.failed_requests.merge(&other.failed_requests);
+        self.tier_breakdown.merge(&other.tier_breakdown);
+        self.incomplete_requests.merge(&other.incomplete_requests);
+        self.fallbacks.merge(&other.fallbacks);
         self.implausible_usage_requests += other.implausible_usage_requests;
         self.dropped_stream_events += other.dropped_stream_events;
         self.failed_requests_with_cost += other.failed_requests_with_cost;
@@ -630,7 +578,7 @@ impl Aggregate {
             tokens_out: self.tokens_out,
             requests_with_estimated_tokens: self.estimated_usage_requests,
             incomplete_requests: self.incomplete_requests.clone(),
-            failed_requests_total: self.failed_requests.values().sum(),
+            failed_requests_total: self.failed_requests.total(),
             failed_requests: self.failed_requests.clone(),
             failed_requests_with_cost: self.failed_requests_with_cost,
             fallbacks_total: self.fallbacks.clone(),
@@ -687,7 +635,7 @@ pub struct MetricsReport {
     /// Share of completed requests below the top tier, i.e. on a cheaper model (`76.3%`).
     pub small_model_usage_percent: String,
     /// Completed requests per model.
-    pub model_breakdown: BTreeMap<String, u64>,
+    pub model_breakdown: Named<u64>,
     /// Total cost in USD.
     pub total_cost_usd: f64,
     /// The same tokens priced at the large model's prices.
@@ -697,7 +645,7 @@ pub struct MetricsReport {
     /// small requests / total requests.
     pub small_model_ratio: f64,
     /// Completed requests per tier name.
-    pub tier_breakdown: BTreeMap<String, u64>,
+    pub tier_breakdown: Named<u64>,
     /// Prompt tokens.
     pub tokens_in: u64,
     /// Completion tokens.
@@ -705,9 +653,9 @@ pub struct MetricsReport {
     /// Completed requests whose tokens were estimated (no usage from upstream).
     pub requests_with_estimated_tokens: u64,
     /// Streamed requests that ended incomplete, per reason.
-    pub incomplete_requests: BTreeMap<String, u64>,
+    pub incomplete_requests: Named<u64>,
     /// Failed requests per reason.
-    pub failed_requests: BTreeMap<String, u64>,
+    pub failed_requests: Named<u64>,
     /// Sum of failed_requests.
     pub failed_requests_total: u64,
     /// Failed requests whose (estimated) cost is in the totals: answers the upstream
@@ -717,7 +665,7 @@ pub struct MetricsReport {
     /// Fallbacks to another tier, keyed by route and reason:
     /// `{"small->large upstream_error": 3}`.
     #[serde(default)]
-    pub fallbacks_total: BTreeMap<String, u64>,
+    pub fallbacks_total: Named<u64>,
     /// Requests whose reported usage could not be true (priced by the estimate instead;
     /// counted in requests_with_estimated_tokens too).
     #[serde(default)]
@@ -1219,11 +1167,11 @@ mod tests {
         }
     }
 
-    fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    fn counts(pairs: &[(&str, u64)]) -> Named<u64> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     }
 
-    fn routes(triples: &[(&str, &str, u64)]) -> BTreeMap<String, u64> {
+    fn routes(triples: &[(&str, &str, u64)]) -> Named<u64> {
         triples
             .iter()
             .map(|(route, reason, n)| (format!("{route} {reason}"), *n))
