@@ -8,10 +8,9 @@ pub use crate::named::Named;
 /// One finished request, as recorded after the response is sent.
 ///
 /// Serialised as one object tagged by `kind` (`{"kind": "completed", "id": ..}`), and read
-/// back through [`EventFields`] rather than serde's derive for internally tagged enums,
-/// which buffers every value in a generic tree first (~3 KB of gzipped wasm).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", try_from = "EventFields")]
+/// back field by field from a `serde_json::Value` rather than through serde's derive.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MetricsEvent {
     /// The upstream answered and the client got an answer.
     Completed {
@@ -81,13 +80,9 @@ pub enum MetricsEvent {
         /// Requests this event stands for: failures with nothing but a reason (refused
         /// keys, limits) are counted together in the isolate's batch
         /// ([`super::outbox::Outbox::push`]), so that a flood costs no row per request.
-        #[serde(default = "one", skip_serializing_if = "is_one")]
+        #[serde(skip_serializing_if = "is_one")]
         count: u64,
     },
-}
-
-fn one() -> u64 {
-    1
 }
 
 fn is_one(n: &u64) -> bool {
@@ -151,93 +146,77 @@ pub struct FailureCost {
     pub cost_if_large_usd: f64,
 }
 
-/// The fields of either [`MetricsEvent`] variant, as they come; `try_from` requires the
-/// ones of the event's `kind` (unknown fields are ignored, as by the derive).
-#[derive(Deserialize)]
-struct EventFields {
-    kind: EventKind,
-    id: String,
-    model: Option<String>,
-    tier: Option<String>,
-    top_tier: Option<bool>,
-    latency_ms: Option<u64>,
-    tokens_in: Option<u64>,
-    tokens_out: Option<u64>,
-    cost_usd: Option<f64>,
-    cost_if_large_usd: Option<f64>,
-    #[serde(default)]
-    tokens_estimated: bool,
-    incomplete: Option<String>,
-    reason: Option<String>,
-    fallback: Option<FallbackRecord>,
-    #[serde(default)]
-    usage_implausible: bool,
-    #[serde(default)]
-    dropped_stream_events: u64,
-    key: Option<String>,
-    #[serde(default = "one")]
-    count: u64,
-    cache: Option<String>,
-    #[serde(default)]
-    cache_saved_usd: f64,
+impl<'de> Deserialize<'de> for MetricsEvent {
+    /// Read through serde_json's `Value` (already in the worker) rather than a derived
+    /// visitor of its own (~7 KB of wasm for this struct's 20 fields): the fields of the
+    /// event's `kind` are required, the rest default, unknown ones are ignored.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(deserializer)?;
+        MetricsEvent::from_value(&v).map_err(D::Error::custom)
+    }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum EventKind {
-    Completed,
-    Failed,
-}
-
-impl TryFrom<EventFields> for MetricsEvent {
-    type Error = String;
-
-    fn try_from(f: EventFields) -> Result<Self, String> {
-        fn required<T>(value: Option<T>, field: &str) -> Result<T, String> {
-            value.ok_or_else(|| format!("missing field `{field}`"))
-        }
-        Ok(match f.kind {
-            EventKind::Completed => Self::Completed {
-                id: f.id,
-                model: required(f.model, "model")?,
-                tier: required(f.tier, "tier")?,
-                top_tier: required(f.top_tier, "top_tier")?,
-                latency_ms: required(f.latency_ms, "latency_ms")?,
-                tokens_in: required(f.tokens_in, "tokens_in")?,
-                tokens_out: required(f.tokens_out, "tokens_out")?,
-                cost_usd: required(f.cost_usd, "cost_usd")?,
-                cost_if_large_usd: required(f.cost_if_large_usd, "cost_if_large_usd")?,
-                tokens_estimated: f.tokens_estimated,
-                incomplete: f.incomplete,
-                fallback: f.fallback,
-                usage_implausible: f.usage_implausible,
-                dropped_stream_events: f.dropped_stream_events,
-                key: f.key,
-                cache: f.cache,
-                cache_saved_usd: f.cache_saved_usd,
-            },
-            EventKind::Failed => Self::Failed {
-                id: f.id,
-                reason: required(f.reason, "reason")?,
-                fallback: f.fallback,
-                cost: match (f.tokens_in, f.tokens_out, f.cost_usd, f.cost_if_large_usd) {
-                    (
-                        Some(tokens_in),
-                        Some(tokens_out),
-                        Some(cost_usd),
-                        Some(cost_if_large_usd),
-                    ) => Some(FailureCost {
-                        tokens_in,
-                        tokens_out,
-                        cost_usd,
-                        cost_if_large_usd,
-                    }),
+impl MetricsEvent {
+    fn from_value(v: &serde_json::Value) -> Result<Self, String> {
+        use serde_json::Value;
+        let missing = |field: &str| format!("missing field `{field}`");
+        let text = |field: &str| v.get(field).and_then(Value::as_str).map(str::to_string);
+        let count = |field: &str| v.get(field).and_then(Value::as_u64);
+        let amount = |field: &str| v.get(field).and_then(Value::as_f64);
+        let flag = |field: &str| v.get(field).and_then(Value::as_bool);
+        let id = text("id").ok_or_else(|| missing("id"))?;
+        let fallback = match text("fallback") {
+            Some(f) => Some(FallbackRecord::try_from(f)?),
+            None => None,
+        };
+        match v.get("kind").and_then(Value::as_str) {
+            Some("completed") => Ok(Self::Completed {
+                id,
+                model: text("model").ok_or_else(|| missing("model"))?,
+                tier: text("tier").ok_or_else(|| missing("tier"))?,
+                top_tier: flag("top_tier").ok_or_else(|| missing("top_tier"))?,
+                latency_ms: count("latency_ms").ok_or_else(|| missing("latency_ms"))?,
+                tokens_in: count("tokens_in").ok_or_else(|| missing("tokens_in"))?,
+                tokens_out: count("tokens_out").ok_or_else(|| missing("tokens_out"))?,
+                cost_usd: amount("cost_usd").ok_or_else(|| missing("cost_usd"))?,
+                cost_if_large_usd: amount("cost_if_large_usd")
+                    .ok_or_else(|| missing("cost_if_large_usd"))?,
+                tokens_estimated: flag("tokens_estimated").unwrap_or(false),
+                incomplete: text("incomplete"),
+                fallback,
+                usage_implausible: flag("usage_implausible").unwrap_or(false),
+                dropped_stream_events: count("dropped_stream_events").unwrap_or(0),
+                key: text("key"),
+                cache: text("cache"),
+                cache_saved_usd: amount("cache_saved_usd").unwrap_or(0.0),
+            }),
+            Some("failed") => Ok(Self::Failed {
+                id,
+                reason: text("reason").ok_or_else(|| missing("reason"))?,
+                fallback,
+                cost: match (
+                    count("tokens_in"),
+                    count("tokens_out"),
+                    amount("cost_usd"),
+                    amount("cost_if_large_usd"),
+                ) {
+                    (Some(tokens_in), Some(tokens_out), Some(cost_usd), Some(cost_if_large_usd)) => {
+                        Some(FailureCost {
+                            tokens_in,
+                            tokens_out,
+                            cost_usd,
+                            cost_if_large_usd,
+                        })
+                    }
                     _ => None,
                 },
-                key: f.key,
-                count: f.count,
-            },
-        })
+                key: text("key"),
+                count: count("count").unwrap_or(1),
+            }),
+            Some(other) => Err(format!("unknown variant `{other}`, expected `completed` or `failed`")),
+            None => Err(missing("kind")),
+        }
     }
 }
 
@@ -293,8 +272,7 @@ impl MetricsEvent {
 }
 
 /// Cumulative usage since the store was created.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Aggregate {
     /// Completed requests.
     pub total_requests: u64,
@@ -342,16 +320,6 @@ pub struct Aggregate {
     pub cache_saved_usd: f64,
 }
 
-impl<'de> Deserialize<'de> for Named<KeyUsage> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
-        let mut named = Self::default();
-        for (name, value) in &map {
-            *named.entry(name) = KeyUsage::from_value(value);
-        }
-        Ok(named)
-    }
-}
 
 /// One client key's usage (by its id).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -414,7 +382,62 @@ impl KeyUsage {
     }
 }
 
+impl<'de> Deserialize<'de> for Aggregate {
+    /// Read field by field from a `serde_json::Value` (missing fields are zero, so older
+    /// stored states load), rather than through a derived visitor of its own.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::from_value(&serde_json::Value::deserialize(deserializer)?))
+    }
+}
+
+/// The counts of a JSON object (entries that are not counts are skipped).
+fn counts_of(value: Option<&serde_json::Value>) -> Named<u64> {
+    value
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, c)| Some((k.clone(), c.as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Aggregate {
+    fn from_value(v: &serde_json::Value) -> Self {
+        let n = |field: &str| v.get(field).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        let x = |field: &str| v.get(field).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        let mut keys = Named::default();
+        if let Some(m) = v.get("keys").and_then(serde_json::Value::as_object) {
+            for (id, usage) in m {
+                keys.insert(id, KeyUsage::from_value(usage));
+            }
+        }
+        Self {
+            total_requests: n("total_requests"),
+            small_requests: n("small_requests"),
+            large_requests: n("large_requests"),
+            tier_breakdown: counts_of(v.get("tier_breakdown")),
+            incomplete_requests: counts_of(v.get("incomplete_requests")),
+            total_cost_usd: x("total_cost_usd"),
+            cost_if_always_large_usd: x("cost_if_always_large_usd"),
+            total_latency_ms: n("total_latency_ms"),
+            tokens_in: n("tokens_in"),
+            tokens_out: n("tokens_out"),
+            estimated_usage_requests: n("estimated_usage_requests"),
+            model_breakdown: counts_of(v.get("model_breakdown")),
+            failed_requests: counts_of(v.get("failed_requests")),
+            fallbacks: counts_of(v.get("fallbacks")),
+            implausible_usage_requests: n("implausible_usage_requests"),
+            dropped_stream_events: n("dropped_stream_events"),
+            failed_requests_with_cost: n("failed_requests_with_cost"),
+            keys,
+            cache_hits: n("cache_hits"),
+            cache_misses: n("cache_misses"),
+            cache_bypasses: n("cache_bypasses"),
+            cache_saved_usd: x("cache_saved_usd"),
+        }
+    }
+
     fn count_fallback(&mut self, fallback: &Option<FallbackRecord>) {
         if let Some(f) = fallback {
             self.fallbacks.add(&String::from(f.clone()), 1);
