@@ -130,7 +130,7 @@ describe("spend budgets", () => {
   const worstSmall = (upstreamBytes) =>
     (upstreamBytes * PRICES["mistral-small-latest"].input + MAX_TOKENS * PRICES["mistral-small-latest"].output) / 1e6;
 
-  it("200 concurrent requests against a budget for about 50: no overshoot, spend equals the recorded costs", async () => {
+  it("200 concurrent requests against a budget for about 50: no overshoot, spend equals the recorded costs", async (t0) => {
     // The upstream body of one request is ~150 bytes: about 50 worst cases fit.
     const cap = Number((50 * worstSmall(150)).toPrecision(6));
     const gw = await startGateway({
@@ -177,6 +177,10 @@ describe("spend budgets", () => {
       // not fit.
       assert.ok(global.daily_spent_usd + worstSmall(200) > cap, `spent ${global.daily_spent_usd} of ${cap}`);
       assert.equal(m.failed_requests.budget_exceeded, refused.length);
+      t0.diagnostic(
+        `budget $${cap}: ${ok.length - more} of 200 concurrent admitted, ${more} more one by one; ` +
+          `spent $${global.daily_spent_usd} (${global.daily_spent_picousd} pUSD = sum of recorded costs)`,
+      );
     } finally {
       await gw.stop();
     }
