@@ -3,5 +3,6 @@
 
 pub mod aggregate;
 pub mod outbox;
+pub mod sketch;
 
 pub use aggregate::{Aggregate, FailureCost, FallbackRecord, MetricsEvent, MetricsReport};
