@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod outbox;
+pub mod prometheus;
 pub mod sketch;
 
 pub use aggregate::{Aggregate, FailureCost, FallbackRecord, MetricsEvent, MetricsReport};
