@@ -3,6 +3,8 @@
 
 pub mod aggregate;
 pub mod outbox;
+pub mod prometheus;
+pub mod sketch;
 
 pub use aggregate::{
     Aggregate, BudgetStatus, FailureCost, FallbackRecord, KeyUsage, MetricsEvent, MetricsReport,
