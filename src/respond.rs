@@ -81,6 +81,17 @@ pub fn error(
             error.log_detail(&secrets)
         );
     }
+    // A refusal by a limit or budget is logged with the key's id (never the key), so an
+    // operator can see who hit which limit.
+    if let Some(key_id) = error.key_id() {
+        worker::console_log!(
+            "{} {} {} {status} key {key_id}: {}",
+            exchange.request_id,
+            exchange.method,
+            exchange.path,
+            error.client_message()
+        );
+    }
     let mut response = json(status, body)?;
     match error {
         GatewayError::MethodNotAllowed { allowed, .. } => {

@@ -63,6 +63,8 @@ describe("rate limits per key and floods", () => {
     assert.equal(chat.json.error.key_id, keyId(A));
     assert.ok(chat.headers.get("retry-after"));
     assert.equal(findStubRequests(stub, t).length, 3, "the limited requests never reached the upstream");
+    // The refusal is logged with the key id, never the key.
+    assert.match(gw.logs(), new RegExp(`429 key ${keyId(A)}: rate limit reached`));
     // Another key has its own (unlimited) budget of requests.
     for (let i = 0; i < 5; i++) assert.equal((await b.query({ query: `hello ${t} b${i}` })).status, 200);
   });
