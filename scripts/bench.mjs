@@ -86,6 +86,13 @@ if (BASE_DIR) {
   );
 }
 
+// BENCH_BUDGET=1: also run this build with a global daily budget (never reached), to
+// measure what the ledger's admission round trip and settlement add per request.
+const BUDGET = env.BENCH_BUDGET === "1";
+if (BUDGET) {
+  TARGETS.push({ name: "/query with a budget", worker: "budget", path: "/query", body: { query: QUERY }, floor: "floor" });
+}
+
 // Ways of running the workers; "via" is where oha connects.
 const MODES = [
   { name: "direct, inspector off", key: "direct-noinsp", inspector: false, via: "direct", reps: REPS },
@@ -491,7 +498,17 @@ try {
           persist: path.join(work, `state-base-${inspector ? "insp" : "noinsp"}`),
         })
       : null;
-    const workers = { floor, mux, ...(rsfloor ? { rsfloor } : {}), ...(base ? { base } : {}) };
+    const budget = BUDGET
+      ? await startWorker({
+          name: "llm-mux with a budget",
+          config: path.join(MUX_DIR, "wrangler.toml"),
+          inspector,
+          vars: { MISTRAL_BASE_URL: upstreamUrl, GLOBAL_DAILY_BUDGET_USD: "1000000" },
+          secrets: { MISTRAL_API_KEY: "bench-upstream-key", LLM_MUX_API_KEYS: API_KEY },
+          persist: path.join(work, `state-budget-${inspector ? "insp" : "noinsp"}`),
+        })
+      : null;
+    const workers = { floor, mux, ...(rsfloor ? { rsfloor } : {}), ...(base ? { base } : {}), ...(budget ? { budget } : {}) };
     log(`floor: public ${floor.public}, direct ${floor.direct}; llm-mux: public ${mux.public}, direct ${mux.direct}`);
 
     // Which targets exist in this build.
