@@ -50,7 +50,9 @@ impl LedgerStore {
             };
             *slot = Some(Ledger::from_text(text));
         }
-        Ok(std::cell::RefMut::map(slot, |s| s.get_or_insert_with(Ledger::default)))
+        Ok(std::cell::RefMut::map(slot, |s| {
+            s.get_or_insert_with(Ledger::default)
+        }))
     }
 
     fn persist(&self) -> Result<()> {
@@ -81,10 +83,17 @@ impl DurableObject for LedgerStore {
                 Response::ok(ledger::verdict_to_text(&verdict))
             }
             (Method::Post, "/settle") => {
-                let settle = Settle::from_text(&req.text().await?)
-                    .ok_or_else(|| worker::Error::RustError("unreadable settlement".into()))?;
-                self.ledger()?
-                    .settle(&settle.id, &settle.scopes, settle.actual, now_ms);
+                // A batch of settlements, one per line; one row written for all of them.
+                let text = req.text().await?;
+                {
+                    let mut ledger = self.ledger()?;
+                    for line in text.lines() {
+                        let settle = Settle::from_text(line).ok_or_else(|| {
+                            worker::Error::RustError("unreadable settlement".into())
+                        })?;
+                        ledger.settle(&settle.id, &settle.scopes, settle.actual, now_ms);
+                    }
+                }
                 self.persist()?;
                 Response::ok("settled")
             }
@@ -124,15 +133,101 @@ pub async fn admit(env: &Env, admit: &Admit) -> Result<Verdict> {
         .ok_or_else(|| worker::Error::RustError("unreadable ledger verdict".into()))
 }
 
-/// Settles a request at its real cost (after the response, in `wait_until`); retried once.
-pub async fn settle(env: &Env, settle: &Settle) {
-    let body = settle.to_text();
+thread_local! {
+    /// This isolate's settlements not yet sent, and since when a flusher waits for them.
+    static SETTLEMENTS: std::cell::RefCell<(Vec<Settle>, Option<u64>)> =
+        const { std::cell::RefCell::new((Vec::new(), None)) };
+}
+
+/// A flusher this late past its window is presumed dead (its request was cancelled).
+const STALE_AFTER_MS: u64 = 10_000;
+
+/// Settles a request at its real cost after the response: settlements are gathered per
+/// isolate for `window_ms` (METRICS_BATCH_MS) and sent per ledger object in one call, so
+/// that the ledger adds one round trip per request (the admission) and one call and one
+/// row write per batch. `GET /metrics` sends what is queued before reading ([`flush`]).
+pub fn settle_after_response(env: &Env, ctx: &worker::Context, settle: Settle, window_ms: u64) {
+    if let Some(flusher) = enqueue(env, settle, window_ms) {
+        crate::runtime::after_response(ctx, flusher);
+    }
+}
+
+/// Queues `settle` now; returns the flusher to keep alive in some `wait_until` when this
+/// settlement starts a batch.
+pub fn enqueue(
+    env: &Env,
+    settle: Settle,
+    window_ms: u64,
+) -> Option<impl std::future::Future<Output = ()> + 'static> {
+    let now = crate::runtime::now_ms();
+    let start = SETTLEMENTS.with(|cell| {
+        let (queue, since) = &mut *cell.borrow_mut();
+        queue.push(settle);
+        let alive = since.is_some_and(|s| now.saturating_sub(s) <= window_ms + STALE_AFTER_MS);
+        if alive {
+            false
+        } else {
+            *since = Some(now);
+            true
+        }
+    });
+    let env = env.clone();
+    start.then(|| async move {
+        worker::Delay::from(std::time::Duration::from_millis(window_ms)).await;
+        let queued = take(true);
+        let _guard = crate::metrics_shipping::SendGuard::begin();
+        send_all(env, queued).await;
+    })
+}
+
+/// The queued settlements (`flusher`: taken by the flusher, so the next one starts anew).
+fn take(flusher: bool) -> Vec<Settle> {
+    SETTLEMENTS.with(|cell| {
+        let (queue, since) = &mut *cell.borrow_mut();
+        if flusher {
+            *since = None;
+        }
+        std::mem::take(queue)
+    })
+}
+
+/// Sends this isolate's queued settlements now (before `/metrics` reads the ledger; the
+/// caller then waits for every send under way, see `metrics_shipping::flush`).
+pub fn flush(env: &Env, ctx: &worker::Context) {
+    let queued = take(false);
+    if !queued.is_empty() {
+        let env = env.clone();
+        // Counted as under way now, before the task first runs.
+        let guard = crate::metrics_shipping::SendGuard::begin();
+        crate::runtime::after_response(ctx, async move {
+            send_all(env, queued).await;
+            drop(guard);
+        });
+    }
+}
+
+/// Sends `settlements`, one call per ledger object.
+async fn send_all(env: Env, settlements: Vec<Settle>) {
+    let mut objects: Vec<&str> = settlements.iter().map(|s| s.object.as_str()).collect();
+    objects.sort_unstable();
+    objects.dedup();
+    for object in objects {
+        let batch: Vec<&Settle> = settlements.iter().filter(|s| s.object == object).collect();
+        send(&env, object, &batch).await;
+    }
+}
+
+/// Sends one object's settlements (one per line); retried once (the object ignores ids
+/// it has settled already, so a retry never charges twice).
+async fn send(env: &Env, object: &str, settlements: &[&Settle]) {
+    let body: Vec<String> = settlements.iter().map(|s| s.to_text()).collect();
+    let body = body.join("\n");
     let mut result = Err(worker::Error::RustError(String::new()));
     for attempt in 0..2 {
         if attempt > 0 {
             worker::Delay::from(std::time::Duration::from_millis(200)).await;
         }
-        result = match stub(env, &settle.object) {
+        result = match stub(env, object) {
             Ok(stub) => {
                 crate::runtime::post_to_object(&stub, "https://ledger/settle", &body, "ledger")
                     .await
@@ -145,7 +240,10 @@ pub async fn settle(env: &Env, settle: &Settle) {
         }
     }
     if let Err(e) = result {
-        worker::console_error!("ledger: settlement of {} not recorded: {e}", settle.id);
+        worker::console_error!(
+            "ledger: {} settlements not recorded: {e}",
+            settlements.len()
+        );
     }
 }
 

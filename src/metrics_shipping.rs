@@ -89,11 +89,13 @@ pub async fn flush(env: &Env, ctx: &Context) {
     }
 }
 
-/// One send under way; ends when dropped (also when the runtime cancels the task).
-struct SendGuard;
+/// One send under way (metrics events or ledger settlements, which `/metrics` reads
+/// too); ends when dropped (also when the runtime cancels the task).
+pub struct SendGuard;
 
 impl SendGuard {
-    fn begin() -> Self {
+    /// Counts a send as under way from now.
+    pub fn begin() -> Self {
         IN_FLIGHT.with(|sends| sends.set(sends.get() + 1));
         SendGuard
     }

@@ -89,7 +89,7 @@ pub async fn serve(
             // to the quality store; the ledger is settled at the real cost.
             if let Some(mut event) = event {
                 event.set_key(key_id);
-                settle_after_response(env, ctx, admission.as_ref(), &event);
+                settle_after_response(env, ctx, admission.as_ref(), &event, window_ms);
                 crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
             }
             if let Some(job) = job {
@@ -112,7 +112,7 @@ pub async fn serve(
         _ => accounting::failed_event(exchange.request_id, &error),
     };
     event.set_key(key_id);
-    settle_after_response(env, ctx, admission.as_ref(), &event);
+    settle_after_response(env, ctx, admission.as_ref(), &event, window_ms);
     crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
     let mut response = respond::error(exchange, &error, &endpoint.error_body(&error))?;
     if let Some(plan) = plan.filter(|p| p.decision.fallback.is_some()) {
@@ -128,11 +128,11 @@ fn settle_after_response(
     ctx: &Context,
     admission: Option<&Admit>,
     event: &MetricsEvent,
+    window_ms: u64,
 ) {
     if let Some(admission) = admission {
         let settle = admission.settle(ledger::pico(event.cost_usd()));
-        let env = env.clone();
-        crate::runtime::after_response(ctx, async move { crate::ledger_store::settle(&env, &settle).await });
+        crate::ledger_store::settle_after_response(env, ctx, settle, window_ms);
     }
 }
 

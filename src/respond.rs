@@ -218,7 +218,7 @@ where
     let (sender, receiver) = futures_channel::oneshot::channel::<(
         Option<llm_mux_core::shadow::ShadowJob>,
         Option<Flush>,
-        Option<llm_mux_core::ledger::Settle>,
+        Option<Flush>,
     )>();
     let recorder_env = env.clone();
     let on_end: OnEnd = Box::new(move |summary, end| {
@@ -227,6 +227,10 @@ where
         // client that reads /metrics after its stream ended finds it (a `wait_until` task
         // would queue it only some time later). The send itself runs after the response.
         let flush = crate::metrics_shipping::enqueue(&recorder_env, event, window_ms)
+            .map(|f| Box::pin(f) as Flush);
+        // The settlement joins the isolate's queue now too (a /metrics read sends it).
+        let settle = settle
+            .and_then(|s| crate::ledger_store::enqueue(&recorder_env, s, window_ms))
             .map(|f| Box::pin(f) as Flush);
         // The receiver lives in wait_until; if it is gone there is nobody left to tell.
         let _ = sender.send((job, flush, settle));
@@ -246,15 +250,13 @@ where
     let env = env.clone();
     crate::runtime::after_response(ctx, async move {
         if let Ok((job, flush, settle)) = receiver.await {
-            if let Some(settle) = settle {
-                crate::ledger_store::settle(&env, &settle).await;
-            }
             if let Some(job) = job {
                 crate::quality::submit(env.clone(), job).await;
             }
-            if let Some(flush) = flush {
-                flush.await;
-            }
+            // Both batch windows at once.
+            let idle = || Box::pin(async {}) as Flush;
+            futures_util::future::join(flush.unwrap_or_else(idle), settle.unwrap_or_else(idle))
+                .await;
         }
     });
     let mut response = Response::from_stream(body)?;

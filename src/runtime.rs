@@ -91,7 +91,10 @@ pub async fn post_to_object(
 /// Work that must finish after the response (`ctx.wait_until`), boxed: the runtime's
 /// future-to-promise glue is then compiled once for every caller rather than once per
 /// future type (~0.6 KB of wasm each).
-pub fn after_response(ctx: &worker::Context, work: impl std::future::Future<Output = ()> + 'static) {
+pub fn after_response(
+    ctx: &worker::Context,
+    work: impl std::future::Future<Output = ()> + 'static,
+) {
     let work: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = Box::pin(work);
     ctx.wait_until(work);
 }

@@ -25,7 +25,9 @@ struct MetricsBody<'a> {
 
 /// Serves the metrics report to an authorized caller.
 pub async fn handle(env: &Env, ctx: &Context, config: &Config) -> Result<Response, GatewayError> {
-    // This isolate's queued events first, so a client reads its own requests.
+    // This isolate's queued events and ledger settlements first, so a client reads its
+    // own requests (the wait covers both kinds of send under way).
+    crate::ledger_store::flush(env, ctx);
     crate::metrics_shipping::flush(env, ctx).await;
     let snapshot = async { MetricsClient::connect(env)?.snapshot().await }
         .await

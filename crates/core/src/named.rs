@@ -53,7 +53,6 @@ impl<T: Serialize> Serialize for Named<T> {
     }
 }
 
-
 impl Named<u64> {
     /// The sum of the values.
     pub fn total(&self) -> u64 {

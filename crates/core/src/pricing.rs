@@ -56,9 +56,12 @@ impl<'de> Deserialize<'de> for Named<ModelPrice> {
         let mut named = Self::default();
         for (model, value) in &map {
             let side = |field: &str| {
-                value.get(field).and_then(serde_json::Value::as_f64).ok_or_else(|| {
-                    D::Error::custom(format!("{model}: missing or non-numeric field `{field}`"))
-                })
+                value
+                    .get(field)
+                    .and_then(serde_json::Value::as_f64)
+                    .ok_or_else(|| {
+                        D::Error::custom(format!("{model}: missing or non-numeric field `{field}`"))
+                    })
             };
             let price = ModelPrice {
                 input: side("input")?,

@@ -7,7 +7,6 @@
 //! block's field names. It must not estimate or control anything itself (that is
 //! `crate::quality`), do I/O or read the clock.
 
-
 use serde::Serialize;
 use serde_json::{json, Value};
 

@@ -1,6 +1,5 @@
 //! The metrics aggregate: a fold of request events, mergeable, and its /metrics report.
 
-
 use serde::{Deserialize, Serialize};
 
 pub use crate::named::Named;
@@ -201,20 +200,25 @@ impl MetricsEvent {
                     amount("cost_usd"),
                     amount("cost_if_large_usd"),
                 ) {
-                    (Some(tokens_in), Some(tokens_out), Some(cost_usd), Some(cost_if_large_usd)) => {
-                        Some(FailureCost {
-                            tokens_in,
-                            tokens_out,
-                            cost_usd,
-                            cost_if_large_usd,
-                        })
-                    }
+                    (
+                        Some(tokens_in),
+                        Some(tokens_out),
+                        Some(cost_usd),
+                        Some(cost_if_large_usd),
+                    ) => Some(FailureCost {
+                        tokens_in,
+                        tokens_out,
+                        cost_usd,
+                        cost_if_large_usd,
+                    }),
                     _ => None,
                 },
                 key: text("key"),
                 count: count("count").unwrap_or(1),
             }),
-            Some(other) => Err(format!("unknown variant `{other}`, expected `completed` or `failed`")),
+            Some(other) => Err(format!(
+                "unknown variant `{other}`, expected `completed` or `failed`"
+            )),
             None => Err(missing("kind")),
         }
     }
@@ -320,7 +324,6 @@ pub struct Aggregate {
     pub cache_saved_usd: f64,
 }
 
-
 /// One client key's usage (by its id).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct KeyUsage {
@@ -386,7 +389,9 @@ impl<'de> Deserialize<'de> for Aggregate {
     /// Read field by field from a `serde_json::Value` (missing fields are zero, so older
     /// stored states load), rather than through a derived visitor of its own.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(Self::from_value(&serde_json::Value::deserialize(deserializer)?))
+        Ok(Self::from_value(&serde_json::Value::deserialize(
+            deserializer,
+        )?))
     }
 }
 
@@ -404,8 +409,16 @@ fn counts_of(value: Option<&serde_json::Value>) -> Named<u64> {
 
 impl Aggregate {
     fn from_value(v: &serde_json::Value) -> Self {
-        let n = |field: &str| v.get(field).and_then(serde_json::Value::as_u64).unwrap_or(0);
-        let x = |field: &str| v.get(field).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        let n = |field: &str| {
+            v.get(field)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let x = |field: &str| {
+            v.get(field)
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(0.0)
+        };
         let mut keys = Named::default();
         if let Some(m) = v.get("keys").and_then(serde_json::Value::as_object) {
             for (id, usage) in m {
