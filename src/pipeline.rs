@@ -200,16 +200,27 @@ async fn stages(
         header("x-llm-mux-cache").as_deref(),
         header("cache-control").as_deref(),
     );
+    let mut cached_stream = None;
     if let CacheUse::Key(url) = &cache_use {
         if let Some(raw) = crate::cache::lookup(url).await {
             if let Ok(completion) = plan.provider().parse_response(&raw) {
-                return from_cache(endpoint, config, exchange, &plan, completion, raw).map(Ok);
+                if !plan.stream {
+                    return from_cache(endpoint, config, exchange, &plan, completion, raw).map(Ok);
+                }
+                // A streamed request: the whole answer as a synthetic stream.
+                cached_stream = Some(cache_policy::synthetic_stream(&completion.body));
             }
         }
     }
+    // A stream not found in the cache is not stored either (no whole answer): no count.
+    let cache_use = match cache_use {
+        CacheUse::Key(_) if plan.stream && cached_stream.is_none() => CacheUse::Off,
+        other => other,
+    };
+    let from_cache = cached_stream.is_some();
     // sample: an automatically routed request may be shadowed by the other tier and
     // judged, after its response (QUALITY_SAMPLE_RATE).
-    let auto = parsed.requested == Requested::Auto;
+    let auto = parsed.requested == Requested::Auto && !from_cache;
     let sample = if auto {
         quality::sample(config, plan.decision.score).and_then(|probability| {
             let other = shadow::other_tier(config, plan.decision.tier)?;
@@ -220,10 +231,19 @@ async fn stages(
     };
     // call: attempts, retries and the deadline (the core's policy) over the runtime's
     // fetch; a failure before any answer falls back to the next tier (FALLBACK).
-    let called = call_with_fallback(env, config, key_id, &parsed, plan, admission).await;
-    let (plan, answer, request_bytes) = match called {
-        Ok(called) => called,
-        Err(failed) => return Ok(Err(failed)),
+    let (plan, answer, request_bytes) = match cached_stream {
+        Some(sse) => (
+            plan,
+            Answer::Stream(UpstreamStream::synthetic(sse).or_internal()?),
+            0,
+        ),
+        None => {
+            let called = call_with_fallback(env, config, key_id, &parsed, plan, admission).await;
+            match called {
+                Ok(called) => called,
+                Err(failed) => return Ok(Err(failed)),
+            }
+        }
     };
     match answer {
         Answer::Whole(raw) => {
@@ -274,9 +294,14 @@ async fn stages(
         }
         Answer::Stream(upstream) => {
             // respond now; settle and record when the stream ends.
-            let mut meter = StreamMeter::new(
+            // A cached answer streams in the OpenAI-compatible shape, whatever the backend.
+            let provider = if from_cache {
+                llm_mux_core::providers::BackendKind::OpenAi.provider()
+            } else {
                 plan.provider()
-                    .stream_decoder(endpoint.stream_options(&parsed, runtime::now_ms() / 1000)),
+            };
+            let mut meter = StreamMeter::new(
+                provider.stream_decoder(endpoint.stream_options(&parsed, runtime::now_ms() / 1000)),
                 endpoint.stream_format(),
             );
             if sample.is_some() {
@@ -298,11 +323,23 @@ async fn stages(
                 auto,
                 sample,
                 (key_id.map(str::to_string), admission.take()),
+                from_cache,
             );
-            let response = respond::stream(
+            let mut response = respond::stream(
                 env, ctx, window_ms, routing, upstream, meter, limits, finish,
             )
             .or_internal()?;
+            if from_cache {
+                response
+                    .headers_mut()
+                    .set("x-llm-mux-cache", "hit")
+                    .or_internal()?;
+            } else if let Some(outcome) = cache_use.miss_header() {
+                response
+                    .headers_mut()
+                    .set("x-llm-mux-cache", outcome)
+                    .or_internal()?;
+            }
             Ok(Ok((response, None, None)))
         }
     }
@@ -414,6 +451,7 @@ fn stream_settlement(
     auto: bool,
     sample: Option<Sampled>,
     ledgered: (Option<String>, Option<Admit>),
+    from_cache: bool,
 ) -> impl FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static {
     let started_ms = exchange.started_ms;
     let request_id = exchange.request_id.to_string();
@@ -430,7 +468,7 @@ fn stream_settlement(
             received_bytes: summary.received_bytes,
             dropped_events: summary.dropped_events,
         };
-        let settled = accounting::settle(
+        let mut settled = accounting::settle(
             &config,
             &request_id,
             &plan,
@@ -438,6 +476,12 @@ fn stream_settlement(
             latency_ms,
             incomplete,
         );
+        // A cached answer costs nothing; what it would have cost is the cache's saving.
+        if let (true, Ok((priced, event))) = (from_cache, &mut settled) {
+            event.set_cache("hit", priced.cost_usd);
+            priced.cost_usd = 0.0;
+            priced.cost_if_large_usd = 0.0;
+        }
         let priced: Result<&Accounting, &GatewayError> = match &settled {
             Ok((accounting, _)) => Ok(accounting),
             Err(error) => Err(error),

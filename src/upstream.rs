@@ -29,6 +29,18 @@ pub struct UpstreamStream {
     pub controller: AbortController,
 }
 
+impl UpstreamStream {
+    /// An answer the gateway makes itself (a cached answer as a stream), relayed like an
+    /// upstream's.
+    pub fn synthetic(events: String) -> worker::Result<Self> {
+        Ok(Self {
+            // A JS response, whose body is a stream like a fetched one's.
+            response: Response::from(worker::web_sys::Response::new_with_opt_str(Some(&events))?),
+            controller: AbortController::new()?,
+        })
+    }
+}
+
 /// Error bodies (non-2xx) are read up to this size for their message.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 

@@ -89,9 +89,34 @@ describe("response cache", () => {
     assert.equal(findStubRequests(stub, `Warm ${t}`).length, 2);
     const opted = await untilHit(a, `Opt ${t}`, { temperature: 0.8 }, { "x-llm-mux-cache": "on" });
     assert.equal(opted.status, 200);
-    // Streams are never served from the cache.
-    const streamed = await chat(a, `Bypass ${t}`, { stream: true });
-    assert.equal(streamed.headers.get("x-llm-mux-cache"), null);
+  });
+
+  it("a streamed request is served from a cached whole answer as a synthetic stream; a stream is never stored", async () => {
+    const t = tag();
+    const whole = await untilHit(a, `Stream me ${t}`);
+    const calls = findStubRequests(stub, t).length;
+    const streamed = await chat(a, `Stream me ${t}`, { stream: true, stream_options: { include_usage: true } });
+    assert.equal(streamed.status, 200, streamed.text);
+    assert.equal(streamed.headers.get("x-llm-mux-cache"), "hit");
+    assert.match(streamed.headers.get("content-type"), /text\/event-stream/);
+    const events = streamed.text.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+    assert.equal(events.at(-1), "[DONE]");
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
+    const content = chunks.map((c) => c.choices?.[0]?.delta?.content ?? "").join("");
+    assert.equal(content, whole.json.choices[0].message.content);
+    assert.ok(chunks.some((c) => c.usage), "the usage chunk the client asked for");
+    assert.equal(findStubRequests(stub, t).length, calls, "no upstream call");
+    // /query streams from the same entry when opted in.
+    const q = await a.query({ query: `Stream me ${t}`, tier: "small", stream: true }, { headers: { "x-llm-mux-cache": "on" } });
+    assert.equal(q.status, 200, q.text);
+    assert.equal(q.headers.get("x-llm-mux-cache"), null, "a different request (no temperature): not in the cache");
+    // A stream that is not in the cache goes upstream and is not stored.
+    const fresh = await chat(a, `Fresh stream ${t}`, { stream: true });
+    assert.equal(fresh.headers.get("x-llm-mux-cache"), null);
+    const after = await chat(a, `Fresh stream ${t}`);
+    assert.equal(after.headers.get("x-llm-mux-cache"), "miss");
+    const m = (await a.metrics()).json;
+    assert.ok(m.cache.hits >= 2);
   });
 
   it("another key's scope never gets the answer", async () => {

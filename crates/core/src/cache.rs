@@ -39,7 +39,9 @@ impl CacheUse {
 }
 
 /// The cache stage's decision for `plan`, from the request's `x-llm-mux-cache` and
-/// `Cache-Control` headers.
+/// `Cache-Control` headers. A streamed request is looked up under the key of the same
+/// request unstreamed (and served as a synthetic stream on a hit, [`synthetic_stream`]);
+/// it never stores (there is no whole answer to store).
 pub fn decide(
     config: &Config,
     key_id: Option<&str>,
@@ -47,7 +49,7 @@ pub fn decide(
     opt: Option<&str>,
     cache_control: Option<&str>,
 ) -> CacheUse {
-    if config.cost.cache_ttl_seconds == 0 || plan.stream {
+    if config.cost.cache_ttl_seconds == 0 {
         return CacheUse::Off;
     }
     let opt = opt.map(|v| v.trim().to_ascii_lowercase());
@@ -93,6 +95,57 @@ pub fn key_url(config: &Config, key_id: Option<&str>, plan: &Plan) -> String {
     )
 }
 
+/// A cached whole answer (`body`: the `chat.completion` object) as an OpenAI-shaped
+/// event stream: one chunk with the whole message (role, content, tool calls with their
+/// indexes) and its finish reason, a usage-only chunk, then `[DONE]`. Relayed through the
+/// OpenAI-compatible stream decoder, it reaches the client in the endpoint's own format.
+pub fn synthetic_stream(body: &serde_json::Value) -> String {
+    use serde_json::{json, Map, Value};
+    let choice = body.pointer("/choices/0").unwrap_or(&Value::Null);
+    let message = choice.get("message").unwrap_or(&Value::Null);
+    let mut delta = Map::new();
+    delta.insert("role".into(), Value::from("assistant"));
+    if let Some(content) = message.get("content").filter(|c| !c.is_null()) {
+        delta.insert("content".into(), content.clone());
+    }
+    if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
+        let indexed: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| {
+                let mut call = call.clone();
+                if let Some(fields) = call.as_object_mut() {
+                    fields.insert("index".into(), Value::from(i));
+                }
+                call
+            })
+            .collect();
+        delta.insert("tool_calls".into(), Value::Array(indexed));
+    }
+    let head = |choices: Value| {
+        json!({
+            "id": body.get("id"),
+            "object": "chat.completion.chunk",
+            "created": body.get("created"),
+            "model": body.get("model"),
+            "choices": choices,
+        })
+    };
+    let first = head(json!([{
+        "index": 0,
+        "delta": delta,
+        "finish_reason": choice.get("finish_reason"),
+    }]));
+    let mut text = format!("data: {first}\n\n");
+    if let Some(usage) = body.get("usage") {
+        let mut last = head(json!([]));
+        last["usage"] = usage.clone();
+        text.push_str(&format!("data: {last}\n\n"));
+    }
+    text.push_str("data: [DONE]\n\n");
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,9 +183,12 @@ mod tests {
             decide(&c, None, &p, None, Some("no-store")),
             CacheUse::Bypass
         );
-        // Streams and a cache without TTL: off.
+        // A stream is looked up under the whole request's key; a cache without TTL is off.
         let streamed = plan_of(&c, Some(0.0), true, "hi");
-        assert_eq!(decide(&c, None, &streamed, None, None), CacheUse::Off);
+        assert_eq!(
+            decide(&c, None, &streamed, None, None),
+            decide(&c, None, &p, None, None)
+        );
         let off = config(&[]);
         assert_eq!(
             decide(
@@ -144,6 +200,39 @@ mod tests {
             ),
             CacheUse::Off
         );
+    }
+
+    #[test]
+    fn a_cached_answer_streams_as_openai_chunks() {
+        let body = serde_json::json!({
+            "id": "c1", "object": "chat.completion", "created": 7, "model": "m-1",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": "Hi",
+                "tool_calls": [{"id": "abcdefghi", "type": "function",
+                                "function": {"name": "f", "arguments": "{}"}}]}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+        });
+        let text = synthetic_stream(&body);
+        let events: Vec<&str> = text
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .collect();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[2], "[DONE]");
+        let first: serde_json::Value = serde_json::from_str(events[0]).unwrap();
+        assert_eq!(first["object"], "chat.completion.chunk");
+        assert_eq!(first["choices"][0]["delta"]["content"], "Hi");
+        assert_eq!(first["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
+        assert_eq!(first["choices"][0]["finish_reason"], "tool_calls");
+        // The OpenAI-compatible decoder reads it back with its usage.
+        let mut decoder = crate::providers::BackendKind::OpenAi
+            .provider()
+            .stream_decoder(crate::providers::StreamOptions::default());
+        for e in &events {
+            decoder.on_event("", e);
+        }
+        let usage = decoder.usage().unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (3, 4));
     }
 
     #[test]
