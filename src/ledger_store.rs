@@ -172,7 +172,7 @@ pub fn enqueue(
         }
     });
     let env = env.clone();
-    start.then(|| async move {
+    start.then_some(async move {
         worker::Delay::from(std::time::Duration::from_millis(window_ms)).await;
         let queued = take(true);
         let _guard = crate::metrics_shipping::SendGuard::begin();
