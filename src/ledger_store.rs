@@ -220,8 +220,11 @@ async fn send_all(env: Env, settlements: Vec<Settle>) {
 /// Sends one object's settlements (one per line); retried once (the object ignores ids
 /// it has settled already, so a retry never charges twice).
 async fn send(env: &Env, object: &str, settlements: &[&Settle]) {
-    let body: Vec<String> = settlements.iter().map(|s| s.to_text()).collect();
-    let body = body.join("\n");
+    let mut body = String::new();
+    for s in settlements {
+        body.push_str(&s.to_text());
+        body.push('\n');
+    }
     let mut result = Err(worker::Error::RustError(String::new()));
     for attempt in 0..2 {
         if attempt > 0 {

@@ -142,7 +142,10 @@ pub fn read_reply(reply: &str, served_first: bool) -> Result<Grades, JudgeFailur
 fn first_object(text: &str) -> Option<Map<String, Value>> {
     let mut from = 0;
     while let Some(start) = text[from..].find('{').map(|i| i + from) {
-        let mut stream = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
+        // From bytes, like every other JSON read in the worker: a `str` reader would
+        // compile serde_json's whole parser a second time.
+        let mut stream =
+            serde_json::Deserializer::from_slice(&text.as_bytes()[start..]).into_iter::<Value>();
         if let Some(Ok(Value::Object(map))) = stream.next() {
             return Some(map);
         }

@@ -545,12 +545,12 @@ pub struct Settle {
 impl Settle {
     /// Wire format: `settle <id> <actual> <scope>...`.
     pub fn to_text(&self) -> String {
-        format!(
-            "settle {} {} {}",
-            self.id,
-            self.actual,
-            self.scopes.join(" ")
-        )
+        let mut text = format!("settle {} {}", self.id, self.actual);
+        for scope in &self.scopes {
+            text.push(' ');
+            text.push_str(scope);
+        }
+        text
     }
 
     /// A settlement from [`Settle::to_text`]'s format (`object` left empty).

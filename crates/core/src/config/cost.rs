@@ -203,7 +203,8 @@ fn key_policies(
     key_ids: &[String],
     tiers: &[TierConfig],
 ) -> Result<Vec<(String, KeyPolicy)>, String> {
-    let value: Value = serde_json::from_str(raw).map_err(|e| format!("not valid JSON: {e}"))?;
+    let value: Value =
+        serde_json::from_slice(raw.as_bytes()).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(entries) = value else {
         return Err("expected a JSON object keyed by key id or \"*\"".into());
     };
