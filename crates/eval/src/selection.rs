@@ -270,7 +270,7 @@ mod tests {
         assert_eq!(grid.last().map(|c| c.epochs), Some(0));
         assert_eq!(
             describe(&base),
-            "bits 14 words 1-2 chars 3-3 dense epochs 30 lr 0.1 signs; table epochs 5 lr 0.01 l2 1e-3; target Gain"
+            "bits 13 words 1-2 chars 3-3 dense epochs 30 lr 0.1 signs; table epochs 5 lr 0.01 l2 1e-3; target Gain"
         );
         let no_chars = TrainConfig {
             ngrams: NgramConfig {

@@ -77,7 +77,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             ngrams: NgramConfig {
-                bits: 14,
+                bits: 13,
                 word_max_n: 2,
                 char_min_n: 3,
                 char_max_n: 3,

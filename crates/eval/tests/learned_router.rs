@@ -25,12 +25,12 @@ fn shipped_model_loads_with_its_threshold() {
 fn score_snapshot() {
     // Scores of the shipped model (data/learned_router.bin); update after `make train-router`.
     let cases = [
-        ("hi", 0.5344),
-        ("What is the capital of France?", 0.5380),
-        ("Prove that there are infinitely many prime numbers.", 0.6055),
+        ("hi", 0.5292),
+        ("What is the capital of France?", 0.5278),
+        ("Prove that there are infinitely many prime numbers.", 0.6091),
         (
             "1. Analyze the causes of the 2008 financial crisis.\n2. Compare them with the causes of the Great Depression.\n3. Explain which monetary policy responses worked and why.",
-            0.6900,
+            0.6934,
         ),
     ];
     for (prompt, expected) in cases {
@@ -83,10 +83,11 @@ fn golden_prompts_mostly_land_in_their_tier() {
         eprintln!("{m}");
     }
     // The model learned from MMLU/GSM8K/MT-Bench outcomes, not from these labels: short
-    // factual questions sit near the threshold (40 of 44 agree with the shipped model with
-    // sign-constrained heuristic weights; 34 without; 36 with the earlier 2^16-slot one).
+    // factual questions sit near the threshold (39 of 44 agree with the shipped 2^13-slot
+    // model; 40 with the 2^14-slot one before it, 34 without sign-constrained heuristic
+    // weights, 36 with the earlier 2^16-slot one).
     assert!(
-        agree >= 40,
+        agree >= 39,
         "only {agree}/{} golden prompts agree",
         cases.len()
     );
