@@ -276,7 +276,18 @@ export async function startGateway({
       await sleep(150);
     }
   } catch (e) {
-    const out = `--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`;
+    // wrangler's own log has the runtime's reason (e.g. a port taken between freePort()
+    // and the bind); it is deleted with the temp dir, so it goes into the error.
+    let log = "";
+    try {
+      log = readdirSync(logDir)
+        .map((f) => readFileSync(path.join(logDir, f), "utf8"))
+        .join("\n")
+        .slice(-6000);
+    } catch {
+      /* no log */
+    }
+    const out = `--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}\n--- wrangler log (end) ---\n${log}`;
     await stop();
     e.message += `\n${out}`;
     throw e;
