@@ -17,13 +17,14 @@
 
 use std::cell::RefCell;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use worker::{
     durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State,
 };
 
 use llm_mux_core::accounting;
 use llm_mux_core::config::Config;
+use llm_mux_core::jsonread::Fields;
 use llm_mux_core::judge;
 use llm_mux_core::plan::{self, Plan};
 use llm_mux_core::providers::ChatResponse;
@@ -54,7 +55,7 @@ pub const SAMPLES_KEPT: u64 = 5_000;
 const RETRY_DELAYS_MS: [u64; 2] = [1_000, 4_000];
 
 /// Counters kept in the state row.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Counters {
     /// Jobs accepted.
     pub accepted: u64,
@@ -72,6 +73,35 @@ pub struct Counters {
     pub hour_start_ms: u64,
     /// Jobs accepted since `hour_start_ms`.
     pub hour_accepted: u64,
+}
+
+impl Counters {
+    /// Reads the counters as [`Serialize`] writes them, every field required (the store
+    /// starts from zero when they do not read).
+    pub fn from_value(v: &serde_json::Value) -> std::result::Result<Self, String> {
+        let f = Fields::of(v)?;
+        Ok(Counters {
+            accepted: f.u64("accepted")?,
+            capped: f.u64("capped")?,
+            duplicates: f.u64("duplicates")?,
+            failed: llm_mux_core::named::Named::<u64>::from_value(f.get("failed")?)
+                .map_err(|e| format!("failed: {e}"))?,
+            retries: f.u64("retries")?,
+            evaluation_cost_usd: f.f64("evaluation_cost_usd")?,
+            hour_start_ms: f.u64("hour_start_ms")?,
+            hour_accepted: f.u64("hour_accepted")?,
+        })
+    }
+}
+
+/// Parses JSON text and reads it with `read` (no derived reader: llm_mux_core::jsonread).
+fn read_json<T>(
+    text: &str,
+    read: fn(&serde_json::Value) -> std::result::Result<T, String>,
+) -> std::result::Result<T, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(text.as_bytes()).map_err(|e| e.to_string())?;
+    read(&value)
 }
 
 /// The quality Durable Object.
@@ -141,8 +171,8 @@ impl QualityStore {
             .collect::<Result<Vec<_>>>()?;
         let (counters, mut controller) = match rows.first().map(Vec::as_slice) {
             Some([SqlStorageValue::String(c), SqlStorageValue::String(q)]) => (
-                serde_json::from_slice(c.as_bytes()).unwrap_or_default(),
-                serde_json::from_slice(q.as_bytes())
+                read_json(c, Counters::from_value).unwrap_or_default(),
+                read_json(q, QualityController::from_value)
                     .unwrap_or_else(|_| QualityController::new(settings)),
             ),
             _ => (Counters::default(), QualityController::new(settings)),
@@ -545,7 +575,8 @@ impl DurableObject for QualityStore {
         };
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/job") => {
-                let job: ShadowJob = serde_json::from_slice(req.text().await?.as_bytes())?;
+                let job = read_json(&req.text().await?, ShadowJob::from_value)
+                    .map_err(|e| worker::Error::RustError(format!("shadow job: {e}")))?;
                 let outcome = self.accept(job, &config).await?;
                 Response::from_json(&serde_json::json!({ "outcome": outcome }))
             }
@@ -691,4 +722,70 @@ pub fn published_of(value: &serde_json::Value) -> Option<Published> {
         },
         version: value.get("version")?.as_u64()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_read_back_as_written_and_refuse_damaged_fields() {
+        let mut counters = Counters {
+            accepted: 12,
+            capped: 1,
+            duplicates: 2,
+            retries: 3,
+            evaluation_cost_usd: 0.375,
+            hour_start_ms: 3_600_000,
+            hour_accepted: 4,
+            ..Counters::default()
+        };
+        counters.failed.add("judge_error", 2);
+        counters.failed.add("upstream_error", 1);
+        let text = serde_json::to_string(&counters).unwrap();
+        assert_eq!(read_json(&text, Counters::from_value), Ok(counters.clone()));
+        let default = serde_json::to_string(&Counters::default()).unwrap();
+        assert_eq!(
+            read_json(&default, Counters::from_value),
+            Ok(Counters::default())
+        );
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for field in [
+            "accepted",
+            "capped",
+            "duplicates",
+            "failed",
+            "retries",
+            "evaluation_cost_usd",
+            "hour_start_ms",
+            "hour_accepted",
+        ] {
+            let mut missing = value.clone();
+            missing.as_object_mut().unwrap().remove(field);
+            let e = Counters::from_value(&missing).unwrap_err();
+            assert!(e.contains(&format!("missing field `{field}`")), "{e}");
+            let mut wrong = value.clone();
+            wrong[field] = serde_json::Value::from("1");
+            let e = Counters::from_value(&wrong).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        let mut bad_count = value.clone();
+        bad_count["failed"]["judge_error"] = serde_json::Value::from(-1);
+        let e = Counters::from_value(&bad_count).unwrap_err();
+        assert!(e.contains("failed: judge_error"), "{e}");
+        assert!(read_json("[]", Counters::from_value).is_err());
+        assert!(read_json("{", Counters::from_value).is_err());
+    }
+
+    #[test]
+    fn the_stored_controller_reads_back_through_read_json() {
+        let settings = ControllerConfig::new(0.5);
+        let controller = QualityController::new(&settings);
+        let text = serde_json::to_string(&controller).unwrap();
+        assert_eq!(
+            read_json(&text, QualityController::from_value),
+            Ok(controller)
+        );
+        assert!(read_json("{}", QualityController::from_value).is_err());
+    }
 }

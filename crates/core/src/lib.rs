@@ -17,6 +17,7 @@ pub mod endpoint;
 pub mod error;
 pub mod fallback;
 pub mod hash;
+pub mod jsonread;
 pub mod judge;
 pub mod learned;
 pub mod ledger;

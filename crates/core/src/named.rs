@@ -91,16 +91,24 @@ impl std::ops::Index<&str> for Named<u64> {
 }
 
 impl<'de> Deserialize<'de> for Named<u64> {
-    /// Counts read through serde_json's `Map` (already in the worker) rather than a
-    /// derived map visitor; values that are not counts are refused.
+    /// Counts read from a `serde_json::Value` (`crate::jsonread`), not through serde_json's
+    /// typed map reader; values that are not counts are refused.
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        crate::jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
+}
+
+impl Named<u64> {
+    /// Counts from a JSON object of unsigned integers; errors name the entry.
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, String> {
+        let map = v
+            .as_object()
+            .ok_or_else(|| String::from("expected a JSON object of counts"))?;
         let mut named = Self::default();
-        for (name, value) in &map {
+        for (name, value) in map {
             let n = value
                 .as_u64()
-                .ok_or_else(|| D::Error::custom(format!("{name}: expected a count")))?;
+                .ok_or_else(|| format!("{name}: expected a count"))?;
             named.insert(name, n);
         }
         Ok(named)
@@ -115,5 +123,34 @@ impl<T> FromIterator<(String, T)> for Named<T> {
             named.insert(&name, value);
         }
         named
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_back_as_written_and_refuse_non_counts() {
+        let counts = Named::from_pairs(&[("b", 2), ("a", 1), ("zero", 0)]);
+        let text = serde_json::to_string(&counts).unwrap();
+        assert_eq!(text, r#"{"a":1,"b":2,"zero":0}"#);
+        assert_eq!(serde_json::from_str::<Named<u64>>(&text).unwrap(), counts);
+        assert_eq!(
+            serde_json::from_str::<Named<u64>>("{}").unwrap(),
+            Named::default()
+        );
+        for (text, needle) in [
+            (r#"{"a": -1}"#, "a: expected a count"),
+            (r#"{"a": 1.5}"#, "a: expected a count"),
+            (r#"{"a": null}"#, "a: expected a count"),
+            ("[]", "expected a JSON object"),
+            ("3", "expected a JSON object"),
+        ] {
+            let e = serde_json::from_str::<Named<u64>>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 }

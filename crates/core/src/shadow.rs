@@ -13,10 +13,11 @@ use serde_json::{Map, Value};
 
 use crate::chat::ChatRequest;
 use crate::config::Config;
+use crate::jsonread::{self, Fields};
 use crate::judge::Grades;
 
 /// A sampled request waiting for its shadow call and its judgement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShadowJob {
     /// The request's id (a sample is judged at most once per id).
     pub id: String,
@@ -56,7 +57,7 @@ pub struct ShadowJob {
 }
 
 /// The other tier's answer to a sampled request, and what its call cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OtherAnswer {
     /// The answer text (dropped with the job once judged).
     pub answer: String,
@@ -64,7 +65,42 @@ pub struct OtherAnswer {
     pub cost: CallCost,
 }
 
+impl<'de> Deserialize<'de> for ShadowJob {
+    /// Read field by field from a `serde_json::Value` (crate::jsonread), as the derived
+    /// reader did: every field but `other` required.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
+}
+
 impl ShadowJob {
+    /// Reads a job as [`Serialize`] writes it.
+    pub fn from_value(v: &Value) -> Result<Self, String> {
+        let f = Fields::of(v)?;
+        Ok(ShadowJob {
+            id: f.string("id")?,
+            created_ms: f.u64("created_ms")?,
+            router: f.string("router")?,
+            score: f.f64("score")?,
+            threshold: f.f64("threshold")?,
+            served_tier: f.usize("served_tier")?,
+            other_tier: f.usize("other_tier")?,
+            sample_probability: f.f64("sample_probability")?,
+            request: f.object("request")?.clone(),
+            query: f.string("query")?,
+            served_answer: f.string("served_answer")?,
+            served_tokens_in: f.u64("served_tokens_in")?,
+            served_tokens_out: f.u64("served_tokens_out")?,
+            served_cost_usd: f.f64("served_cost_usd")?,
+            served_first: f.bool("served_first")?,
+            other: f
+                .opt("other")
+                .map(OtherAnswer::from_value)
+                .transpose()
+                .map_err(|e| format!("other: {e}"))?,
+        })
+    }
+
     /// The request to replay to the other tier (never streamed).
     pub fn chat_request(&self) -> ChatRequest {
         let mut params = self.request.clone();
@@ -141,6 +177,23 @@ pub struct JudgedSample {
     pub judge_cost_usd: f64,
 }
 
+impl OtherAnswer {
+    /// Reads an answer as [`Serialize`] writes it.
+    pub fn from_value(v: &Value) -> Result<Self, String> {
+        let f = Fields::of(v)?;
+        Ok(OtherAnswer {
+            answer: f.string("answer")?,
+            cost: CallCost::from_value(f.get("cost")?).map_err(|e| format!("cost: {e}"))?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for OtherAnswer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
+}
+
 impl JudgedSample {
     /// Grade of the top tier's answer.
     pub fn grade_top(&self) -> u8 {
@@ -167,7 +220,7 @@ impl JudgedSample {
 }
 
 /// Tokens and cost of one call.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
 pub struct CallCost {
     /// Prompt tokens.
     pub tokens_in: u64,
@@ -175,6 +228,24 @@ pub struct CallCost {
     pub tokens_out: u64,
     /// Cost.
     pub cost_usd: f64,
+}
+
+impl CallCost {
+    /// Reads a cost as [`Serialize`] writes it.
+    pub fn from_value(v: &Value) -> Result<Self, String> {
+        let f = Fields::of(v)?;
+        Ok(CallCost {
+            tokens_in: f.u64("tokens_in")?,
+            tokens_out: f.u64("tokens_out")?,
+            cost_usd: f.f64("cost_usd")?,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for CallCost {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
 }
 
 /// The kept record of `job`, judged with `grades`, its shadow and judge calls costing
@@ -270,6 +341,66 @@ mod tests {
         let text = serde_json::to_string(&j).unwrap();
         let back: ShadowJob = serde_json::from_str(&text).unwrap();
         assert_eq!(back, j);
+    }
+
+    #[test]
+    fn a_job_reads_back_with_its_other_answer_and_refuses_bad_fields() {
+        let mut j = job();
+        j.other = Some(OtherAnswer {
+            answer: "four".into(),
+            cost: CallCost {
+                tokens_in: 7,
+                tokens_out: 2,
+                cost_usd: 0.25,
+            },
+        });
+        let text = serde_json::to_string(&j).unwrap();
+        assert_eq!(serde_json::from_str::<ShadowJob>(&text).unwrap(), j);
+        let value = serde_json::to_value(&j).unwrap();
+        assert_eq!(ShadowJob::from_value(&value), Ok(j.clone()));
+        // `other` may be missing or null; unknown fields are ignored.
+        let mut without = value.clone();
+        without["other"] = Value::Null;
+        without["extra"] = Value::from(1);
+        let back = ShadowJob::from_value(&without).unwrap();
+        assert_eq!(back.other, None);
+        without.as_object_mut().unwrap().remove("other");
+        assert_eq!(ShadowJob::from_value(&without).unwrap().other, None);
+        // Every other field is required, with its type.
+        for (field, bad) in [
+            ("id", Value::from(1)),
+            ("created_ms", Value::from(-1)),
+            ("score", Value::from("x")),
+            ("served_tier", Value::from(0.5)),
+            ("request", Value::from("x")),
+            ("served_first", Value::Null),
+            ("other", Value::from(3)),
+        ] {
+            let mut broken = value.clone();
+            broken[field] = bad;
+            let e = ShadowJob::from_value(&broken).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+            let mut missing = value.clone();
+            missing.as_object_mut().unwrap().remove(field);
+            if field != "other" {
+                let e = ShadowJob::from_value(&missing).unwrap_err();
+                assert!(e.contains(&format!("missing field `{field}`")), "{e}");
+            }
+        }
+        let mut bad_cost = value.clone();
+        bad_cost["other"]["cost"]["tokens_out"] = Value::from("2");
+        let e = serde_json::from_value::<ShadowJob>(bad_cost)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tokens_out"), "{e}");
+        assert!(serde_json::from_str::<ShadowJob>("[]").is_err());
+        let cost = CallCost {
+            tokens_in: 1,
+            tokens_out: 2,
+            cost_usd: 3.5,
+        };
+        let text = serde_json::to_string(&cost).unwrap();
+        assert_eq!(serde_json::from_str::<CallCost>(&text).unwrap(), cost);
     }
 
     #[test]

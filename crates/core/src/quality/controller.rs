@@ -23,6 +23,9 @@
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::jsonread::Fields;
 
 use super::estimator::{decay_weight, Estimate, QualityCurve, Z95};
 use super::histogram::{ScoreHistogram, DEFAULT_BINS};
@@ -43,13 +46,33 @@ pub enum Target {
 }
 
 /// Where the threshold in force comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ThresholdSource {
     /// `ROUTING_THRESHOLD` (no target, too few samples, or samples stopped arriving).
     Configured,
     /// Chosen by the controller.
     Controller,
+}
+
+impl ThresholdSource {
+    /// Reads the name [`Serialize`] writes (`configured`, `controller`).
+    pub fn from_value(v: &Value) -> Result<Self, String> {
+        match v.as_str() {
+            Some("configured") => Ok(ThresholdSource::Configured),
+            Some("controller") => Ok(ThresholdSource::Controller),
+            _ => Err(String::from(
+                "source: expected \"configured\" or \"controller\"",
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ThresholdSource {
+    /// Read field by field from a `serde_json::Value` (`crate::jsonread`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
 }
 
 /// Settings of the controller and the sampler.
@@ -171,7 +194,7 @@ pub struct QualityReport {
 }
 
 /// The controller's persistent state (serialisable: it lives in the Durable Object).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QualityController {
     /// Threshold in force.
     pub threshold: f64,
@@ -205,7 +228,49 @@ pub struct QualityController {
     pub version: u64,
 }
 
+impl<'de> Deserialize<'de> for QualityController {
+    /// Read field by field from a `serde_json::Value` (`crate::jsonread`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
+}
+
 impl QualityController {
+    /// Reads a state as [`Serialize`] writes it; every field but the options (missing or
+    /// `null`: `None`) is required, as the derived reader had it, so an older or damaged
+    /// state is refused whole (the store starts a fresh controller then).
+    pub fn from_value(v: &Value) -> Result<Self, String> {
+        let f = Fields::of(v)?;
+        let within = |field: &'static str| move |e: String| format!("{field}: {e}");
+        Ok(QualityController {
+            threshold: f.f64("threshold")?,
+            source: ThresholdSource::from_value(f.get("source")?)?,
+            samples: f
+                .array("samples")?
+                .iter()
+                .map(JudgedSample::from_value)
+                .collect::<Result<_, _>>()
+                .map_err(within("samples"))?,
+            histogram: ScoreHistogram::from_value(f.get("histogram")?)
+                .map_err(within("histogram"))?,
+            recent: ScoreHistogram::from_value(f.get("recent")?).map_err(within("recent"))?,
+            epoch_start_ms: f.u64("epoch_start_ms")?,
+            shifts: f.u64("shifts")?,
+            last_update_ms: f.opt_u64("last_update_ms")?,
+            last_sample_ms: f.opt_u64("last_sample_ms")?,
+            samples_judged: f.u64("samples_judged")?,
+            samples_failed: f.u64("samples_failed")?,
+            evaluation_cost_usd: f.f64("evaluation_cost_usd")?,
+            policy: SamplingPolicy::from_value(f.get("policy")?).map_err(within("policy"))?,
+            estimate: f
+                .opt("estimate")
+                .map(Estimate::from_value)
+                .transpose()
+                .map_err(within("estimate"))?,
+            version: f.u64("version")?,
+        })
+    }
+
     /// A fresh controller at the configured threshold.
     pub fn new(cfg: &ControllerConfig) -> Self {
         QualityController {
@@ -659,6 +724,123 @@ mod tests {
         let back: QualityController = serde_json::from_str(&text).unwrap();
         assert_eq!(back.samples.len(), ctl.samples.len());
         assert_eq!(back.threshold, ctl.threshold);
+        // Field for field: what was read writes the same JSON.
+        let read: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), read);
+    }
+
+    fn small_state() -> QualityController {
+        let mut ctl = QualityController::new(&cfg(None));
+        ctl.histogram = ScoreHistogram::new(4);
+        ctl.histogram.record(0.3, 0.25, 0.5);
+        ctl.recent = ctl.histogram.clone();
+        for (i, served) in [ServedBy::Lower, ServedBy::Top].into_iter().enumerate() {
+            ctl.samples.push_back(JudgedSample {
+                time_ms: 1_000 + i as u64,
+                score: 0.25,
+                served,
+                grade_lower: 3,
+                grade_top: 9,
+                probability: 0.5,
+                serving_cost_usd: 0.125,
+                extra_cost_usd: 0.5,
+                judge_cost_usd: 0.0625,
+            });
+        }
+        ctl.source = ThresholdSource::Controller;
+        ctl.last_update_ms = Some(60_000);
+        ctl.estimate = Some(Estimate {
+            quality_retained: 0.875,
+            std_error: 0.03125,
+        });
+        ctl.version = 7;
+        ctl
+    }
+
+    #[test]
+    fn state_reads_back_as_written_and_refuses_damaged_fields() {
+        let ctl = small_state();
+        let text = serde_json::to_string(&ctl).unwrap();
+        assert_eq!(
+            serde_json::from_str::<QualityController>(&text).unwrap(),
+            ctl
+        );
+        let value: Value = serde_json::from_str(&text).unwrap();
+        // The options may be missing or null.
+        let mut options = value.clone();
+        let o = options.as_object_mut().unwrap();
+        o.remove("estimate");
+        o.remove("last_update_ms");
+        o.insert("last_sample_ms".into(), Value::Null);
+        let back = QualityController::from_value(&options).unwrap();
+        assert_eq!(
+            (back.estimate, back.last_update_ms, back.last_sample_ms),
+            (None, None, None)
+        );
+        // The rest is required, with its type; nested errors name the field they are in.
+        for field in [
+            "threshold",
+            "source",
+            "samples",
+            "histogram",
+            "recent",
+            "epoch_start_ms",
+            "shifts",
+            "samples_judged",
+            "samples_failed",
+            "evaluation_cost_usd",
+            "policy",
+            "version",
+        ] {
+            let mut missing = value.clone();
+            missing.as_object_mut().unwrap().remove(field);
+            let e = QualityController::from_value(&missing).unwrap_err();
+            assert!(e.contains(&format!("`{field}`")), "{e}");
+            let mut wrong = value.clone();
+            wrong[field] = Value::from("x");
+            let e = QualityController::from_value(&wrong).unwrap_err();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        for (pointer, bad, needle) in [
+            ("/samples/1/served", Value::from("middle"), "served"),
+            ("/samples/0/grade_top", Value::from(256), "grade_top"),
+            ("/samples/0/score", Value::Null, "score"),
+            ("/histogram/count/2", Value::Null, "count"),
+            ("/policy/p_far", Value::from(true), "p_far"),
+            ("/estimate/std_error", Value::from("0.1"), "std_error"),
+            ("/last_sample_ms", Value::from(-5), "last_sample_ms"),
+            ("/source", Value::from("Configured"), "source"),
+        ] {
+            let mut broken = value.clone();
+            *broken.pointer_mut(pointer).unwrap() = bad;
+            let e = serde_json::from_value::<QualityController>(broken)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{pointer}: {e}");
+        }
+        assert!(serde_json::from_str::<QualityController>("[1]").is_err());
+        // The parts read alone as well.
+        for source in [ThresholdSource::Configured, ThresholdSource::Controller] {
+            let text = serde_json::to_string(&source).unwrap();
+            assert_eq!(
+                serde_json::from_str::<ThresholdSource>(&text).unwrap(),
+                source
+            );
+        }
+        let policy = ctl.policy;
+        let text = serde_json::to_string(&policy).unwrap();
+        assert_eq!(
+            serde_json::from_str::<SamplingPolicy>(&text).unwrap(),
+            policy
+        );
+        let sample = ctl.samples[1];
+        let text = serde_json::to_string(&sample).unwrap();
+        assert_eq!(serde_json::from_str::<JudgedSample>(&text).unwrap(), sample);
+        let text = serde_json::to_string(&ctl.histogram).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ScoreHistogram>(&text).unwrap(),
+            ctl.histogram
+        );
     }
 
     /// The chosen edge: the estimate meets the target and the lower bound meets the floor

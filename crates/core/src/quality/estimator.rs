@@ -24,7 +24,7 @@ use super::sample::{grade_to_quality, JudgedSample};
 pub const Z95: f64 = 1.959_963_984_540_054;
 
 /// The estimate at one threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Estimate {
     /// Estimated quality retained.
     pub quality_retained: f64,
@@ -32,7 +32,23 @@ pub struct Estimate {
     pub std_error: f64,
 }
 
+impl<'de> Deserialize<'de> for Estimate {
+    /// Read field by field from a `serde_json::Value` (`crate::jsonread`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
+}
+
 impl Estimate {
+    /// Reads an estimate as [`Serialize`] writes it.
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, String> {
+        let f = crate::jsonread::Fields::of(v)?;
+        Ok(Estimate {
+            quality_retained: f.f64("quality_retained")?,
+            std_error: f.f64("std_error")?,
+        })
+    }
+
     /// The two-sided 95% interval `[low, high]`.
     pub fn interval95(&self) -> [f64; 2] {
         [

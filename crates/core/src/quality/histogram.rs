@@ -14,7 +14,7 @@ pub const DEFAULT_BINS: usize = 1000;
 
 /// Traffic by score bin: decayed request counts and the summed cost of each request at
 /// the lower tier and at the top tier.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScoreHistogram {
     /// Decayed number of requests per bin.
     pub count: Vec<f64>,
@@ -30,7 +30,26 @@ impl Default for ScoreHistogram {
     }
 }
 
+impl<'de> Deserialize<'de> for ScoreHistogram {
+    /// Read field by field from a `serde_json::Value` (`crate::jsonread`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
+}
+
 impl ScoreHistogram {
+    /// Reads a histogram as [`Serialize`] writes it: three arrays of numbers (of any
+    /// length, as the derived reader took them).
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, String> {
+        use crate::jsonread::{f64_array, Fields};
+        let f = Fields::of(v)?;
+        Ok(ScoreHistogram {
+            count: f64_array(f.get("count")?, "count")?,
+            cost_lower: f64_array(f.get("cost_lower")?, "cost_lower")?,
+            cost_top: f64_array(f.get("cost_top")?, "cost_top")?,
+        })
+    }
+
     /// An empty histogram of `bins` equal bins over [0, 1] (at least 1).
     pub fn new(bins: usize) -> Self {
         let bins = bins.max(1);

@@ -4,9 +4,12 @@
 //! in [0, 1] by [`grade_to_quality`]); estimating from samples is [`super::estimator`]'s job.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::jsonread::Fields;
 
 /// Which tier served the sampled request (the other one made the extra call).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServedBy {
     /// A tier below the top one served; the top tier made the extra call.
@@ -16,7 +19,7 @@ pub enum ServedBy {
 }
 
 /// A judged sample.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct JudgedSample {
     /// When the request was served (ms since the epoch, or simulated time).
     pub time_ms: u64,
@@ -38,7 +41,48 @@ pub struct JudgedSample {
     pub judge_cost_usd: f64,
 }
 
+impl ServedBy {
+    /// Reads the name [`Serialize`] writes (`lower`, `top`).
+    pub fn from_value(v: &Value) -> Result<Self, String> {
+        match v.as_str() {
+            Some("lower") => Ok(ServedBy::Lower),
+            Some("top") => Ok(ServedBy::Top),
+            _ => Err(String::from("served: expected \"lower\" or \"top\"")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ServedBy {
+    /// Read field by field from a `serde_json::Value` (`crate::jsonread`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
+}
+
+impl<'de> Deserialize<'de> for JudgedSample {
+    /// Read field by field from a `serde_json::Value` (`crate::jsonread`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
+}
+
 impl JudgedSample {
+    /// Reads a sample as [`Serialize`] writes it (every field required).
+    pub fn from_value(v: &Value) -> Result<Self, String> {
+        let f = Fields::of(v)?;
+        Ok(JudgedSample {
+            time_ms: f.u64("time_ms")?,
+            score: f.f64("score")?,
+            served: ServedBy::from_value(f.get("served")?)?,
+            grade_lower: f.u8("grade_lower")?,
+            grade_top: f.u8("grade_top")?,
+            probability: f.f64("probability")?,
+            serving_cost_usd: f.f64("serving_cost_usd")?,
+            extra_cost_usd: f.f64("extra_cost_usd")?,
+            judge_cost_usd: f.f64("judge_cost_usd")?,
+        })
+    }
+
     /// The evaluation spend of this sample: the extra call plus the judge.
     pub fn evaluation_cost_usd(&self) -> f64 {
         self.extra_cost_usd + self.judge_cost_usd

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::histogram::ScoreHistogram;
 
 /// The sampling probability of a request by where its score falls.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SamplingPolicy {
     /// The routing threshold the policy was built for.
     pub threshold: f64,
@@ -29,7 +29,26 @@ pub struct SamplingPolicy {
     pub p_far: f64,
 }
 
+impl<'de> Deserialize<'de> for SamplingPolicy {
+    /// Read field by field from a `serde_json::Value` (`crate::jsonread`).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::jsonread::deserialize_via_value(deserializer, Self::from_value)
+    }
+}
+
 impl SamplingPolicy {
+    /// Reads a policy as [`Serialize`] writes it (every field required).
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, String> {
+        let f = crate::jsonread::Fields::of(v)?;
+        Ok(SamplingPolicy {
+            threshold: f.f64("threshold")?,
+            near_high: f.f64("near_high")?,
+            p_below: f.f64("p_below")?,
+            p_near: f.f64("p_near")?,
+            p_far: f.f64("p_far")?,
+        })
+    }
+
     /// Samples nothing (quality sampling off).
     pub const OFF: SamplingPolicy = SamplingPolicy {
         threshold: 0.0,
