@@ -5,11 +5,12 @@
 //! error; it must not read variables other than a tier's key variable (the plain ones
 //! arrive already parsed from `vars`) nor decide how a query is routed.
 
-use serde::Deserialize;
+use serde_json::Value;
 
 use super::vars::{invalid, valid_base_url, valid_model_id};
 use super::Secret;
 use crate::error::GatewayError;
+use crate::jsonread::{self, Fields};
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::providers::BackendKind;
 use crate::routing::{FeatureCondition, TierPolicy};
@@ -57,35 +58,85 @@ impl TierConfig {
 }
 
 /// A tier as written in the TIERS variable.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct TierSpec {
     name: String,
-    #[serde(default)]
     backend: Option<String>,
-    #[serde(default)]
     base_url: Option<String>,
     model: String,
-    #[serde(default)]
     api_key_var: Option<String>,
-    #[serde(default)]
     min_score: Option<f64>,
-    #[serde(default)]
     when: Option<WhenSpec>,
-    #[serde(default)]
     prices: Option<ModelPrice>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 struct WhenSpec {
     feature: String,
-    #[serde(default = "default_min_value")]
+    /// 0.5 when not given.
     min_value: f64,
 }
 
-fn default_min_value() -> f64 {
-    0.5
+impl TierSpec {
+    /// Reads one tier object: `name` and `model` required, the rest optional (missing or
+    /// `null`), no other field.
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let f = Fields::of(v)?;
+        f.deny_unknown(&[
+            "name",
+            "backend",
+            "base_url",
+            "model",
+            "api_key_var",
+            "min_score",
+            "when",
+            "prices",
+        ])?;
+        Ok(TierSpec {
+            name: f.string("name")?,
+            backend: f.opt_string("backend")?,
+            base_url: f.opt_string("base_url")?,
+            model: f.string("model")?,
+            api_key_var: f.opt_string("api_key_var")?,
+            min_score: f.opt_f64("min_score")?,
+            when: f
+                .opt("when")
+                .map(WhenSpec::from_value)
+                .transpose()
+                .map_err(|e| format!("when: {e}"))?,
+            prices: f
+                .opt("prices")
+                .map(ModelPrice::from_value)
+                .transpose()
+                .map_err(|e| format!("prices: {e}"))?,
+        })
+    }
+}
+
+impl WhenSpec {
+    fn from_value(v: &Value) -> Result<Self, String> {
+        let f = Fields::of(v)?;
+        f.deny_unknown(&["feature", "min_value"])?;
+        Ok(WhenSpec {
+            feature: f.string("feature")?,
+            min_value: match f.0.get("min_value") {
+                Some(m) => jsonread::as_f64(m, "min_value")?,
+                None => 0.5,
+            },
+        })
+    }
+}
+
+/// The tier objects of TIERS, in order.
+fn tier_specs(raw: &str) -> Result<Vec<TierSpec>, String> {
+    let value: Value = serde_json::from_slice(raw.as_bytes()).map_err(|e| e.to_string())?;
+    value
+        .as_array()
+        .ok_or_else(|| String::from("not an array"))?
+        .iter()
+        .enumerate()
+        .map(|(i, tier)| TierSpec::from_value(tier).map_err(|e| format!("tier {}: {e}", i + 1)))
+        .collect()
 }
 
 /// The tiers when TIERS is unset: "small" (from 0) and "large" (from `routing_threshold`)
@@ -133,7 +184,7 @@ pub(super) fn parse_tiers(
     secret: SecretLookup,
 ) -> Result<Vec<TierConfig>, GatewayError> {
     let bad = |message: String| invalid("TIERS", message);
-    let specs: Vec<TierSpec> = serde_json::from_slice(raw.as_bytes()).map_err(|e| {
+    let specs = tier_specs(raw).map_err(|e| {
         bad(format!(
             "expected a JSON array of tiers like [{{\"name\": \"small\", \"model\": \"...\"}}]: {e}"
         ))
@@ -317,6 +368,91 @@ mod tests {
             c.model_names()[..5],
             ["auto", "tiny", "small", "code", "large"].map(String::from)
         );
+    }
+
+    #[test]
+    fn optional_tier_fields_may_be_null_or_missing() {
+        let tiers = r#"[
+          {"name": "small", "model": "mistral-small-latest", "backend": null, "base_url": null,
+           "api_key_var": null, "min_score": null, "when": null, "prices": null},
+          {"name": "code", "model": "codestral-latest", "when": {"feature": "code"}},
+          {"name": "large", "model": "mistral-large-latest", "min_score": 1,
+           "prices": {"input": 2, "output": 6.5}}
+        ]"#;
+        let c = config(&[("TIERS", tiers)]).unwrap();
+        assert_eq!(c.tiers[0].backend, BackendKind::Mistral);
+        assert_eq!(c.tiers[0].key_variable, "MISTRAL_API_KEY");
+        assert_eq!(c.tiers[0].price, None);
+        assert_eq!(c.policies[0].min_score, 0.0);
+        let when = c.policies[1].when.as_ref().unwrap();
+        assert_eq!((when.feature.as_str(), when.min_value), ("code", 0.5));
+        assert_eq!(c.policies[2].min_score, 1.0);
+        assert_eq!(
+            c.tiers[2].price,
+            Some(ModelPrice {
+                input: 2.0,
+                output: 6.5
+            })
+        );
+    }
+
+    #[test]
+    fn tier_fields_of_the_wrong_type_are_named() {
+        let cases = [
+            (
+                r#"[{"model": "mistral-large-latest"}]"#,
+                "missing field `name`",
+            ),
+            (r#"[{"name": "a"}]"#, "missing field `model`"),
+            (
+                r#"[{"name": 1, "model": "mistral-large-latest"}]"#,
+                "`name`",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "min_score": "0.5"}]"#,
+                "`min_score`",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "backend": 3}]"#,
+                "`backend`",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "when": {"min_value": 1}}]"#,
+                "missing field `feature`",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "when": {"feature": "code", "min_value": null}}]"#,
+                "`min_value`",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "when": {"feature": "code", "max": 1}}]"#,
+                "unknown field `max`",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "when": "code"}]"#,
+                "when",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "prices": {"input": 1}}]"#,
+                "missing field `output`",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest", "prices": [1, 2]}]"#,
+                "prices",
+            ),
+            (
+                r#"[{"name": "a", "model": "mistral-large-latest"}, 3]"#,
+                "tier 2",
+            ),
+            ("[1", "JSON array"),
+        ];
+        for (tiers, needle) in cases {
+            let message = invalid_message(config(&[("TIERS", tiers)]));
+            assert!(
+                message.contains("TIERS") && message.contains(needle),
+                "{tiers}: {message}"
+            );
+        }
     }
 
     #[test]

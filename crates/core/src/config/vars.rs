@@ -192,7 +192,11 @@ fn parse_decimal(raw: &str) -> Option<f64> {
         Some(int) => int.to_string(),
         None => text,
     };
-    serde_json::from_slice::<f64>(text.as_bytes()).ok()
+    // Through `Value`: serde_json's typed `f64` reader would bring serde's float-printing
+    // error path (crate::jsonread) into the worker.
+    serde_json::from_slice::<serde_json::Value>(text.as_bytes())
+        .ok()?
+        .as_f64()
 }
 
 /// Parses a whole number from `min` to `max`, or returns `default` when unset.
