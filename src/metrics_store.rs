@@ -316,25 +316,25 @@ impl MetricsClient {
     /// Reads the current aggregate and the object's storage counters.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let mut response = self.stub.fetch_with_str("https://metrics/snapshot").await?;
-        serde_json::from_slice(response.text().await?.as_bytes()).map_err(worker::Error::from)
+        let value: serde_json::Value = serde_json::from_slice(response.text().await?.as_bytes())?;
+        Snapshot::from_value(&value).map_err(worker::Error::RustError)
     }
 }
 
-/// The body of `POST /record`.
-#[derive(serde::Deserialize)]
-struct Batch {
-    events: Vec<MetricsEvent>,
-}
-
-/// The events of a `POST /record` body. Also accepts one bare event, the body of versions
-/// before batching (isolates of the previous version can still be running during a
-/// deployment).
+/// The events of a `POST /record` body (`{"events": [...]}`, [`BatchRef`]). Also accepts
+/// one bare event, the body of versions before batching (isolates of the previous version
+/// can still be running during a deployment). Read from a `serde_json::Value`, without a
+/// derived reader (llm_mux_core::jsonread).
 pub fn parse_batch(body: &str) -> serde_json::Result<Vec<MetricsEvent>> {
-    match serde_json::from_slice::<Batch>(body.as_bytes()) {
-        Ok(batch) => Ok(batch.events),
-        Err(batch_error) => match serde_json::from_slice::<MetricsEvent>(body.as_bytes()) {
+    let value: serde_json::Value = serde_json::from_slice(body.as_bytes())?;
+    let batch = llm_mux_core::jsonread::Fields::of(&value)
+        .and_then(|f| f.array("events"))
+        .and_then(|events| events.iter().map(MetricsEvent::from_value).collect());
+    match batch {
+        Ok(events) => Ok(events),
+        Err(batch_error) => match MetricsEvent::from_value(&value) {
             Ok(event) => Ok(vec![event]),
-            Err(_) => Err(batch_error),
+            Err(_) => Err(serde::de::Error::custom(batch_error)),
         },
     }
 }
@@ -346,12 +346,23 @@ struct BatchRef<'a> {
 }
 
 /// What the metrics object returns for `/snapshot`.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// The aggregate.
     pub aggregate: Aggregate,
     /// Storage work since the object started.
     pub storage: serde_json::Value,
+}
+
+impl Snapshot {
+    /// Reads `{"aggregate": {...}, "storage": ...}` (both required).
+    pub fn from_value(v: &serde_json::Value) -> std::result::Result<Self, String> {
+        let f = llm_mux_core::jsonread::Fields::of(v)?;
+        Ok(Snapshot {
+            aggregate: Aggregate::from_value(f.get("aggregate")?),
+            storage: f.get("storage")?.clone(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -367,6 +378,35 @@ mod tests {
         assert_eq!(parse_batch(ok).unwrap().len(), 1);
         assert!(parse_batch("not json").is_err());
         assert!(parse_batch(r#"{"events":3}"#).is_err());
+    }
+
+    #[test]
+    fn batch_errors_name_the_field_and_snapshots_read_back() {
+        let e = parse_batch(r#"{"events":[{"kind":"failed","id":"a"}]}"#).unwrap_err();
+        assert!(e.to_string().contains("reason"), "{e}");
+        let e = parse_batch(r#"{"events":3}"#).unwrap_err();
+        assert!(e.to_string().contains("events"), "{e}");
+        let e = parse_batch("[]").unwrap_err();
+        assert!(e.to_string().contains("object"), "{e}");
+        let ok = r#"{"kind":"failed","id":"a","reason":"bad_request"}"#;
+        let events = parse_batch(&format!(r#"{{"events":[{ok}],"extra":1}}"#)).unwrap();
+        let text = serde_json::to_string(&BatchRef { events: &events }).unwrap();
+        assert_eq!(parse_batch(&text).unwrap(), events);
+
+        let mut aggregate = Aggregate::default();
+        aggregate.apply(&events[0]);
+        let storage = serde_json::json!({"events": 1, "rows_read": 2});
+        let value = serde_json::json!({"aggregate": aggregate, "storage": storage});
+        let snapshot = Snapshot::from_value(&value).unwrap();
+        assert_eq!(snapshot.aggregate, aggregate);
+        assert_eq!(snapshot.storage, storage);
+        for field in ["aggregate", "storage"] {
+            let mut missing = value.clone();
+            missing.as_object_mut().unwrap().remove(field);
+            let e = Snapshot::from_value(&missing).unwrap_err();
+            assert!(e.contains(&format!("missing field `{field}`")), "{e}");
+        }
+        assert!(Snapshot::from_value(&serde_json::json!([])).is_err());
     }
 
     #[test]

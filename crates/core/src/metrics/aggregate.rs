@@ -157,7 +157,8 @@ impl<'de> Deserialize<'de> for MetricsEvent {
 }
 
 impl MetricsEvent {
-    fn from_value(v: &serde_json::Value) -> Result<Self, String> {
+    /// Reads an event from its JSON (what `Deserialize` does after parsing a `Value`).
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, String> {
         use serde_json::Value;
         let missing = |field: &str| format!("missing field `{field}`");
         let text = |field: &str| v.get(field).and_then(Value::as_str).map(str::to_string);
@@ -408,7 +409,8 @@ fn counts_of(value: Option<&serde_json::Value>) -> Named<u64> {
 }
 
 impl Aggregate {
-    fn from_value(v: &serde_json::Value) -> Self {
+    /// Reads an aggregate from its JSON (what `Deserialize` does after parsing a `Value`).
+    pub fn from_value(v: &serde_json::Value) -> Self {
         let n = |field: &str| {
             v.get(field)
                 .and_then(serde_json::Value::as_u64)
