@@ -47,9 +47,10 @@ serve: build
 
 ## The end-to-end specs that also run self-hosted (plain workerd in `make test`, the Docker
 ## image in `make test-docker`): /query, /v1/chat/completions whole and streamed, /metrics,
-## errors, and persistence across a restart.
+## errors, persistence across a restart, and cost control (the ledger Durable Object).
 SELFHOST_SPECS = tests/e2e/query.test.mjs tests/e2e/chat.test.mjs tests/e2e/streaming.test.mjs \
-                 tests/e2e/metrics.test.mjs tests/e2e/errors.test.mjs tests/e2e/persistence.test.mjs
+                 tests/e2e/metrics.test.mjs tests/e2e/errors.test.mjs tests/e2e/persistence.test.mjs \
+                 tests/e2e/cost-control.test.mjs
 
 ## test: native tests of the core, then end-to-end tests over the built worker in workerd
 ## (wrangler dev), the self-hosted subset in plain workerd (make serve's way), the official
