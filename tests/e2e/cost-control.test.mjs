@@ -5,7 +5,8 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
-import { startGateway } from "./harness.mjs";
+import { rmSync } from "node:fs";
+import { startGateway, tempDir } from "./harness.mjs";
 import { startMistralStub } from "./mistral-stub.mjs";
 import { client, secret, tag, assertError, assertNoSecrets, findStubRequests, PRICES } from "./helpers.mjs";
 
@@ -220,6 +221,40 @@ describe("spend budgets", () => {
       assert.match(e.message, /monthly budget of all traffic/);
     } finally {
       await gw.stop();
+    }
+  });
+
+  it("settled spend survives a restart of the gateway; the budget still holds after it", async () => {
+    const persistTo = tempDir("llm-mux-budget-");
+    const vars = { MISTRAL_API_KEY: MISTRAL_KEY, MISTRAL_BASE_URL: stub.url, GLOBAL_DAILY_BUDGET_USD: "0.0006" };
+    try {
+      let gw = await startGateway({ vars, persistTo });
+      const t = tag();
+      let before;
+      try {
+        const c = client(gw);
+        const r = await c.query(body(t, 1));
+        assert.equal(r.status, 200, r.text);
+        before = (await c.metrics()).json.budgets.global;
+        assert.equal(BigInt(before.daily_spent_picousd), pico(r.json.metrics.cost_usd));
+      } finally {
+        await gw.stop();
+      }
+      gw = await startGateway({ vars, persistTo });
+      try {
+        const c = client(gw);
+        const after = (await c.metrics()).json.budgets.global;
+        assert.equal(after.daily_spent_picousd, before.daily_spent_picousd, "spend kept across the restart");
+        // $0.0006 fits two requests' worst case (~$0.00026 each): one more is admitted,
+        // then the persisted spend makes the next one not fit.
+        assert.equal((await c.query(body(t, 2))).status, 200);
+        await c.metrics();
+        assertError(await c.query(body(t, 3)), 429, "over the budget after the restart");
+      } finally {
+        await gw.stop();
+      }
+    } finally {
+      rmSync(persistTo, { recursive: true, force: true });
     }
   });
 
