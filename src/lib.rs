@@ -107,6 +107,13 @@ async fn fetch(req: Incoming, env: Env, ctx: Context) -> worker::Result<Response
     let mut response = response
         .or_internal()
         .or_else(|e| error_response(&exchange, &e))?;
+    // The pipeline logs its own requests (with their routing and cost); the rest here.
+    if !matches!(
+        routes::resolve(&method, path),
+        Ok(Route::Query | Route::ChatCompletions)
+    ) {
+        respond::log_request(&exchange, response.status_code(), None, None);
+    }
     response.headers_mut().set("x-request-id", &request_id)?;
     cors::apply(&req, &exchange, &mut response)?;
     Ok(response)

@@ -47,7 +47,12 @@ pub type Incoming = worker::web_sys::Request;
 
 /// What the stages before `record` produce: the response, the metrics event (unless a
 /// stream records its own when it ends) and a sampled request's shadow job.
-type Served = (Response, Option<MetricsEvent>, Option<ShadowJob>);
+type Served = (
+    Response,
+    Option<MetricsEvent>,
+    Option<ShadowJob>,
+    Option<f64>,
+);
 
 /// Serves one API request. `access` is the result of the authorize stage, run once for
 /// every protected route by the router (`lib.rs`). Every outcome, success or failure, is
@@ -84,11 +89,12 @@ pub async fn serve(
     )
     .await;
     let (error, plan) = match served {
-        Ok(Ok((mut response, event, job))) => {
+        Ok(Ok((mut response, event, job, score))) => {
             // record: after the response, batched per isolate; a sampled request's job goes
             // to the quality store; the ledger is settled at the real cost.
             if let Some(mut event) = event {
                 event.set_key(key_id);
+                respond::log_request(exchange, response.status_code(), score, Some(&event));
                 settle_after_response(env, ctx, admission.as_ref(), &event, window_ms);
                 crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
             }
@@ -113,6 +119,8 @@ pub async fn serve(
     };
     event.set_key(key_id);
     settle_after_response(env, ctx, admission.as_ref(), &event, window_ms);
+    let score = plan.as_ref().map(|p| p.decision.score);
+    respond::log_request(exchange, error.status(), score, Some(&event));
     crate::metrics_shipping::record_after_response(env, ctx, event, window_ms);
     let mut response = respond::error(exchange, &error, &endpoint.error_body(&error))?;
     if let Some(plan) = plan.filter(|p| p.decision.fallback.is_some()) {
@@ -290,7 +298,7 @@ async fn stages(
                     .set("x-llm-mux-cache", outcome)
                     .or_internal()?;
             }
-            Ok(Ok((response, Some(event), job)))
+            Ok(Ok((response, Some(event), job, Some(plan.decision.score))))
         }
         Answer::Stream(upstream) => {
             // respond now; settle and record when the stream ends.
@@ -340,7 +348,7 @@ async fn stages(
                     .set("x-llm-mux-cache", outcome)
                     .or_internal()?;
             }
-            Ok(Ok((response, None, None)))
+            Ok(Ok((response, None, None, None)))
         }
     }
 }
@@ -382,7 +390,7 @@ fn from_cache(
         .headers_mut()
         .set("x-llm-mux-cache", "hit")
         .or_internal()?;
-    Ok((response, Some(event), None))
+    Ok((response, Some(event), None, Some(plan.decision.score)))
 }
 
 /// The call stage: the plan's tier, then (when its failure allows it: no answer has begun)
@@ -455,6 +463,7 @@ fn stream_settlement(
 ) -> impl FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static {
     let started_ms = exchange.started_ms;
     let request_id = exchange.request_id.to_string();
+    let route = exchange.path.to_string();
     move |summary: StreamSummary, end: StreamEnd| {
         let latency_ms = elapsed_ms(started_ms);
         let incomplete = summary.incomplete_reason(end);
@@ -511,6 +520,17 @@ fn stream_settlement(
         let (key_id, admission) = ledgered;
         let mut event = event;
         event.set_key(key_id.as_deref());
+        if config.log_requests {
+            let line = llm_mux_core::request_log::Line {
+                request_id: &request_id,
+                method: "POST",
+                route: &route,
+                status: 200,
+                score: Some(plan.decision.score),
+                latency_ms,
+            };
+            worker::console_log!("{}", line.json(Some(&event)));
+        }
         let settle = admission.map(|a| a.settle(ledger::pico(event.cost_usd())));
         (tail, (event, job, settle))
     }

@@ -119,6 +119,29 @@ pub fn error(
     Ok(response)
 }
 
+/// The request's JSON log line (LOG_REQUESTS, on by default; on when the configuration is
+/// invalid): route, status, outcome, and what `event` records (routing, usage, cost, key
+/// id), never the prompt, the answer or a secret.
+pub fn log_request(
+    exchange: &Exchange<'_>,
+    status: u16,
+    score: Option<f64>,
+    event: Option<&llm_mux_core::metrics::MetricsEvent>,
+) {
+    if exchange.config.as_ref().is_ok_and(|c| !c.log_requests) {
+        return;
+    }
+    let line = llm_mux_core::request_log::Line {
+        request_id: exchange.request_id,
+        method: exchange.method,
+        route: exchange.path,
+        status,
+        score,
+        latency_ms: crate::runtime::now_ms().saturating_sub(exchange.started_ms),
+    };
+    worker::console_log!("{}", line.json(event));
+}
+
 /// Every secret of the configuration: the tiers' upstream keys and the client keys.
 fn secrets(config: &Result<Config, GatewayError>) -> Vec<String> {
     let Ok(config) = config else {

@@ -72,6 +72,7 @@ export const CONFIG_VARS = [
   "BUDGET_MAX_COMPLETION_TOKENS",
   "CACHE_TTL_SECONDS",
   "CACHE_SCOPE",
+  "LOG_REQUESTS",
   // keys of the other backends a TIERS entry may name by default
   "OPENAI_API_KEY",
   "ANTHROPIC_API_KEY",

@@ -30,6 +30,7 @@ pub mod pricing;
 pub mod providers;
 pub mod quality;
 pub mod quality_state;
+pub mod request_log;
 pub mod routes;
 pub mod routing;
 pub mod scoring;

@@ -77,6 +77,8 @@ pub struct Config {
     pub cors: CorsPolicy,
     /// Rate limits, budgets and the response cache.
     pub cost: CostControl,
+    /// One JSON log line per request (LOG_REQUESTS).
+    pub log_requests: bool,
 }
 
 impl Config {
@@ -171,6 +173,7 @@ impl Config {
         let quality = quality::quality(&get, &tiers, routing::top_tier(&policies))?;
         let fallback = fallback::parse(get("FALLBACK"), &tiers)?;
         let cors = vars::cors_allow_origins(&get)?;
+        let log_requests = vars::log_requests(&get)?;
         let cost = cost::cost_control(&get, &api_keys, &tiers)?;
 
         Ok(Self {
@@ -192,6 +195,7 @@ impl Config {
             quality,
             cors,
             cost,
+            log_requests,
         })
     }
 

@@ -166,6 +166,18 @@ pub(super) fn model_prices(get: Lookup) -> Result<PriceTable, GatewayError> {
     Ok(prices)
 }
 
+/// LOG_REQUESTS: one JSON log line per request, on unless `0`, `false` or `off`.
+pub(super) fn log_requests(get: Lookup) -> Result<bool, GatewayError> {
+    match get("LOG_REQUESTS").filter(|v| !v.is_empty()).as_deref() {
+        None | Some("1" | "true" | "on") => Ok(true),
+        Some("0" | "false" | "off") => Ok(false),
+        Some(other) => Err(invalid(
+            "LOG_REQUESTS",
+            format!("expected 1/true/on or 0/false/off, got {other:?}"),
+        )),
+    }
+}
+
 /// CORS_ALLOW_ORIGINS: unset or empty is no CORS, `*` any origin, else a list of origins.
 pub(super) fn cors_allow_origins(get: Lookup) -> Result<CorsPolicy, GatewayError> {
     CorsPolicy::parse(get("CORS_ALLOW_ORIGINS").as_deref())
@@ -268,6 +280,14 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_variable() {
+        assert_eq!(
+            invalid_variable(config(&[("LOG_REQUESTS", "maybe")])),
+            "LOG_REQUESTS"
+        );
+        for (raw, on) in [("", true), ("1", true), ("on", true), ("0", false), ("off", false)] {
+            let c = config(&[("LOG_REQUESTS", raw), ("MISTRAL_API_KEY", "k")]).unwrap();
+            assert_eq!(c.log_requests, on, "{raw:?}");
+        }
         assert_eq!(
             invalid_variable(config(&[("MAX_QUERY_BYTES", "abc")])),
             "MAX_QUERY_BYTES"
