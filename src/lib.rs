@@ -154,8 +154,14 @@ async fn route(
                 Route::ChatCompletions => {
                     pipeline::serve(&ChatApi, req, env, ctx, access, exchange).await?
                 }
-                Route::Metrics => match access {
-                    Ok(config) => handlers::metrics::handle(env, ctx, config).await,
+                Route::Metrics | Route::MetricsPrometheus => match access {
+                    Ok(config) => {
+                        // A scraper's Accept (text/plain, OpenMetrics) gets the text format.
+                        let accept = req.headers().get("accept").ok().flatten();
+                        let text = route == Route::MetricsPrometheus
+                            || llm_mux_core::metrics::expose::wants_prometheus(accept.as_deref());
+                        handlers::metrics::handle(env, ctx, config, text).await
+                    }
                     Err(e) => Err(e),
                 }
                 .or_else(|e| error_response(exchange, &e))?,

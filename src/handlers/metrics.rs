@@ -24,7 +24,13 @@ struct MetricsBody<'a> {
 }
 
 /// Serves the metrics report to an authorized caller.
-pub async fn handle(env: &Env, ctx: &Context, config: &Config) -> Result<Response, GatewayError> {
+/// `prometheus`: the Prometheus text exposition instead of the JSON report.
+pub async fn handle(
+    env: &Env,
+    ctx: &Context,
+    config: &Config,
+    prometheus: bool,
+) -> Result<Response, GatewayError> {
     // This isolate's queued events and ledger settlements first, so a client reads its
     // own requests (the wait covers both kinds of send under way).
     crate::ledger_store::flush(env, ctx);
@@ -38,6 +44,21 @@ pub async fn handle(env: &Env, ctx: &Context, config: &Config) -> Result<Respons
     // This isolate routes with the threshold it has just read.
     if let Some(published) = quality.published() {
         crate::quality::remember(published);
+    }
+    if prometheus {
+        let text = llm_mux_core::metrics::expose::prometheus(
+            &snapshot.aggregate,
+            quality.evaluation_cost_usd(),
+        );
+        let mut response = Response::ok(text).or_internal()?;
+        response
+            .headers_mut()
+            .set(
+                "content-type",
+                llm_mux_core::metrics::prometheus::CONTENT_TYPE,
+            )
+            .or_internal()?;
+        return Ok(response);
     }
     // The ledger objects' spend (rate limits and budgets), when any cap is configured.
     let mut spend = Vec::new();

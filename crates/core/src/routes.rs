@@ -13,6 +13,8 @@ pub enum Route {
     Metrics,
     /// `DELETE /metrics` (LLM_MUX_ADMIN_KEY): sets every total back to zero.
     MetricsReset,
+    /// `GET /metrics/prometheus`: the Prometheus text exposition.
+    MetricsPrometheus,
     /// `POST /v1/chat/completions` (OpenAI-compatible).
     ChatCompletions,
     /// `GET /v1/models`.
@@ -83,6 +85,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
         "/" => (Route::Index, "GET"),
         "/query" => (Route::Query, "POST"),
         "/metrics" => (Route::Metrics, "GET, DELETE"),
+        "/metrics/prometheus" => (Route::MetricsPrometheus, "GET"),
         "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
         "/v1/models" => (Route::Models, "GET"),
         _ if model_id(path).is_some() => (Route::Model, "GET"),
@@ -151,6 +154,14 @@ mod tests {
         assert_eq!(resolve("GET", "/nope").unwrap_err().status(), 404);
         assert_eq!(resolve("GET", "/query").unwrap_err().status(), 405);
         assert_eq!(resolve("DELETE", "/metrics"), Ok(Route::MetricsReset));
+        assert_eq!(
+            resolve("GET", "/metrics/prometheus"),
+            Ok(Route::MetricsPrometheus)
+        );
+        assert_eq!(
+            resolve("POST", "/metrics/prometheus").unwrap_err().status(),
+            405
+        );
         assert_eq!(resolve("POST", "/metrics").unwrap_err().status(), 405);
         assert_eq!(resolve("PUT", "/metrics").unwrap_err().status(), 405);
         assert_eq!(resolve("DELETE", "/query").unwrap_err().status(), 405);

@@ -284,7 +284,13 @@ mod tests {
             invalid_variable(config(&[("LOG_REQUESTS", "maybe")])),
             "LOG_REQUESTS"
         );
-        for (raw, on) in [("", true), ("1", true), ("on", true), ("0", false), ("off", false)] {
+        for (raw, on) in [
+            ("", true),
+            ("1", true),
+            ("on", true),
+            ("0", false),
+            ("off", false),
+        ] {
             let c = config(&[("LOG_REQUESTS", raw), ("MISTRAL_API_KEY", "k")]).unwrap();
             assert_eq!(c.log_requests, on, "{raw:?}");
         }

@@ -323,7 +323,23 @@ pub struct Aggregate {
     pub cache_bypasses: u64,
     /// What the cache hits would have cost upstream.
     pub cache_saved_usd: f64,
+    /// Requests by `tier|model|outcome` (`ok`, an incomplete stream's reason, or a
+    /// failure's; tier and model empty for failures), for the Prometheus exposition.
+    pub series: Named<u64>,
+    /// Cost by `tier|model`.
+    pub cost_by: Named<f64>,
+    /// Tokens by `in|tier` and `out|tier`.
+    pub tokens_by: Named<u64>,
+    /// Completed requests' latencies by `tier|bucket` (the index in
+    /// [`LATENCY_BUCKETS_MS`] of the first bound at or above the latency; past the last:
+    /// its length), and `tier|sum` (milliseconds in all).
+    pub latency_by: Named<u64>,
 }
+
+/// Upper bounds (ms) of the latency histogram's buckets.
+pub const LATENCY_BUCKETS_MS: [u64; 12] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000,
+];
 
 /// One client key's usage (by its id).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -450,6 +466,18 @@ impl Aggregate {
             cache_misses: n("cache_misses"),
             cache_bypasses: n("cache_bypasses"),
             cache_saved_usd: x("cache_saved_usd"),
+            series: counts_of(v.get("series")),
+            cost_by: v
+                .get("cost_by")
+                .and_then(serde_json::Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, c)| Some((k.clone(), c.as_f64()?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            tokens_by: counts_of(v.get("tokens_by")),
+            latency_by: counts_of(v.get("latency_by")),
         }
     }
 
@@ -481,6 +509,17 @@ impl Aggregate {
                 cache_saved_usd,
                 ..
             } => {
+                let outcome = incomplete.as_deref().unwrap_or("ok");
+                self.series.add(&format!("{tier}|{model}|{outcome}"), 1);
+                *self.cost_by.entry(&format!("{tier}|{model}")) += cost_usd;
+                self.tokens_by.add(&format!("in|{tier}"), *tokens_in);
+                self.tokens_by.add(&format!("out|{tier}"), *tokens_out);
+                let bucket = LATENCY_BUCKETS_MS
+                    .iter()
+                    .position(|&b| *latency_ms <= b)
+                    .unwrap_or(LATENCY_BUCKETS_MS.len());
+                self.latency_by.add(&format!("{tier}|{bucket}"), 1);
+                self.latency_by.add(&format!("{tier}|sum"), *latency_ms);
                 match cache.as_deref() {
                     Some("hit") => self.cache_hits += 1,
                     Some("miss") => self.cache_misses += 1,
@@ -525,6 +564,10 @@ impl Aggregate {
                 ..
             } => {
                 self.failed_requests.add(reason, *count);
+                self.series.add(&format!("||{reason}"), *count);
+                if let Some(cost) = cost {
+                    *self.cost_by.entry("|") += cost.cost_usd;
+                }
                 if let Some(key) = key {
                     let usage = self.keys.entry(key);
                     usage.failed_requests += count;
@@ -571,6 +614,12 @@ impl Aggregate {
         self.implausible_usage_requests += other.implausible_usage_requests;
         self.dropped_stream_events += other.dropped_stream_events;
         self.failed_requests_with_cost += other.failed_requests_with_cost;
+        self.series.merge(&other.series);
+        for (k, v) in &other.cost_by.0 {
+            *self.cost_by.entry(k) += v;
+        }
+        self.tokens_by.merge(&other.tokens_by);
+        self.latency_by.merge(&other.latency_by);
         self.cache_hits += other.cache_hits;
         self.cache_misses += other.cache_misses;
         self.cache_bypasses += other.cache_bypasses;
@@ -1388,6 +1437,40 @@ mod tests {
             dropped_stream_events: 27,
             failed_requests_with_cost: 1,
             keys: Named::default(),
+            series: Named::from_pairs(&[
+                ("code|m-code|no_usage", 1),
+                ("large|m-large|ok", 1),
+                ("large|m-large|upstream_cut", 1),
+                ("small|m-small|no_usage", 1),
+                ("small|m-small|ok", 1),
+                ("||bad_request", 1),
+                ("||upstream_broken", 1),
+                ("||upstream_error", 2),
+            ]),
+            cost_by: Named(vec![
+                ("code|m-code".into(), 0.125),
+                ("large|m-large".into(), 5.0),
+                ("small|m-small".into(), 0.75),
+                ("|".into(), 0.5),
+            ]),
+            tokens_by: Named::from_pairs(&[
+                ("in|code", 1),
+                ("in|large", 15),
+                ("in|small", 10),
+                ("out|code", 4),
+                ("out|large", 18),
+                ("out|small", 16),
+            ]),
+            latency_by: Named::from_pairs(&[
+                ("code|1", 1),
+                ("code|sum", 25),
+                ("large|2", 1),
+                ("large|5", 1),
+                ("large|sum", 350),
+                ("small|3", 1),
+                ("small|4", 1),
+                ("small|sum", 300),
+            ]),
             ..Aggregate::default()
         };
         assert_eq!(a, expected);
@@ -1422,6 +1505,41 @@ mod tests {
             dropped_stream_events: 2_840,
             failed_requests_with_cost: 1,
             keys: Named::default(),
+            series: Named::from_pairs(&[
+                ("code|m-code|ok", 2),
+                ("large|m-large|no_usage", 1),
+                ("large|m-large|ok", 2),
+                ("small|m-small|client_disconnected", 1),
+                ("small|m-small|upstream_cut", 1),
+                ("||upstream_broken", 1),
+                ("||upstream_error", 1),
+                ("||upstream_timeout", 2),
+            ]),
+            cost_by: Named(vec![
+                ("code|m-code".into(), 2.375),
+                ("large|m-large".into(), 56.0),
+                ("small|m-small".into(), 0.8125),
+                ("|".into(), 1.25),
+            ]),
+            tokens_by: Named::from_pairs(&[
+                ("in|code", 114),
+                ("in|large", 137),
+                ("in|small", 62),
+                ("out|code", 126),
+                ("out|large", 145),
+                ("out|small", 70),
+            ]),
+            latency_by: Named::from_pairs(&[
+                ("code|10", 2),
+                ("code|sum", 30000),
+                ("large|10", 1),
+                ("large|8", 1),
+                ("large|9", 1),
+                ("large|sum", 29000),
+                ("small|10", 1),
+                ("small|6", 1),
+                ("small|sum", 12000),
+            ]),
             ..Aggregate::default()
         };
         assert_eq!(b, expected);
@@ -1463,6 +1581,51 @@ mod tests {
             dropped_stream_events: 2_867,
             failed_requests_with_cost: 2,
             keys: Named::default(),
+            series: Named::from_pairs(&[
+                ("code|m-code|no_usage", 1),
+                ("code|m-code|ok", 2),
+                ("large|m-large|no_usage", 1),
+                ("large|m-large|ok", 3),
+                ("large|m-large|upstream_cut", 1),
+                ("small|m-small|client_disconnected", 1),
+                ("small|m-small|no_usage", 1),
+                ("small|m-small|ok", 1),
+                ("small|m-small|upstream_cut", 1),
+                ("||bad_request", 1),
+                ("||upstream_broken", 2),
+                ("||upstream_error", 3),
+                ("||upstream_timeout", 2),
+            ]),
+            cost_by: Named(vec![
+                ("code|m-code".into(), 2.5),
+                ("large|m-large".into(), 61.0),
+                ("small|m-small".into(), 1.5625),
+                ("|".into(), 1.75),
+            ]),
+            tokens_by: Named::from_pairs(&[
+                ("in|code", 115),
+                ("in|large", 152),
+                ("in|small", 72),
+                ("out|code", 130),
+                ("out|large", 163),
+                ("out|small", 86),
+            ]),
+            latency_by: Named::from_pairs(&[
+                ("code|1", 1),
+                ("code|10", 2),
+                ("code|sum", 30025),
+                ("large|10", 1),
+                ("large|2", 1),
+                ("large|5", 1),
+                ("large|8", 1),
+                ("large|9", 1),
+                ("large|sum", 29350),
+                ("small|10", 1),
+                ("small|3", 1),
+                ("small|4", 1),
+                ("small|6", 1),
+                ("small|sum", 12300),
+            ]),
             ..Aggregate::default()
         };
         assert_eq!(merged, expected);

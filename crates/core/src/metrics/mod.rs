@@ -2,6 +2,7 @@
 //! that owns it.
 
 pub mod aggregate;
+pub mod expose;
 pub mod outbox;
 pub mod prometheus;
 pub mod sketch;
