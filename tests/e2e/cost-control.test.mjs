@@ -8,7 +8,7 @@ import { createHmac } from "node:crypto";
 import { rmSync } from "node:fs";
 import { startGateway, tempDir } from "./harness.mjs";
 import { startMistralStub } from "./mistral-stub.mjs";
-import { client, secret, tag, assertError, assertNoSecrets, findStubRequests, PRICES } from "./helpers.mjs";
+import { client, secret, tag, assertError, assertNoSecrets, findStubRequests, pollUntil, PRICES } from "./helpers.mjs";
 
 /** The gateway's key id: HMAC-SHA-256 keyed "llm-mux key id" over the key, 12 hex digits. */
 const keyId = (key) => createHmac("sha256", "llm-mux key id").update(key).digest("hex").slice(0, 12);
@@ -64,8 +64,10 @@ describe("rate limits per key and floods", () => {
     assert.equal(chat.json.error.key_id, keyId(A));
     assert.ok(chat.headers.get("retry-after"));
     assert.equal(findStubRequests(stub, t).length, 3, "the limited requests never reached the upstream");
-    // The refusal is logged with the key id, never the key.
-    assert.match(gw.logs(), new RegExp(`429 key ${keyId(A)}: rate limit reached`));
+    // The refusal is logged with the key id, never the key. Log output reaches wrangler's
+    // stdout asynchronously (it failed once when read at once): wait for the line.
+    const refusal = new RegExp(`429 key ${keyId(A)}: rate limit reached`);
+    assert.match(await pollUntil(() => gw.logs(), (l) => refusal.test(l)), refusal);
     // Another key has its own (unlimited) budget of requests.
     for (let i = 0; i < 5; i++) assert.equal((await b.query({ query: `hello ${t} b${i}` })).status, 200);
   });

@@ -9,7 +9,7 @@ import http from "node:http";
 
 import { startGateway } from "./harness.mjs";
 import { startMistralStub } from "./mistral-stub.mjs";
-import { secret, tag } from "./helpers.mjs";
+import { secret, tag, pollUntil } from "./helpers.mjs";
 import { metrics } from "./chat-helpers.mjs";
 
 const KEY = secret("limits");
@@ -148,7 +148,9 @@ describe("DELETE /metrics (LLM_MUX_ADMIN_KEY)", () => {
     // Counting goes on after the reset.
     await fetch(`${gw.url}/query`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: "after the reset" }) });
     assert.equal((await metrics(gw)).total_requests, 1);
-    assert.match(gw.logs(), /metrics reset by the admin key/);
+    // The runtime's log output reaches wrangler's stdout asynchronously: wait for it.
+    const logs = await pollUntil(() => gw.logs(), (l) => /metrics reset by the admin key/.test(l));
+    assert.match(logs, /metrics reset by the admin key/);
     assert.ok(!gw.logs().includes(ADMIN), "the admin key is not logged");
   });
 
