@@ -17,6 +17,7 @@ use worker::{
 };
 
 use llm_mux_core::ledger::{self, Admit, Ledger, Settle, Spend, Verdict};
+use llm_mux_core::metrics::outbox::FlushWindow;
 
 /// Binding name of the Durable Object namespace (wrangler.toml).
 pub const BINDING: &str = "LEDGER";
@@ -134,13 +135,11 @@ pub async fn admit(env: &Env, admit: &Admit) -> Result<Verdict> {
 }
 
 thread_local! {
-    /// This isolate's settlements not yet sent, and since when a flusher waits for them.
-    static SETTLEMENTS: std::cell::RefCell<(Vec<Settle>, Option<u64>)> =
-        const { std::cell::RefCell::new((Vec::new(), None)) };
+    /// This isolate's settlements not yet sent, and whether a flusher waits for them (the
+    /// metrics outbox's window policy).
+    static SETTLEMENTS: std::cell::RefCell<(Vec<Settle>, FlushWindow)> =
+        std::cell::RefCell::new((Vec::new(), FlushWindow::default()));
 }
-
-/// A flusher this late past its window is presumed dead (its request was cancelled).
-const STALE_AFTER_MS: u64 = 10_000;
 
 /// Settles a request at its real cost after the response: settlements are gathered per
 /// isolate for `window_ms` (METRICS_BATCH_MS) and sent per ledger object in one call, so
@@ -161,15 +160,9 @@ pub fn enqueue(
 ) -> Option<impl std::future::Future<Output = ()> + 'static> {
     let now = crate::runtime::now_ms();
     let start = SETTLEMENTS.with(|cell| {
-        let (queue, since) = &mut *cell.borrow_mut();
+        let (queue, flusher) = &mut *cell.borrow_mut();
         queue.push(settle);
-        let alive = since.is_some_and(|s| now.saturating_sub(s) <= window_ms + STALE_AFTER_MS);
-        if alive {
-            false
-        } else {
-            *since = Some(now);
-            true
-        }
+        flusher.start(now, window_ms)
     });
     let env = env.clone();
     start.then_some(async move {
@@ -183,9 +176,9 @@ pub fn enqueue(
 /// The queued settlements (`flusher`: taken by the flusher, so the next one starts anew).
 fn take(flusher: bool) -> Vec<Settle> {
     SETTLEMENTS.with(|cell| {
-        let (queue, since) = &mut *cell.borrow_mut();
+        let (queue, window) = &mut *cell.borrow_mut();
         if flusher {
-            *since = None;
+            window.taken();
         }
         std::mem::take(queue)
     })

@@ -34,12 +34,39 @@ pub enum Push {
     SendNow,
 }
 
+/// Whether a flusher is waiting for a queue's batch: the part of the batching policy that
+/// the metrics outbox and the ledger's settlement queue (`src/ledger_store.rs`) share.
+#[derive(Debug, Default)]
+pub struct FlushWindow {
+    /// When the waiting flusher started (ms since the epoch), if one is waiting.
+    since_ms: Option<u64>,
+}
+
+impl FlushWindow {
+    /// Whether the caller must start a flusher for an item queued at `now_ms`: none is
+    /// waiting, or the one waiting is more than [`Outbox::STALE_AFTER_MS`] past its
+    /// window (its request was cancelled) and is replaced.
+    pub fn start(&mut self, now_ms: u64, window_ms: u64) -> bool {
+        let alive = self.since_ms.is_some_and(|since| {
+            now_ms.saturating_sub(since) <= window_ms + Outbox::STALE_AFTER_MS
+        });
+        if !alive {
+            self.since_ms = Some(now_ms);
+        }
+        !alive
+    }
+
+    /// The flusher took its batch: the next item starts a new one.
+    pub fn taken(&mut self) {
+        self.since_ms = None;
+    }
+}
+
 /// The queue of events of one isolate.
 #[derive(Debug, Default)]
 pub struct Outbox {
     events: Vec<MetricsEvent>,
-    /// When the waiting flusher started (ms since the epoch), if one is waiting.
-    flusher_since_ms: Option<u64>,
+    flusher: FlushWindow,
 }
 
 impl Outbox {
@@ -82,20 +109,16 @@ impl Outbox {
         if window_ms == 0 || self.events.len() >= Self::MAX_BATCH {
             return Push::SendNow;
         }
-        let flusher_alive = self
-            .flusher_since_ms
-            .is_some_and(|since| now_ms.saturating_sub(since) <= window_ms + Self::STALE_AFTER_MS);
-        if flusher_alive {
-            Push::Queued
-        } else {
-            self.flusher_since_ms = Some(now_ms);
+        if self.flusher.start(now_ms, window_ms) {
             Push::StartFlusher { window_ms }
+        } else {
+            Push::Queued
         }
     }
 
     /// The flusher's batch: everything queued; the next event starts a new flusher.
     pub fn take_batch(&mut self) -> Vec<MetricsEvent> {
-        self.flusher_since_ms = None;
+        self.flusher.taken();
         std::mem::take(&mut self.events)
     }
 
