@@ -124,13 +124,8 @@ pub fn fallback(
     tier: usize,
     reason: &'static str,
 ) -> Result<Plan, GatewayError> {
+    let to = tier_name(config, tier)?;
     let mut decision = failed.decision.clone();
-    let to = config
-        .tiers
-        .get(tier)
-        .ok_or_else(|| GatewayError::Internal("fallback to a missing tier".into()))?
-        .name()
-        .to_string();
     // The first tier that failed stays the `from` of a second fallback.
     let from = failed
         .decision
@@ -142,11 +137,7 @@ pub fn fallback(
         to: to.clone(),
         reason,
     });
-    decision.tier = tier;
-    decision.tier_name = to;
-    let mut plan = finish(config, request, decision, failed.features.clone())?;
-    plan.router = failed.router;
-    Ok(plan)
+    moved(config, request, failed, decision, (tier, to))
 }
 
 /// The plan of the same request moved to tier `tier` before any call (cost control):
@@ -163,14 +154,36 @@ pub fn downgrade(
         from: planned.decision.tier_name.clone(),
         reason,
     });
-    decision.tier = tier;
-    decision.tier_name = config
+    moved(
+        config,
+        request,
+        planned,
+        decision,
+        (tier, tier_name(config, tier)?),
+    )
+}
+
+/// Name of tier `tier`.
+fn tier_name(config: &Config, tier: usize) -> Result<String, GatewayError> {
+    config
         .tiers
         .get(tier)
         .map(|t| t.name().to_string())
-        .unwrap_or_default();
-    let mut plan = finish(config, request, decision, planned.features.clone())?;
-    plan.router = planned.router;
+        .ok_or_else(|| GatewayError::Internal("a move to a missing tier".into()))
+}
+
+/// `from`'s request built anew for `to` (tier index and name) with `decision` (its note
+/// already set): the score, features and router stay `from`'s.
+fn moved(
+    config: &Config,
+    request: &ChatRequest,
+    from: &Plan,
+    mut decision: RoutingDecision,
+    to: (usize, String),
+) -> Result<Plan, GatewayError> {
+    (decision.tier, decision.tier_name) = to;
+    let mut plan = finish(config, request, decision, from.features.clone())?;
+    plan.router = from.router;
     Ok(plan)
 }
 
