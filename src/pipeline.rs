@@ -380,9 +380,7 @@ fn from_cache(
         latency_ms,
         None,
     )?;
-    event.set_cache("hit", priced.cost_usd);
-    priced.cost_usd = 0.0;
-    priced.cost_if_large_usd = 0.0;
+    accounting::cache_hit(&mut priced, &mut event);
     let now_s = runtime::now_ms() / 1000;
     let answer = endpoint.whole_answer(plan, completion, raw, &priced, latency_ms, now_s)?;
     let mut response = respond::answer(answer, plan).or_internal()?;
@@ -487,9 +485,7 @@ fn stream_settlement(
         );
         // A cached answer costs nothing; what it would have cost is the cache's saving.
         if let (true, Ok((priced, event))) = (from_cache, &mut settled) {
-            event.set_cache("hit", priced.cost_usd);
-            priced.cost_usd = 0.0;
-            priced.cost_if_large_usd = 0.0;
+            accounting::cache_hit(priced, event);
         }
         let priced: Result<&Accounting, &GatewayError> = match &settled {
             Ok((accounting, _)) => Ok(accounting),

@@ -163,6 +163,14 @@ pub fn settle(
     Ok((accounting, event))
 }
 
+/// A settled answer that came from the response cache: it cost nothing upstream, and what
+/// it would have cost is recorded in `event` as the cache's saving.
+pub fn cache_hit(accounting: &mut Accounting, event: &mut MetricsEvent) {
+    event.set_cache("hit", accounting.cost_usd);
+    accounting.cost_usd = 0.0;
+    accounting.cost_if_large_usd = 0.0;
+}
+
 /// What the tokens of `accounting` cost, or would have cost, on the lower and on the top
 /// tier: the served tier's cost and the always-top counterfactual when a lower tier
 /// served; the top tier's cost and the next plain tier below's price when the top served.
@@ -399,6 +407,43 @@ mod tests {
         assert!(
             matches!(e, MetricsEvent::Completed { ref tier, top_tier: false, latency_ms: 42, .. } if tier == "small")
         );
+    }
+
+    #[test]
+    fn a_cache_hit_costs_nothing_and_records_its_saving() {
+        let c = config(&[("ROUTING_THRESHOLD", "1")]);
+        let r = ChatRequest::single_turn("auto", "hi", None, false);
+        let d = plan(&c, &r, Requested::Auto, "hi").unwrap();
+        let usage = Usage {
+            prompt_tokens: 8,
+            completion_tokens: 12,
+        };
+        let (mut a, mut e) = settle(
+            &c,
+            "r",
+            &d,
+            &answered("mistral-small-2603", Some(usage), 0),
+            5,
+            None,
+        )
+        .unwrap();
+        let paid = a.cost_usd;
+        assert!(paid > 0.0);
+        cache_hit(&mut a, &mut e);
+        assert_eq!((a.cost_usd, a.cost_if_large_usd), (0.0, 0.0));
+        let MetricsEvent::Completed {
+            cost_usd,
+            cost_if_large_usd,
+            tokens_in,
+            cache,
+            cache_saved_usd,
+            ..
+        } = e
+        else {
+            panic!("not completed");
+        };
+        assert_eq!((cost_usd, cost_if_large_usd, tokens_in), (0.0, 0.0, 0));
+        assert_eq!((cache.as_deref(), cache_saved_usd), (Some("hit"), paid));
     }
 
     #[test]
