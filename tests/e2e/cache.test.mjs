@@ -4,12 +4,10 @@
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { startGateway } from "./harness.mjs";
 import { startMistralStub } from "./mistral-stub.mjs";
-import { client, secret, tag, findStubRequests, sleep } from "./helpers.mjs";
+import { client, secret, tag, findStubRequests, sleep, keyId } from "./helpers.mjs";
 
-const keyId = (key) => createHmac("sha256", "llm-mux key id").update(key).digest("hex").slice(0, 12);
 
 describe("response cache", () => {
   const MISTRAL_KEY = secret("mistral");

@@ -4,14 +4,11 @@
 
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { rmSync } from "node:fs";
 import { startGateway, tempDir } from "./harness.mjs";
 import { startMistralStub } from "./mistral-stub.mjs";
-import { client, secret, tag, assertError, assertNoSecrets, findStubRequests, pollUntil, PRICES } from "./helpers.mjs";
+import { client, secret, tag, assertError, assertNoSecrets, findStubRequests, pollUntil, PRICES, keyId } from "./helpers.mjs";
 
-/** The gateway's key id: HMAC-SHA-256 keyed "llm-mux key id" over the key, 12 hex digits. */
-const keyId = (key) => createHmac("sha256", "llm-mux key id").update(key).digest("hex").slice(0, 12);
 
 /** Picodollars of a cost as the ledger counts them (rounded per request). */
 const pico = (usd) => BigInt(Math.round(usd * 1e12));

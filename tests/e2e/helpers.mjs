@@ -2,7 +2,7 @@
 // the "secrets never leak" checks), the contract's price table, polling, and assertions.
 
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { ALLOWED_FIELDS, contentText } from "./mistral-stub.mjs";
 
 /** USD per 1M tokens (input, output), keyed on dated ids and aliases (the contract's table). */
@@ -31,6 +31,11 @@ export function largeCost(tokensIn, tokensOut) {
 /** A distinctive secret for one spec file. */
 export function secret(label = "key") {
   return `sk-e2e-${label}-${randomBytes(12).toString("hex")}`;
+}
+
+/** The gateway's id of a client key: HMAC-SHA-256 keyed "llm-mux key id", 12 hex digits. */
+export function keyId(key) {
+  return createHmac("sha256", "llm-mux key id").update(key).digest("hex").slice(0, 12);
 }
 
 /** A short unique tag to find a gateway request again among the stub's recorded requests. */
