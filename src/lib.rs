@@ -53,8 +53,14 @@ thread_local! {
 
 fn config(env: &Env) -> std::rc::Rc<Result<Config, error::GatewayError>> {
     CONFIG.with(|cell| {
-        cell.get_or_init(|| std::rc::Rc::new(load_config(env)))
-            .clone()
+        cell.get_or_init(|| {
+            let config = load_config(env);
+            if let Ok(config) = &config {
+                metrics_shipping::configure(config.metrics_shards);
+            }
+            std::rc::Rc::new(config)
+        })
+        .clone()
     })
 }
 
@@ -133,7 +139,9 @@ async fn route(
         Ok(Route::MetricsReset) => {
             let authorization = req.headers().get("authorization").ok().flatten();
             match stages::authorize_admin(exchange.config, authorization.as_deref()) {
-                Ok(_) => handlers::metrics::reset(env, ctx, exchange.request_id).await,
+                Ok(config) => {
+                    handlers::metrics::reset(env, ctx, config, exchange.request_id).await
+                }
                 Err(e) => Err(e),
             }
             .or_else(|e| error_response(exchange, &e))?
@@ -149,6 +157,8 @@ async fn route(
                 ),
             };
             let access = stages::authorize(exchange.config, &keys, authorization.as_deref());
+            let url = req.url();
+            let window = routes::query_param(&url, "window");
             match route {
                 Route::Query => pipeline::serve(&QueryApi, req, env, ctx, access, exchange).await?,
                 Route::ChatCompletions => {
@@ -160,8 +170,13 @@ async fn route(
                         let accept = req.headers().get("accept").ok().flatten();
                         let text = route == Route::MetricsPrometheus
                             || llm_mux_core::metrics::expose::wants_prometheus(accept.as_deref());
-                        handlers::metrics::handle(env, ctx, config, text).await
+                        handlers::metrics::handle(env, ctx, config, window, text).await
                     }
+                    Err(e) => Err(e),
+                }
+                .or_else(|e| error_response(exchange, &e))?,
+                Route::MetricsSeries => match access {
+                    Ok(config) => handlers::metrics::series(env, ctx, config, window).await,
                     Err(e) => Err(e),
                 }
                 .or_else(|e| error_response(exchange, &e))?,

@@ -18,6 +18,27 @@ thread_local! {
     static OUTBOX: std::cell::RefCell<Outbox> = std::cell::RefCell::new(Outbox::default());
     /// Batches of this isolate on their way to the Durable Object.
     static IN_FLIGHT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// The metrics shard of this isolate: drawn at random once (METRICS_SHARDS).
+    static SHARD: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+    /// METRICS_SHARDS, as configured.
+    static SHARDS: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
+}
+
+/// Takes the shard count (METRICS_SHARDS) of this isolate's configuration.
+pub fn configure(shards: u32) {
+    SHARDS.with(|s| s.set(shards.max(1)));
+}
+
+/// The shard this isolate sends its batches to. Always the same one, so a retried batch
+/// reaches the object that remembers its ids.
+fn shard() -> u32 {
+    SHARD.with(|shard| {
+        let chosen = shard
+            .get()
+            .unwrap_or_else(|| (crate::random_u64() % u64::from(SHARDS.with(|s| s.get()))) as u32);
+        shard.set(Some(chosen));
+        chosen
+    })
 }
 
 /// Longest a reader waits for this isolate's sends under way.
@@ -120,7 +141,7 @@ async fn send_batch(env: &Env, batch: &[MetricsEvent]) {
 }
 
 async fn deliver(env: &Env, batch: &[MetricsEvent]) {
-    let sent = async { MetricsClient::connect(env)?.record(batch).await }.await;
+    let sent = async { MetricsClient::connect(env, shard())?.record(batch).await }.await;
     if let Err(e) = sent {
         worker::console_error!("metrics: {} events not recorded: {e}", batch.len());
     }

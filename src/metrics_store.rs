@@ -3,9 +3,12 @@
 //!
 //! Storage design: the whole aggregate is one row (`id = 1`, JSON), kept in memory and
 //! rewritten per batch of events (the worker batches them per isolate, see
-//! [`llm_mux_core::metrics::outbox`]), so a batch costs one row written (and the one row read by the
-//! upsert's conflict check) however many requests it holds; the aggregate is read from
-//! storage only on start. A Durable Object runs one request at a time and
+//! [`llm_mux_core::metrics::outbox`]); so are the current 5-minute and hourly bucket
+//! aggregates of the time windows (table `buckets`, [`llm_mux_core::metrics::window`]).
+//! A batch costs three rows written however many requests it holds; the aggregates are
+//! read from storage only on start (and a bucket when its period begins, when the
+//! buckets past their retention are deleted). Events are spread over `METRICS_SHARDS`
+//! such objects (one per isolate); a read merges them. A Durable Object runs one request at a time and
 //! `SqlStorage::exec` is synchronous, so the read-modify-write below never interleaves
 //! with another batch.
 
@@ -17,12 +20,21 @@ use worker::{
     durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State,
 };
 
+use crate::metrics::window::{self, Window};
 use crate::metrics::{Aggregate, MetricsEvent};
 
 /// Binding name of the Durable Object namespace (wrangler.toml).
 pub const BINDING: &str = "METRICS";
-/// Name of the single aggregate object.
-const OBJECT_NAME: &str = "global";
+
+/// Name of shard `shard`'s object: the first keeps the name of the single object of
+/// versions before sharding (`global`), so its totals carry over.
+pub fn shard_name(shard: u32) -> String {
+    if shard == 0 {
+        "global".to_string()
+    } else {
+        format!("shard-{shard}")
+    }
+}
 
 /// Ids of recently recorded events, so that a retried delivery is counted once.
 #[derive(Debug, Default)]
@@ -69,14 +81,17 @@ pub struct StorageCounters {
     pub batches: u64,
     /// Duplicate deliveries ignored.
     pub duplicates: u64,
-    /// SQLite rows written.
+    /// SQLite rows written (the batches' rows and the finished buckets').
     pub rows_written: u64,
     /// SQLite rows read.
     pub rows_read: u64,
+    /// Of `rows_written`, those of finished time buckets (and of the old ones deleted):
+    /// two or so per 5 minutes, whatever the traffic.
+    pub bucket_rows_written: u64,
 }
 
 impl StorageCounters {
-    /// As stored: the five numbers, comma-separated (no JSON parser needed to read back).
+    /// As stored: the numbers, comma-separated (no JSON parser needed to read back).
     pub fn to_text(&self) -> String {
         let Self {
             events,
@@ -84,31 +99,42 @@ impl StorageCounters {
             duplicates,
             rows_written,
             rows_read,
+            bucket_rows_written,
         } = self;
-        format!("{events},{batches},{duplicates},{rows_written},{rows_read}")
+        format!("{events},{batches},{duplicates},{rows_written},{rows_read},{bucket_rows_written}")
     }
 
-    /// Reads [`Self::to_text`]; anything else (an older row without counters) is zeros.
+    /// Reads [`Self::to_text`] (also the five numbers of versions before time buckets);
+    /// anything else (an older row without counters) is zeros.
     pub fn from_text(text: &str) -> Self {
         let numbers: Vec<u64> = text.split(',').filter_map(|n| n.parse().ok()).collect();
         match numbers[..] {
-            [events, batches, duplicates, rows_written, rows_read] => Self {
-                events,
-                batches,
-                duplicates,
-                rows_written,
-                rows_read,
-            },
+            [events, batches, duplicates, rows_written, rows_read, ref rest @ ..]
+                if rest.len() <= 1 =>
+            {
+                Self {
+                    events,
+                    batches,
+                    duplicates,
+                    rows_written,
+                    rows_read,
+                    bucket_rows_written: rest.first().copied().unwrap_or(0),
+                }
+            }
             _ => Self::default(),
         }
     }
 }
 
+/// The current time buckets: `(span, start, aggregate)` of each width.
+type Current = Vec<(u64, u64, Aggregate)>;
+
 /// The metrics Durable Object.
 #[durable_object]
 pub struct MetricsStore {
     state: State,
-    aggregate: RefCell<Option<Aggregate>>,
+    /// The all-time aggregate and the current buckets, once loaded.
+    loaded: RefCell<Option<(Aggregate, Current)>>,
     recent: RefCell<RecentIds>,
     counters: RefCell<StorageCounters>,
 }
@@ -118,78 +144,214 @@ impl MetricsStore {
         let sql = self.state.storage().sql();
         sql.exec(
             "CREATE TABLE IF NOT EXISTS aggregate \
-             (id INTEGER PRIMARY KEY, state TEXT NOT NULL, storage TEXT)",
+             (id INTEGER PRIMARY KEY, state TEXT NOT NULL, storage TEXT, current TEXT)",
             None,
         )?;
-        // Tables created before the counters were kept lack the column.
-        if sql
-            .exec("SELECT storage FROM aggregate LIMIT 0", None)
-            .is_err()
-        {
-            sql.exec("ALTER TABLE aggregate ADD COLUMN storage TEXT", None)?;
+        // Tables created before the counters (or the time buckets) were kept lack columns.
+        for column in ["storage", "current"] {
+            if sql
+                .exec(&format!("SELECT {column} FROM aggregate LIMIT 0"), None)
+                .is_err()
+            {
+                sql.exec(&format!("ALTER TABLE aggregate ADD COLUMN {column} TEXT"), None)?;
+            }
         }
+        sql.exec(
+            "CREATE TABLE IF NOT EXISTS buckets (span INTEGER NOT NULL, start INTEGER NOT NULL, \
+             state TEXT NOT NULL, PRIMARY KEY (span, start))",
+            None,
+        )?;
         Ok(())
     }
 
-    /// The aggregate, loaded from storage on first use after a (re)start.
-    fn load(&self) -> Result<Aggregate> {
-        if let Some(cached) = self.aggregate.borrow().as_ref() {
+    /// The all-time aggregate and the current buckets, loaded from storage on first use
+    /// after a (re)start.
+    fn load(&self) -> Result<(Aggregate, Current)> {
+        if let Some(cached) = self.loaded.borrow().as_ref() {
             return Ok(cached.clone());
         }
-        let cursor = self
-            .state
-            .storage()
-            .sql()
-            .exec("SELECT state, storage FROM aggregate WHERE id = 1", None)?;
+        let cursor = self.state.storage().sql().exec(
+            "SELECT state, storage, current FROM aggregate WHERE id = 1",
+            None,
+        )?;
         // Raw values rather than `to_array::<Row>()`, which would deserialize through
         // serde_wasm_bindgen: with `fetch` reading batches with serde_json, that leaves
         // none of its deserializer in the wasm.
         let rows = cursor.raw().collect::<Result<Vec<_>>>()?;
-        let (aggregate, stored) = match rows.first().map(Vec::as_slice) {
-            Some([SqlStorageValue::String(state), storage]) => (
+        let text = |v: &SqlStorageValue| match v {
+            SqlStorageValue::String(text) => Some(text.clone()),
+            _ => None,
+        };
+        let (aggregate, stored, current) = match rows.first().map(Vec::as_slice) {
+            Some([SqlStorageValue::String(state), storage, current]) => (
                 serde_json::from_slice(state.as_bytes())?,
-                match storage {
-                    SqlStorageValue::String(text) => StorageCounters::from_text(text),
-                    _ => StorageCounters::default(),
+                text(storage).map_or_else(StorageCounters::default, |t| {
+                    StorageCounters::from_text(&t)
+                }),
+                match text(current) {
+                    Some(t) => current_from_value(&serde_json::from_slice(t.as_bytes())?),
+                    None => Vec::new(),
                 },
             ),
             Some(_) => {
                 return Err(worker::Error::RustError(
-                    "aggregate row: expected a text state and storage column".into(),
+                    "aggregate row: expected a text state, storage and current column".into(),
                 ))
             }
-            None => (Aggregate::default(), StorageCounters::default()),
+            None => (Aggregate::default(), StorageCounters::default(), Vec::new()),
         };
         // Nothing is counted before the first load (every use of the counters loads first).
         *self.counters.borrow_mut() = StorageCounters {
             rows_read: stored.rows_read + cursor.rows_read() as u64,
             ..stored
         };
-        *self.aggregate.borrow_mut() = Some(aggregate.clone());
-        Ok(aggregate)
+        *self.loaded.borrow_mut() = Some((aggregate.clone(), current.clone()));
+        Ok((aggregate, current))
     }
 
-    /// Writes the one row (aggregate and storage counters) and keeps both in memory.
-    fn write(&self, aggregate: Aggregate, mut counters: StorageCounters) -> Result<()> {
+    /// Makes `current` the buckets holding `now_s`: a bucket whose period has ended is
+    /// written to the `buckets` table (once), the new one starts empty (or from a row of
+    /// its own period, should the clock have gone back), and buckets past their retention
+    /// are deleted. Returns the rows this wrote.
+    fn roll(&self, current: &mut Current, now_s: u64) -> Result<u64> {
+        let sql = self.state.storage().sql();
+        let mut written = 0;
+        for (span, retention) in window::SPANS {
+            let start = window::bucket_start(now_s, span);
+            let at = current.iter().position(|b| b.0 == span);
+            if matches!(at, Some(i) if current[i].1 == start) {
+                continue;
+            }
+            if let Some(i) = at {
+                let (_, old_start, old) = current.remove(i);
+                let cursor = sql.exec(
+                    "INSERT INTO buckets (span, start, state) VALUES (?, ?, ?) \
+                     ON CONFLICT(span, start) DO UPDATE SET state = excluded.state",
+                    vec![
+                        (span as i64).into(),
+                        (old_start as i64).into(),
+                        serde_json::to_string(&old)?.into(),
+                    ],
+                )?;
+                written += cursor.rows_written() as u64;
+            }
+            let mut fresh = Aggregate::default();
+            for (_, state) in self.stored_buckets(span, start, Some(start))? {
+                fresh = serde_json::from_slice(state.as_bytes())?;
+            }
+            let cursor = sql.exec(
+                "DELETE FROM buckets WHERE span = ? AND (start < ? OR start = ?)",
+                vec![
+                    (span as i64).into(),
+                    (now_s.saturating_sub(retention) as i64).into(),
+                    (start as i64).into(),
+                ],
+            )?;
+            written += cursor.rows_written() as u64;
+            current.push((span, start, fresh));
+        }
+        Ok(written)
+    }
+
+    /// The finished buckets of `span` from `from` on (up to `to`): `(start, state)`.
+    fn stored_buckets(&self, span: u64, from: u64, to: Option<u64>) -> Result<Vec<(u64, String)>> {
+        let rows = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT start, state FROM buckets WHERE span = ? AND start >= ? AND start <= ?",
+                vec![
+                    (span as i64).into(),
+                    (from as i64).into(),
+                    (to.unwrap_or(i64::MAX as u64) as i64).into(),
+                ],
+            )?
+            .raw()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| match row.as_slice() {
+                [SqlStorageValue::Integer(start), SqlStorageValue::String(state)] => {
+                    Some((*start as u64, state.clone()))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The buckets of `span` from `from` on: the finished ones stored, and the current one.
+    fn buckets_from(&self, span: u64, from: u64) -> Result<Vec<(u64, Aggregate)>> {
+        let (_, current) = self.load()?;
+        let mut found = Vec::new();
+        for (start, state) in self.stored_buckets(span, from, None)? {
+            found.push((start, serde_json::from_slice(state.as_bytes())?));
+        }
+        found.extend(
+            current
+                .into_iter()
+                .filter(|b| b.0 == span && b.1 >= from)
+                .map(|(_, start, aggregate)| (start, aggregate)),
+        );
+        Ok(found)
+    }
+
+    /// The aggregate of `window` (all time, or the merge of its buckets).
+    fn window_aggregate(&self, window: Window) -> Result<Aggregate> {
+        let Some((span, from)) = window.buckets(crate::runtime::now_ms() / 1000) else {
+            return Ok(self.load()?.0);
+        };
+        let mut merged = Aggregate::default();
+        for (_, aggregate) in self.buckets_from(span, from)? {
+            merged.merge(&aggregate);
+        }
+        Ok(merged)
+    }
+
+    /// The figures of each bucket a series of `window` reads.
+    fn series_buckets(&self, window: Window) -> Result<Vec<window::BucketFigures>> {
+        let ((span, from), _) = window.series(crate::runtime::now_ms() / 1000);
+        Ok(self
+            .buckets_from(span, from)?
+            .into_iter()
+            .map(|(start, a)| {
+                (
+                    start,
+                    a.total_requests,
+                    a.failed_requests.total(),
+                    a.total_cost_usd,
+                    a.cost_if_always_large_usd,
+                )
+            })
+            .collect())
+    }
+
+    /// Writes the one row (aggregate, current buckets and storage counters) and keeps them
+    /// in memory.
+    fn write(&self, aggregate: Aggregate, current: Current, mut counters: StorageCounters) -> Result<()> {
+        let buckets: Vec<(u64, u64, &Aggregate)> =
+            current.iter().map(|(span, start, a)| (*span, *start, a)).collect();
         let cursor = self.state.storage().sql().exec(
-            "INSERT INTO aggregate (id, state, storage) VALUES (1, ?, ?) \
-             ON CONFLICT(id) DO UPDATE SET state = excluded.state, storage = excluded.storage",
+            "INSERT INTO aggregate (id, state, storage, current) VALUES (1, ?, ?, ?) \
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state, storage = excluded.storage, \
+             current = excluded.current",
             vec![
                 SqlStorageValue::from(serde_json::to_string(&aggregate)?),
                 SqlStorageValue::from(counters.to_text()),
+                SqlStorageValue::from(serde_json::to_string(&buckets)?),
             ],
         )?;
         counters.rows_written += cursor.rows_written() as u64;
         counters.rows_read += cursor.rows_read() as u64;
         *self.counters.borrow_mut() = counters;
-        *self.aggregate.borrow_mut() = Some(aggregate);
+        *self.loaded.borrow_mut() = Some((aggregate, current));
         Ok(())
     }
 
     /// Folds in the events not seen before and writes the row once; returns how many
     /// were new.
     fn record(&self, events: &[MetricsEvent]) -> Result<u64> {
-        let mut aggregate = self.load()?;
+        let (mut aggregate, mut current) = self.load()?;
         // Ids are remembered only once the row is written: if the write fails, the
         // client's retry must not be taken for a duplicate.
         // (A batch holds at most a few hundred events: a list is enough to catch an id
@@ -202,7 +364,6 @@ impl MetricsStore {
                 duplicates += 1;
             } else {
                 new_ids.push(id);
-                aggregate.apply(event);
             }
         }
         self.counters.borrow_mut().duplicates += duplicates;
@@ -210,33 +371,68 @@ impl MetricsStore {
         if recorded == 0 {
             return Ok(0);
         }
+        // A finished bucket is written once, by the first batch after its period; if this
+        // batch's row then fails, the next batch writes the same row again.
+        let bucket_rows = self.roll(&mut current, crate::runtime::now_ms() / 1000)?;
+        let mut seen: Vec<&str> = Vec::with_capacity(events.len());
+        for event in events {
+            let id = event.id();
+            if self.recent.borrow().contains(id) || seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            aggregate.apply(event);
+            for bucket in &mut current {
+                bucket.2.apply(event);
+            }
+        }
         let mut counters = *self.counters.borrow();
         counters.events += recorded;
         counters.batches += 1;
-        self.write(aggregate, counters)?;
+        counters.rows_written += bucket_rows;
+        counters.bucket_rows_written += bucket_rows;
+        self.write(aggregate, current, counters)?;
         let mut recent = self.recent.borrow_mut();
         for id in new_ids {
             recent.insert(id);
         }
         Ok(recorded)
     }
-}
 
-impl MetricsStore {
-    /// Sets the aggregate back to empty (the storage counters and the recent ids stay: a
-    /// late retry of an old batch is still a duplicate).
+    /// Sets the aggregate and the time buckets back to empty (the storage counters and
+    /// the recent ids stay: a late retry of an old batch is still a duplicate).
     fn reset(&self) -> Result<()> {
         self.load()?;
+        self.state.storage().sql().exec("DELETE FROM buckets", None)?;
         let counters = *self.counters.borrow();
-        self.write(Aggregate::default(), counters)
+        self.write(Aggregate::default(), Vec::new(), counters)
     }
+}
+
+/// The current buckets as stored: `[[span, start, aggregate], ...]`.
+fn current_from_value(value: &serde_json::Value) -> Current {
+    value
+        .as_array()
+        .map(|buckets| {
+            buckets
+                .iter()
+                .filter_map(|b| {
+                    Some((
+                        b.get(0)?.as_u64()?,
+                        b.get(1)?.as_u64()?,
+                        Aggregate::from_value(b.get(2)?),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 impl DurableObject for MetricsStore {
     fn new(state: State, _env: Env) -> Self {
         let store = Self {
             state,
-            aggregate: RefCell::new(None),
+            loaded: RefCell::new(None),
             recent: RefCell::new(RecentIds::default()),
             counters: RefCell::new(StorageCounters::default()),
         };
@@ -260,16 +456,29 @@ impl DurableObject for MetricsStore {
                 Response::from_json(&serde_json::json!({ "reset": true }))
             }
             (Method::Get, "/snapshot") => {
-                let aggregate = self.load()?;
+                let aggregate = self.window_aggregate(window_of(&req)?)?;
                 let counters = *self.counters.borrow();
                 Response::from_json(&serde_json::json!({
                     "aggregate": aggregate,
                     "storage": counters,
                 }))
             }
+            (Method::Get, "/series") => {
+                let figures = self.series_buckets(window_of(&req)?)?;
+                Response::from_json(&serde_json::json!({ "buckets": figures }))
+            }
             _ => Response::error("not found", 404),
         }
     }
+}
+
+/// The `window` parameter of a request to the object (validated by the worker before).
+fn window_of(req: &Request) -> Result<Window> {
+    // The URL as text (`Request::url` would parse it with the `url` crate and its IDNA
+    // tables, ~90 KB of wasm).
+    let url = req.inner().url();
+    Window::parse(llm_mux_core::routes::query_param(&url, "window"))
+        .map_err(|e| worker::Error::RustError(e.client_message()))
 }
 
 /// Worker-side client of the metrics object.
@@ -278,10 +487,10 @@ pub struct MetricsClient {
 }
 
 impl MetricsClient {
-    /// Connects to the single aggregate object.
-    pub fn connect(env: &Env) -> Result<Self> {
+    /// Connects to shard `shard`'s object.
+    pub fn connect(env: &Env, shard: u32) -> Result<Self> {
         let namespace = env.durable_object(BINDING)?;
-        let stub = namespace.id_from_name(OBJECT_NAME)?.get_stub()?;
+        let stub = namespace.id_from_name(&shard_name(shard))?.get_stub()?;
         Ok(Self { stub })
     }
 
@@ -313,11 +522,39 @@ impl MetricsClient {
             .map(|_| ())
     }
 
-    /// Reads the current aggregate and the object's storage counters.
-    pub async fn snapshot(&self) -> Result<Snapshot> {
-        let mut response = self.stub.fetch_with_str("https://metrics/snapshot").await?;
-        let value: serde_json::Value = serde_json::from_slice(response.text().await?.as_bytes())?;
+    /// Reads the aggregate of `window` and the object's storage counters.
+    pub async fn snapshot(&self, window: Window) -> Result<Snapshot> {
+        let value = self.get("snapshot", window).await?;
         Snapshot::from_value(&value).map_err(worker::Error::RustError)
+    }
+
+    /// Reads the figures of the buckets of `window`'s series.
+    pub async fn series(&self, window: Window) -> Result<Vec<window::BucketFigures>> {
+        let value = self.get("series", window).await?;
+        let buckets = value
+            .get("buckets")
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| worker::Error::RustError("series: no buckets".into()))?;
+        Ok(buckets
+            .iter()
+            .filter_map(|b| {
+                let n = |i: usize| b.get(i).and_then(serde_json::Value::as_u64);
+                let x = |i: usize| b.get(i).and_then(serde_json::Value::as_f64);
+                Some((n(0)?, n(1)?, n(2)?, x(3)?, x(4)?))
+            })
+            .collect())
+    }
+
+    async fn get(&self, what: &str, window: Window) -> Result<serde_json::Value> {
+        let url = format!("https://metrics/{what}?window={}", window.name());
+        let mut response = self.stub.fetch_with_str(&url).await?;
+        if response.status_code() != 200 {
+            return Err(worker::Error::RustError(format!(
+                "{what}: status {}",
+                response.status_code()
+            )));
+        }
+        Ok(serde_json::from_slice(response.text().await?.as_bytes())?)
     }
 }
 
@@ -417,10 +654,19 @@ mod tests {
             duplicates: 2,
             rows_written: 681,
             rows_read: 682,
+            bucket_rows_written: 3,
         };
-        assert_eq!(c.to_text(), "54400,680,2,681,682");
+        assert_eq!(c.to_text(), "54400,680,2,681,682,3");
         assert_eq!(StorageCounters::from_text(&c.to_text()), c);
-        for old in ["", "x", "1,2,3", "1,2,3,4,5,6"] {
+        // a row of the versions before time buckets: five numbers
+        assert_eq!(
+            StorageCounters::from_text("54400,680,2,681,682"),
+            StorageCounters {
+                bucket_rows_written: 0,
+                ..c
+            }
+        );
+        for old in ["", "x", "1,2,3", "1,2,3,4,5,6,7"] {
             assert_eq!(StorageCounters::from_text(old), StorageCounters::default());
         }
     }

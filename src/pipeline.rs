@@ -239,6 +239,7 @@ async fn stages(
     };
     // call: attempts, retries and the deadline (the core's policy) over the runtime's
     // fetch; a failure before any answer falls back to the next tier (FALLBACK).
+    let call_started_ms = runtime::now_ms();
     let (plan, answer, request_bytes) = match cached_stream {
         Some(sse) => (
             plan,
@@ -277,6 +278,7 @@ async fn stages(
                 latency_ms,
                 None,
             )?;
+            event.set_timing(latency_ms.min(elapsed_ms(call_started_ms)), None);
             if auto {
                 let (lower, top) = accounting::lower_and_top_costs(config, &plan, &accounting);
                 quality::record_traffic(config, plan.decision.score, lower, top);
@@ -332,6 +334,7 @@ async fn stages(
                 sample,
                 (key_id.map(str::to_string), admission.take()),
                 from_cache,
+                call_started_ms,
             );
             let mut response = respond::stream(
                 env, ctx, window_ms, routing, upstream, meter, limits, finish,
@@ -458,12 +461,14 @@ fn stream_settlement(
     sample: Option<Sampled>,
     ledgered: (Option<String>, Option<Admit>),
     from_cache: bool,
-) -> impl FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static {
+    call_started_ms: u64,
+) -> impl FnOnce(StreamSummary, StreamEnd, Option<u64>) -> (Vec<u8>, Recorded) + 'static {
     let started_ms = exchange.started_ms;
     let request_id = exchange.request_id.to_string();
     let route = exchange.path.to_string();
-    move |summary: StreamSummary, end: StreamEnd| {
+    move |summary: StreamSummary, end: StreamEnd, first_byte_ms: Option<u64>| {
         let latency_ms = elapsed_ms(started_ms);
+        let ttfb_ms = first_byte_ms.map(|at| at.saturating_sub(started_ms));
         let incomplete = summary.incomplete_reason(end);
         let failure = stream_policy::stream_failure(end, &summary);
         let reported = summary.model.clone().unwrap_or_default();
@@ -516,6 +521,7 @@ fn stream_settlement(
         let (key_id, admission) = ledgered;
         let mut event = event;
         event.set_key(key_id.as_deref());
+        event.set_timing(latency_ms.min(elapsed_ms(call_started_ms)), ttfb_ms);
         if config.log_requests {
             let line = llm_mux_core::request_log::Line {
                 request_id: &request_id,

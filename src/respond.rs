@@ -234,7 +234,7 @@ pub fn stream<F>(
     finish: F,
 ) -> worker::Result<Response>
 where
-    F: FnOnce(StreamSummary, StreamEnd) -> (Vec<u8>, Recorded) + 'static,
+    F: FnOnce(StreamSummary, StreamEnd, Option<u64>) -> (Vec<u8>, Recorded) + 'static,
 {
     use futures_util::StreamExt;
     type Flush = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
@@ -244,8 +244,8 @@ where
         Option<Flush>,
     )>();
     let recorder_env = env.clone();
-    let on_end: OnEnd = Box::new(move |summary, end| {
-        let (tail, (event, job, settle)) = finish(summary, end);
+    let on_end: OnEnd = Box::new(move |summary, end, first_byte_ms| {
+        let (tail, (event, job, settle)) = finish(summary, end, first_byte_ms);
         // The event joins the isolate's outbox now, before the last bytes go out, so a
         // client that reads /metrics after its stream ended finds it (a `wait_until` task
         // would queue it only some time later). The send itself runs after the response.

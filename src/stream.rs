@@ -17,8 +17,9 @@ use worker::Delay;
 use crate::runtime;
 use crate::streaming::{StreamEnd, StreamMeter, StreamSummary};
 
-/// Called once when the stream ends; returns the bytes to send last (maybe none).
-pub type OnEnd = Box<dyn FnOnce(StreamSummary, StreamEnd) -> Vec<u8>>;
+/// Called once when the stream ends, with when its first bytes went to the client (ms
+/// since the epoch, if any did); returns the bytes to send last (maybe none).
+pub type OnEnd = Box<dyn FnOnce(StreamSummary, StreamEnd, Option<u64>) -> Vec<u8>>;
 
 /// The limits a relayed stream runs under.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +42,8 @@ pub struct MeteredStream {
     limits: StreamLimits,
     /// When the last chunk arrived (ms since the epoch).
     last_chunk_ms: u64,
+    /// When the first bytes were relayed to the client (ms since the epoch).
+    first_byte_ms: Option<u64>,
     /// A timer for the earliest moment a limit could expire, made anew each time the
     /// upstream has nothing: `Delay` wakes the task of its first poll only, and the runtime
     /// pulls a response body from a new task each time (the old one is dropped, which
@@ -64,6 +67,7 @@ impl MeteredStream {
             on_end: Some(on_end),
             limits,
             last_chunk_ms: runtime::now_ms(),
+            first_byte_ms: None,
             timer: None,
         }
     }
@@ -76,7 +80,7 @@ impl MeteredStream {
         self.timer = None;
         let mut tail = self.meter.on_end();
         if let Some(on_end) = self.on_end.take() {
-            tail.extend(on_end(self.meter.summary(), how));
+            tail.extend(on_end(self.meter.summary(), how, self.first_byte_ms));
         }
         tail
     }
@@ -118,6 +122,7 @@ impl Stream for MeteredStream {
                     }
                     let out = this.meter.on_bytes(&bytes);
                     if !out.is_empty() {
+                        this.first_byte_ms.get_or_insert(this.last_chunk_ms);
                         return Poll::Ready(Some(Ok(out)));
                     }
                 }
@@ -154,7 +159,7 @@ impl Drop for MeteredStream {
     fn drop(&mut self) {
         if let Some(on_end) = self.on_end.take() {
             self.controller.abort();
-            on_end(self.meter.summary(), StreamEnd::ClientGone);
+            on_end(self.meter.summary(), StreamEnd::ClientGone, self.first_byte_ms);
         }
     }
 }

@@ -72,7 +72,8 @@ describe("Prometheus exposition", () => {
     const s = samples(r.text);
     assert.equal(s['llm_mux_requests_total{tier="small",model="mistral-small-latest",outcome="ok"}'], json.tier_breakdown.small);
     assert.equal(s['llm_mux_requests_total{tier="large",model="mistral-large-latest",outcome="ok"}'], json.tier_breakdown.large);
-    assert.equal(s['llm_mux_requests_total{tier="",model="",outcome="upstream_error"}'], json.failed_requests.upstream_error);
+    assert.equal(s['llm_mux_requests_total{tier="",model="",outcome="upstream_error_500"}'], json.failed_requests.upstream_error);
+    assert.equal(json.outcomes.upstream_error_500, json.failed_requests.upstream_error);
     const cost = Object.entries(s).filter(([k]) => k.startsWith("llm_mux_cost_usd_total")).reduce((a, [, v]) => a + v, 0);
     assert.ok(Math.abs(cost - json.total_cost_usd) < 1e-12, `${cost} vs ${json.total_cost_usd}`);
     assert.equal(s.llm_mux_cost_if_always_large_usd_total, json.cost_if_always_large_usd);

@@ -200,6 +200,7 @@ pub fn failed_event(request_id: &str, error: &GatewayError) -> MetricsEvent {
         cost: None,
         key: None,
         count: 1,
+        status: error.upstream_status(),
     }
 }
 
@@ -239,6 +240,7 @@ pub fn failed_call_event(
         cost,
         key: None,
         count: 1,
+        status: error.upstream_status(),
     }
 }
 
@@ -277,6 +279,8 @@ pub fn completed_event(
         key: None,
         cache: None,
         cache_saved_usd: 0.0,
+            upstream_ms: 0,
+            ttfb_ms: None,
     }
 }
 

@@ -189,6 +189,17 @@ impl GatewayError {
         }
     }
 
+    /// The upstream's HTTP status when this failure is its error answer (not a 2xx).
+    pub fn upstream_status(&self) -> Option<u16> {
+        match self {
+            Self::Upstream {
+                status: Some(status),
+                ..
+            } if !(200..300).contains(status) => Some(*status),
+            _ => None,
+        }
+    }
+
     /// Low-cardinality label under which /metrics counts this failure.
     pub fn metric_label(&self) -> &'static str {
         match self {

@@ -124,6 +124,8 @@ mod tests {
             key: Some("06aa3438ca66".into()),
             cache: Some("miss".into()),
             cache_saved_usd: 0.0,
+            upstream_ms: 0,
+            ttfb_ms: None,
         };
         let v: Value = serde_json::from_str(&line(200, Some(0.5)).json(Some(&event))).unwrap();
         assert_eq!(
@@ -146,6 +148,7 @@ mod tests {
             cost: None,
             key: Some("k".into()),
             count: 1,
+            status: None,
         };
         let v: Value = serde_json::from_str(&line(429, None).json(Some(&event))).unwrap();
         assert_eq!(v["outcome"], "rate_limited");

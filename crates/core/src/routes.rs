@@ -15,6 +15,8 @@ pub enum Route {
     MetricsReset,
     /// `GET /metrics/prometheus`: the Prometheus text exposition.
     MetricsPrometheus,
+    /// `GET /metrics/series`: requests and cost per time bucket of a window.
+    MetricsSeries,
     /// `POST /v1/chat/completions` (OpenAI-compatible).
     ChatCompletions,
     /// `GET /v1/models`.
@@ -41,6 +43,17 @@ pub fn path_of(url: &str) -> &str {
         "" => "/",
         path => path,
     }
+}
+
+/// The first value of query parameter `name` in `url`, as written (not percent-decoded).
+pub fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {
+    let query = url.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// The path prefix of `GET /v1/models/{id}`.
@@ -86,6 +99,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
         "/query" => (Route::Query, "POST"),
         "/metrics" => (Route::Metrics, "GET, DELETE"),
         "/metrics/prometheus" => (Route::MetricsPrometheus, "GET"),
+        "/metrics/series" => (Route::MetricsSeries, "GET"),
         "/v1/chat/completions" => (Route::ChatCompletions, "POST"),
         "/v1/models" => (Route::Models, "GET"),
         _ if model_id(path).is_some() => (Route::Model, "GET"),
@@ -133,6 +147,18 @@ mod tests {
     }
 
     #[test]
+    fn query_parameters_by_name() {
+        let url = "http://h/metrics?window=24h&x=1#frag";
+        assert_eq!(query_param(url, "window"), Some("24h"));
+        assert_eq!(query_param(url, "x"), Some("1"));
+        assert_eq!(query_param(url, "y"), None);
+        assert_eq!(query_param("http://h/metrics", "window"), None);
+        assert_eq!(query_param("http://h/m?window", "window"), Some(""));
+        assert_eq!(query_param("http://h/m?a=1&window=7d&window=1h", "window"), Some("7d"));
+        assert_eq!(query_param("http://h/m?x=1#window=1h", "window"), None);
+    }
+
+    #[test]
     fn known_routes() {
         assert_eq!(resolve("POST", "/query"), Ok(Route::Query));
         assert_eq!(resolve("POST", "/query/"), Ok(Route::Query));
@@ -160,6 +186,11 @@ mod tests {
         );
         assert_eq!(
             resolve("POST", "/metrics/prometheus").unwrap_err().status(),
+            405
+        );
+        assert_eq!(resolve("GET", "/metrics/series"), Ok(Route::MetricsSeries));
+        assert_eq!(
+            resolve("DELETE", "/metrics/series").unwrap_err().status(),
             405
         );
         assert_eq!(resolve("POST", "/metrics").unwrap_err().status(), 405);

@@ -30,7 +30,7 @@ pub use vars::{
     DEFAULT_MAX_UPSTREAM_RESPONSE_BYTES, DEFAULT_METRICS_BATCH_MS, DEFAULT_MISTRAL_BASE_URL,
     DEFAULT_SMALL_MODEL, DEFAULT_STREAM_IDLE_TIMEOUT_MS, DEFAULT_STREAM_MAX_DURATION_MS,
     DEFAULT_UPSTREAM_TIMEOUT_MS, MAX_MAX_BODY_BYTES, MAX_MAX_QUERY_BYTES,
-    MAX_MAX_UPSTREAM_RESPONSE_BYTES, MAX_METRICS_BATCH_MS, MAX_STREAM_MS, MAX_UPSTREAM_TIMEOUT_MS,
+    MAX_MAX_UPSTREAM_RESPONSE_BYTES, MAX_METRICS_BATCH_MS, DEFAULT_METRICS_SHARDS, MAX_METRICS_SHARDS, MAX_STREAM_MS, MAX_UPSTREAM_TIMEOUT_MS,
 };
 
 use crate::cors::CorsPolicy;
@@ -69,6 +69,8 @@ pub struct Config {
     pub upstream_timeout_ms: u64,
     /// Batch window of metrics events, in milliseconds; 0 sends each event on its own.
     pub metrics_batch_ms: u64,
+    /// Metrics Durable Objects the events are spread over (METRICS_SHARDS).
+    pub metrics_shards: u32,
     /// Prices used for cost accounting (embedded table, MODEL_PRICES, tier prices).
     pub prices: PriceTable,
     /// Judged shadow samples and the threshold controller's target.
@@ -152,6 +154,13 @@ impl Config {
             0,
             MAX_METRICS_BATCH_MS,
         )?;
+        let metrics_shards = vars::bounded(
+            &get,
+            "METRICS_SHARDS",
+            DEFAULT_METRICS_SHARDS,
+            1,
+            MAX_METRICS_SHARDS,
+        )? as u32;
         let mut prices = vars::model_prices(&get)?;
 
         let tiers = match get("TIERS").filter(|v| !v.is_empty()) {
@@ -191,6 +200,7 @@ impl Config {
             admin_key,
             upstream_timeout_ms,
             metrics_batch_ms,
+            metrics_shards,
             prices,
             quality,
             cors,

@@ -26,6 +26,15 @@ pub const DEFAULT_METRICS_BATCH_MS: u64 = 100;
 /// Upper bound of METRICS_BATCH_MS (a flusher lives in a request's `waitUntil`, which the
 /// runtime keeps for 30 s after the response).
 pub const MAX_METRICS_BATCH_MS: u64 = 10_000;
+/// Metrics Durable Objects events are spread over (METRICS_SHARDS). Each isolate sends
+/// its batches to one of them; a read merges all. With per-isolate batching an object
+/// takes one call per isolate per METRICS_BATCH_MS rather than one per request: 8 objects
+/// at a few hundred batch calls per second each (a fraction of the ~1,000 simple calls
+/// per second one object serves) carry several thousand requests per second; docs/metrics.md
+/// has the arithmetic.
+pub const DEFAULT_METRICS_SHARDS: u64 = 8;
+/// The most metrics shards (a read makes one call per shard).
+pub const MAX_METRICS_SHARDS: u64 = 64;
 /// Upper bound of MAX_QUERY_BYTES: beyond it a single request risks the 128 MB isolate.
 pub const MAX_MAX_QUERY_BYTES: usize = 4 * 1024 * 1024;
 /// Upper bound of UPSTREAM_TIMEOUT_MS (15 minutes).

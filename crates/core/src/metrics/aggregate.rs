@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::named::Named;
 
+use super::sketch::LatencySketch;
+
 /// One finished request, as recorded after the response is sent.
 ///
 /// Serialised as one object tagged by `kind` (`{"kind": "completed", "id": ..}`), and read
@@ -57,6 +59,13 @@ pub enum MetricsEvent {
         /// What a cache hit would have cost upstream.
         #[serde(default, skip_serializing_if = "is_zero_f64")]
         cache_saved_usd: f64,
+        /// Time spent waiting on the upstream (ms): from the first call to the whole
+        /// answer (fallbacks included), or to a stream's end.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        upstream_ms: u64,
+        /// A stream's time to first byte (ms from the request's arrival).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttfb_ms: Option<u64>,
     },
     /// The request failed. Nothing is added to the costs unless the upstream was paid
     /// for an answer that then failed (`cost`, estimated).
@@ -81,6 +90,9 @@ pub enum MetricsEvent {
         /// ([`super::outbox::Outbox::push`]), so that a flood costs no row per request.
         #[serde(skip_serializing_if = "is_one")]
         count: u64,
+        /// The upstream's HTTP status, when the failure is its error answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
     },
 }
 
@@ -190,6 +202,8 @@ impl MetricsEvent {
                 key: text("key"),
                 cache: text("cache"),
                 cache_saved_usd: amount("cache_saved_usd").unwrap_or(0.0),
+                upstream_ms: count("upstream_ms").unwrap_or(0),
+                ttfb_ms: count("ttfb_ms"),
             }),
             Some("failed") => Ok(Self::Failed {
                 id,
@@ -216,6 +230,7 @@ impl MetricsEvent {
                 },
                 key: text("key"),
                 count: count("count").unwrap_or(1),
+                status: count("status").and_then(|s| u16::try_from(s).ok()),
             }),
             Some(other) => Err(format!(
                 "unknown variant `{other}`, expected `completed` or `failed`"
@@ -263,6 +278,20 @@ impl MetricsEvent {
                 *tokens_in = 0;
                 *tokens_out = 0;
             }
+        }
+    }
+
+    /// Notes a completed request's time waiting on the upstream and, for a stream, its
+    /// time to first byte (ms).
+    pub fn set_timing(&mut self, upstream: u64, ttfb: Option<u64>) {
+        if let Self::Completed {
+            upstream_ms,
+            ttfb_ms,
+            ..
+        } = self
+        {
+            *upstream_ms = upstream;
+            *ttfb_ms = ttfb;
         }
     }
 
@@ -334,6 +363,10 @@ pub struct Aggregate {
     /// [`LATENCY_BUCKETS_MS`] of the first bound at or above the latency; past the last:
     /// its length), and `tier|sum` (milliseconds in all).
     pub latency_by: Named<u64>,
+    /// Completed requests' latency sketches by `kind|scope`: kind `request` (the whole
+    /// request), `upstream` (waiting on the upstream), `overhead` (request − upstream) or
+    /// `ttfb` (a stream's first byte); scope empty (overall), `t:<tier>` or `m:<model>`.
+    pub sketches: Named<LatencySketch>,
 }
 
 /// Upper bounds (ms) of the latency histogram's buckets.
@@ -478,6 +511,15 @@ impl Aggregate {
                 .unwrap_or_default(),
             tokens_by: counts_of(v.get("tokens_by")),
             latency_by: counts_of(v.get("latency_by")),
+            sketches: v
+                .get("sketches")
+                .and_then(serde_json::Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, s)| Some((k.clone(), LatencySketch::decode(s.as_str()?)?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -507,8 +549,24 @@ impl Aggregate {
                 key,
                 cache,
                 cache_saved_usd,
+                upstream_ms,
+                ttfb_ms,
                 ..
             } => {
+                let called = cache.as_deref() != Some("hit");
+                for scope in [String::new(), format!("t:{tier}"), format!("m:{model}")] {
+                    let mut add = |kind: &str, ms: u64| {
+                        self.sketches.entry(&format!("{kind}|{scope}")).add_ms(ms);
+                    };
+                    add("request", *latency_ms);
+                    if called {
+                        add("upstream", *upstream_ms);
+                        add("overhead", latency_ms.saturating_sub(*upstream_ms));
+                    }
+                    if let Some(ttfb) = ttfb_ms {
+                        add("ttfb", *ttfb);
+                    }
+                }
                 let outcome = incomplete.as_deref().unwrap_or("ok");
                 self.series.add(&format!("{tier}|{model}|{outcome}"), 1);
                 *self.cost_by.entry(&format!("{tier}|{model}")) += cost_usd;
@@ -561,10 +619,15 @@ impl Aggregate {
                 cost,
                 key,
                 count,
+                status,
                 ..
             } => {
                 self.failed_requests.add(reason, *count);
-                self.series.add(&format!("||{reason}"), *count);
+                let outcome = match status {
+                    Some(status) => format!("upstream_error_{status}"),
+                    None => reason.clone(),
+                };
+                self.series.add(&format!("||{outcome}"), *count);
                 if let Some(cost) = cost {
                     *self.cost_by.entry("|") += cost.cost_usd;
                 }
@@ -627,6 +690,64 @@ impl Aggregate {
         for (key, usage) in &other.keys.0 {
             self.keys.entry(key).merge(usage);
         }
+        for (key, sketch) in &other.sketches.0 {
+            self.sketches.entry(key).merge(sketch);
+        }
+    }
+
+    /// Completed and failed requests by outcome: `ok`, `incomplete_<reason>` (a stream
+    /// cut short), `upstream_error_<status>` (the upstream's error answer), or the
+    /// failure's label (`upstream_timeout`, `bad_request`, `rate_limited`, ...).
+    pub fn outcomes(&self) -> Named<u64> {
+        let mut outcomes = Named::default();
+        for (key, n) in &self.series.0 {
+            let mut parts = key.splitn(3, '|');
+            let (tier, outcome) = (parts.next().unwrap_or(""), parts.nth(1).unwrap_or(""));
+            if tier.is_empty() || outcome == "ok" {
+                outcomes.add(outcome, *n);
+            } else {
+                outcomes.add(&format!("incomplete_{outcome}"), *n);
+            }
+        }
+        outcomes
+    }
+
+    /// `latency_ms` of the report: p50/p95/p99 (ms, 0.1 ms resolution) and counts of each
+    /// kind, overall (`overall`), per tier (`by_tier`) and per model (`by_model`).
+    pub fn latency_report(&self) -> serde_json::Value {
+        use serde_json::{Map, Value};
+        let mut overall = Map::new();
+        let mut by_tier = Map::new();
+        let mut by_model = Map::new();
+        for (key, sketch) in &self.sketches.0 {
+            let Some((kind, scope)) = key.split_once('|') else {
+                continue;
+            };
+            let (map, name) = match scope.split_once(':') {
+                Some(("t", tier)) => (&mut by_tier, tier),
+                Some(("m", model)) => (&mut by_model, model),
+                _ => (&mut overall, ""),
+            };
+            let q = |q: f64| sketch.quantile(q).map(|x| (x * 10.0).round() / 10.0);
+            let mut figures = Map::new();
+            figures.insert("count".into(), sketch.count().into());
+            for (label, at) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
+                figures.insert(label.into(), q(at).into());
+            }
+            let figures = Value::Object(figures);
+            if name.is_empty() {
+                map.insert(kind.into(), figures);
+            } else if let Value::Object(target) =
+                map.entry(name).or_insert_with(|| Value::Object(Map::new()))
+            {
+                target.insert(kind.into(), figures);
+            }
+        }
+        let mut out = Map::new();
+        out.insert("overall".into(), Value::Object(overall));
+        out.insert("by_tier".into(), Value::Object(by_tier));
+        out.insert("by_model".into(), Value::Object(by_model));
+        Value::Object(out)
     }
 
     /// Savings versus always-large as a ratio in [0, 1] (0 when nothing was spent).
@@ -682,6 +803,9 @@ impl Aggregate {
             },
             total_savings_usd: (self.cost_if_always_large_usd - self.total_cost_usd).max(0.0)
                 + self.cache_saved_usd,
+            window: "all".into(),
+            latency_ms: self.latency_report(),
+            outcomes: self.outcomes(),
         }
     }
 }
@@ -778,6 +902,15 @@ pub struct MetricsReport {
     /// Routing savings (cost_if_always_large_usd - total_cost_usd) plus the cache's.
     #[serde(default)]
     pub total_savings_usd: f64,
+    /// The time window these figures cover (`1h`, `24h`, `7d`, `30d` or `all`).
+    #[serde(default)]
+    pub window: String,
+    /// Latency percentiles of completed requests ([`Aggregate::latency_report`]).
+    #[serde(default)]
+    pub latency_ms: serde_json::Value,
+    /// Requests by outcome ([`Aggregate::outcomes`]).
+    #[serde(default)]
+    pub outcomes: Named<u64>,
 }
 
 /// `/metrics`' `cache` object.
@@ -882,6 +1015,8 @@ mod tests {
             key: None,
             cache: None,
             cache_saved_usd: 0.0,
+            upstream_ms: 0,
+            ttfb_ms: None,
         }
     }
 
@@ -909,6 +1044,7 @@ mod tests {
             cost: None,
             key: None,
             count: 1,
+            status: None,
         });
         let r = a.report();
         assert_eq!(r.total_requests, 4);
@@ -1056,6 +1192,7 @@ mod tests {
             cost: None,
             key: None,
             count: 1,
+            status: None,
         };
         let text = serde_json::to_string(&e).unwrap();
         assert_eq!(text, r#"{"kind":"failed","id":"a","reason":"bad_request"}"#);
@@ -1105,6 +1242,7 @@ mod tests {
                 cost: None,
                 key: None,
                 count: 1,
+                status: None,
             }
         );
     }
@@ -1170,6 +1308,8 @@ mod tests {
             key: None,
             cache: None,
             cache_saved_usd: 0.0,
+            upstream_ms: 0,
+            ttfb_ms: None,
         });
         let plain = a.report();
         assert_eq!(plain.clone().with_evaluation_cost(0.0), plain);
@@ -1219,6 +1359,8 @@ mod tests {
             key: None,
             cache: None,
             cache_saved_usd: 0.0,
+            upstream_ms: 0,
+            ttfb_ms: None,
         }
     }
 
@@ -1234,6 +1376,7 @@ mod tests {
             cost: None,
             key: None,
             count: 1,
+            status: None,
         }
     }
 
@@ -1251,6 +1394,7 @@ mod tests {
             }),
             key: None,
             count: 1,
+            status: None,
         }
     }
 
@@ -1405,6 +1549,40 @@ mod tests {
         ]
     }
 
+    /// The latency sketches of `events`, built by hand: every completed request's latency
+    /// overall, per tier and per model; upstream and overhead unless a cache hit; ttfb
+    /// for streams.
+    fn sketches_of(events: &[MetricsEvent]) -> Named<LatencySketch> {
+        let mut sketches: Named<LatencySketch> = Named::default();
+        for e in events {
+            if let MetricsEvent::Completed {
+                tier,
+                model,
+                latency_ms,
+                upstream_ms,
+                ttfb_ms,
+                cache,
+                ..
+            } = e
+            {
+                for scope in [String::new(), format!("t:{tier}"), format!("m:{model}")] {
+                    let mut add = |kind: &str, v: u64| {
+                        sketches.entry(&format!("{kind}|{scope}")).add(v as f64)
+                    };
+                    add("request", *latency_ms);
+                    if cache.as_deref() != Some("hit") {
+                        add("upstream", *upstream_ms);
+                        add("overhead", latency_ms - upstream_ms);
+                    }
+                    if let Some(t) = ttfb_ms {
+                        add("ttfb", *t);
+                    }
+                }
+            }
+        }
+        sketches
+    }
+
     fn fold(events: &[MetricsEvent]) -> Aggregate {
         let mut a = Aggregate::default();
         events.iter().for_each(|e| a.apply(e));
@@ -1471,6 +1649,7 @@ mod tests {
                 ("small|4", 1),
                 ("small|sum", 300),
             ]),
+            sketches: sketches_of(&left_events()),
             ..Aggregate::default()
         };
         assert_eq!(a, expected);
@@ -1540,6 +1719,7 @@ mod tests {
                 ("small|6", 1),
                 ("small|sum", 12000),
             ]),
+            sketches: sketches_of(&right_events()),
             ..Aggregate::default()
         };
         assert_eq!(b, expected);
@@ -1626,6 +1806,7 @@ mod tests {
                 ("small|6", 1),
                 ("small|sum", 12300),
             ]),
+            sketches: sketches_of(&[left_events(), right_events()].concat()),
             ..Aggregate::default()
         };
         assert_eq!(merged, expected);
@@ -1675,5 +1856,237 @@ mod tests {
         assert_eq!(r.tier_breakdown, a.tier_breakdown);
         assert_eq!(r.incomplete_requests, a.incomplete_requests);
         assert_eq!(r.failed_requests, a.failed_requests);
+    }
+
+    /// A seeded generator (splitmix64) for the shard tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Events of every kind, with costs in 1/64 dollars (sums exact in any order).
+    fn random_events(rng: &mut Rng, n: usize) -> Vec<MetricsEvent> {
+        let tiers = [("small", "m-small", false), ("large", "m-large", true), ("code", "m-code", false)];
+        (0..n)
+            .map(|i| {
+                let id = format!("e{i}");
+                let key = ["k1", "k2", ""][rng.below(3) as usize];
+                let key = (!key.is_empty()).then(|| key.to_string());
+                if rng.below(4) == 0 {
+                    let status = [None, Some(503), Some(429)][rng.below(3) as usize];
+                    let cost = (rng.below(3) == 0).then(|| FailureCost {
+                        tokens_in: 1 + rng.below(50),
+                        tokens_out: 1 + rng.below(50),
+                        cost_usd: (1 + rng.below(64)) as f64 / 64.0,
+                        cost_if_large_usd: (1 + rng.below(128)) as f64 / 64.0,
+                    });
+                    return MetricsEvent::Failed {
+                        id,
+                        reason: ["upstream_error", "rate_limited", "upstream_timeout"]
+                            [rng.below(3) as usize]
+                            .into(),
+                        fallback: (rng.below(3) == 0).then(|| FallbackRecord {
+                            route: "small->large".into(),
+                            reason: "upstream_error".into(),
+                        }),
+                        cost,
+                        key,
+                        count: 1 + rng.below(3),
+                        status,
+                    };
+                }
+                let (tier, model, top) = tiers[rng.below(3) as usize];
+                let latency = 1 + rng.below(5_000);
+                MetricsEvent::Completed {
+                    id,
+                    model: model.into(),
+                    tier: tier.into(),
+                    top_tier: top,
+                    latency_ms: latency,
+                    tokens_in: rng.below(400),
+                    tokens_out: rng.below(400),
+                    cost_usd: rng.below(64) as f64 / 64.0,
+                    cost_if_large_usd: rng.below(256) as f64 / 64.0,
+                    tokens_estimated: rng.below(5) == 0,
+                    incomplete: (rng.below(6) == 0).then(|| "upstream_cut".to_string()),
+                    fallback: (rng.below(5) == 0).then(|| FallbackRecord {
+                        route: "large->small".into(),
+                        reason: "upstream_timeout".into(),
+                    }),
+                    usage_implausible: rng.below(7) == 0,
+                    dropped_stream_events: rng.below(3),
+                    key,
+                    cache: [None, Some("hit"), Some("miss"), Some("bypass")][rng.below(4) as usize]
+                        .map(str::to_string),
+                    cache_saved_usd: rng.below(16) as f64 / 64.0,
+                    upstream_ms: rng.below(latency + 1),
+                    ttfb_ms: (rng.below(2) == 0).then(|| rng.below(latency + 1)),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shards_merged_in_any_order_equal_one_aggregate_of_every_event() {
+        for seed in 1..=20 {
+            let mut rng = Rng(seed);
+            let events = random_events(&mut rng, 400);
+            let whole = fold(&events);
+            // every figure is well away from 0 and 1, so an operator other than `+` in
+            // `merge` (`*`, `-`, `max`) gives another aggregate
+            for n in [
+                whole.total_requests,
+                whole.small_requests,
+                whole.large_requests,
+                whole.total_latency_ms,
+                whole.tokens_in,
+                whole.tokens_out,
+                whole.estimated_usage_requests,
+                whole.implausible_usage_requests,
+                whole.dropped_stream_events,
+                whole.failed_requests_with_cost,
+                whole.cache_hits,
+                whole.cache_misses,
+                whole.cache_bypasses,
+            ] {
+                assert!(n > 2, "seed {seed}: {n}");
+            }
+            assert!(whole.total_cost_usd > 2.0 && whole.cache_saved_usd > 2.0);
+            assert!(whole.cost_if_always_large_usd > 2.0);
+            // spread over 8 shards at random, merged in a random order
+            let mut shards = vec![Aggregate::default(); 8];
+            for e in &events {
+                shards[rng.below(8) as usize].apply(e);
+            }
+            let mut order: Vec<usize> = (0..8).collect();
+            for i in (1..8).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let mut merged = Aggregate::default();
+            for &i in &order {
+                merged.merge(&shards[i]);
+            }
+            assert_eq!(merged, whole, "seed {seed}");
+            // through the stored JSON too (each shard's row is read back before merging)
+            let mut stored = Aggregate::default();
+            for shard in &shards {
+                let text = serde_json::to_string(shard).unwrap();
+                stored.merge(&serde_json::from_str::<Aggregate>(&text).unwrap());
+            }
+            assert_eq!(stored, whole, "seed {seed}: after a JSON round trip");
+            assert_eq!(merged.report(), whole.report());
+        }
+    }
+
+    #[test]
+    fn latency_percentiles_overall_per_tier_and_model_match_exact_order_statistics() {
+        let mut events = Vec::new();
+        // small: 1..=1000 ms, upstream 80% of it; large: 2000..=2999 ms streamed
+        for i in 0..1_000u64 {
+            let mut e = completed(&format!("s{i}"), Tier::Small, 0.0, 0.0);
+            let mut l = completed(&format!("l{i}"), Tier::Large, 0.0, 0.0);
+            if let MetricsEvent::Completed { latency_ms, .. } = &mut e {
+                *latency_ms = 1 + i;
+            }
+            e.set_timing((1 + i) * 4 / 5, None);
+            if let MetricsEvent::Completed { latency_ms, .. } = &mut l {
+                *latency_ms = 2_000 + i;
+            }
+            l.set_timing(2_000 + i - 7, Some(100 + i / 10));
+            events.push(e);
+            events.push(l);
+        }
+        let a = fold(&events);
+        let report = a.report();
+        let l = &report.latency_ms;
+        let exact = |mut v: Vec<f64>, q: f64| {
+            v.sort_by(f64::total_cmp);
+            v[(q * (v.len() - 1) as f64).floor() as usize]
+        };
+        let check = |figures: &serde_json::Value, values: Vec<f64>, what: &str| {
+            assert_eq!(figures["count"], values.len() as u64, "{what}");
+            for (label, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {
+                let got = figures[label].as_f64().unwrap();
+                let want = exact(values.clone(), q);
+                // the sketch's 1% plus the report's 0.1 ms rounding
+                assert!((got - want).abs() <= want * 0.01 + 0.05, "{what} {label}: {got} vs {want}");
+            }
+        };
+        let small: Vec<f64> = (1..=1_000).map(|v| v as f64).collect();
+        let large: Vec<f64> = (2_000..3_000).map(|v| v as f64).collect();
+        let both: Vec<f64> = small.iter().chain(&large).copied().collect();
+        check(&l["overall"]["request"], both, "overall");
+        check(&l["by_tier"]["small"]["request"], small.clone(), "small");
+        check(&l["by_model"]["mistral-large-latest"]["request"], large, "large model");
+        let upstream: Vec<f64> = (1..=1_000u64).map(|v| (v * 4 / 5) as f64).collect();
+        check(&l["by_tier"]["small"]["upstream"], upstream, "small upstream");
+        let overhead: Vec<f64> = (1..=1_000u64).map(|v| (v - v * 4 / 5) as f64).collect();
+        check(&l["by_tier"]["small"]["overhead"], overhead, "small overhead");
+        check(&l["by_tier"]["large"]["overhead"], vec![7.0; 1_000], "large overhead");
+        let ttfb: Vec<f64> = (0..1_000u64).map(|i| (100 + i / 10) as f64).collect();
+        check(&l["by_tier"]["large"]["ttfb"], ttfb.clone(), "large ttfb");
+        check(&l["overall"]["ttfb"], ttfb, "overall ttfb");
+        assert!(l["by_tier"]["small"].get("ttfb").is_none(), "no stream on small");
+        // an empty aggregate reports empty maps
+        let empty = Aggregate::default().report().latency_ms;
+        assert_eq!(empty, serde_json::json!({"overall": {}, "by_tier": {}, "by_model": {}}));
+    }
+
+    #[test]
+    fn outcomes_count_ok_incomplete_upstream_status_and_failure_labels() {
+        let mut cut = completed("c", Tier::Small, 0.0, 0.0);
+        if let MetricsEvent::Completed { incomplete, .. } = &mut cut {
+            *incomplete = Some("client_disconnected".into());
+        }
+        let failed = |id: &str, reason: &str, status: Option<u16>, count: u64| MetricsEvent::Failed {
+            id: id.into(),
+            reason: reason.into(),
+            fallback: None,
+            cost: None,
+            key: None,
+            count,
+            status,
+        };
+        let events = vec![
+            completed("a", Tier::Small, 0.0, 0.0),
+            completed("b", Tier::Large, 0.0, 0.0),
+            cut,
+            failed("f1", "upstream_error", Some(503), 1),
+            failed("f2", "upstream_error", Some(503), 1),
+            failed("f3", "upstream_rate_limited", Some(429), 1),
+            failed("f4", "upstream_timeout", None, 1),
+            failed("f5", "bad_request", None, 4),
+        ];
+        let a = fold(&events);
+        assert_eq!(
+            a.report().outcomes,
+            Named::from_pairs(&[
+                ("ok", 2),
+                ("incomplete_client_disconnected", 1),
+                ("upstream_error_503", 2),
+                ("upstream_error_429", 1),
+                ("upstream_timeout", 1),
+                ("bad_request", 4),
+            ])
+        );
+        // the failure reasons keep their labels
+        assert_eq!(a.failed_requests["upstream_error"], 2);
+        assert_eq!(a.failed_requests["upstream_rate_limited"], 1);
+        // an event read back keeps its status
+        let text = serde_json::to_string(&events[3]).unwrap();
+        assert!(text.contains(r#""status":503"#), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(MetricsEvent::from_value(&v).unwrap(), events[3]);
     }
 }

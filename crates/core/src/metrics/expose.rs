@@ -198,6 +198,8 @@ mod tests {
             key: None,
             cache: None,
             cache_saved_usd: 0.0,
+            upstream_ms: 0,
+            ttfb_ms: None,
         };
         a.apply(&completed(7, "small"));
         a.apply(&completed(120, "small"));
@@ -209,6 +211,7 @@ mod tests {
             cost: None,
             key: None,
             count: 3,
+            status: None,
         });
         let text = prometheus(&a, 0.25);
         for line in [

@@ -6,6 +6,7 @@ pub mod expose;
 pub mod outbox;
 pub mod prometheus;
 pub mod sketch;
+pub mod window;
 
 pub use aggregate::{
     Aggregate, BudgetStatus, FailureCost, FallbackRecord, KeyUsage, MetricsEvent, MetricsReport,

@@ -86,6 +86,7 @@ impl Outbox {
             fallback: None,
             cost: None,
             count,
+            status: None,
             ..
         } = &event
         {
@@ -96,6 +97,7 @@ impl Outbox {
                     fallback: None,
                     cost: None,
                     count: c,
+                    status: None,
                     ..
                 } if r == reason && k == key => Some(c),
                 _ => None,
@@ -152,6 +154,7 @@ mod tests {
             cost: None,
             key: None,
             count: 1,
+            status: None,
         }
     }
 
@@ -168,6 +171,7 @@ mod tests {
             cost: None,
             key: key.map(str::to_string),
             count: 1,
+            status: None,
         };
         let mut outbox = Outbox::default();
         for i in 0..1_000 {

@@ -23,6 +23,13 @@
 //! collapse depends only on the largest bucket ever seen, so merging stays exact and
 //! order-independent. Values above [`MAX_TRACKED_MS`] (and +∞) are recorded as that.
 
+impl serde::Serialize for LatencySketch {
+    /// As its [`encode`](LatencySketch::encode)d text.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.encode())
+    }
+}
+
 /// The relative accuracy of every quantile: 1%.
 pub const ALPHA: f64 = 0.01;
 
