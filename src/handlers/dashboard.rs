@@ -17,20 +17,24 @@ const CSP: &str = concat!(
     "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 );
 
+/// How the page begins; the flag that keys are required goes into its `<html>` tag.
+const HEAD: &str = "<!doctype html><html";
+
 /// Serves the page. `keys_required`: the gateway checks API keys, so the page asks for
 /// one before its first data call (rather than learning it from a 401).
 pub fn handle(keys_required: bool) -> worker::Result<Response> {
-    let page = if keys_required {
-        PAGE.replacen("<html", "<html data-auth", 1)
-    } else {
-        PAGE.to_string()
-    };
-    let mut response = Response::from_html(page)?;
+    let mut body = Vec::with_capacity(PAGE.len() + 10);
+    body.extend_from_slice(HEAD.as_bytes());
+    if keys_required {
+        body.extend_from_slice(b" data-auth");
+    }
+    body.extend_from_slice(&PAGE.as_bytes()[HEAD.len()..]);
+    let mut response = Response::from_body(worker::ResponseBody::Body(body))?;
     let headers = response.headers_mut();
+    headers.set("content-type", "text/html; charset=utf-8")?;
     headers.set("content-security-policy", CSP)?;
     headers.set("cache-control", "no-cache")?;
     headers.set("x-content-type-options", "nosniff")?;
-    headers.set("referrer-policy", "no-referrer")?;
     Ok(response)
 }
 
@@ -66,6 +70,11 @@ mod tests {
         let end = page.find(&format!("</{tag}>")).unwrap_or(0);
         assert_eq!(page.matches(&open).count(), 1, "one <{tag}> in the page");
         &page[start..end]
+    }
+
+    #[test]
+    fn the_page_begins_with_its_html_tag() {
+        assert!(PAGE.starts_with(HEAD));
     }
 
     #[test]
