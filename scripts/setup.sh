@@ -44,8 +44,10 @@ fi
 if [ -z "${CHROMIUM_BIN:-}" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing Debian's chromium (the dashboard test's browser; about a minute, once)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    # Not fatal: without a browser only that spec is skipped.
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+      say "could not install chromium: tests/e2e/dashboard.test.mjs will be skipped"
+    fi
   else
     say "no chromium: tests/e2e/dashboard.test.mjs will be skipped (apt-get install chromium, or set CHROMIUM_BIN)"
   fi
