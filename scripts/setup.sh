@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing llm-mux needs, skipping whatever is already there:
 # the wasm32 target, worker-build, the wasm-bindgen CLI matching Cargo.lock, npm packages,
-# and the Python virtualenv of the SDK tests.
+# Debian's chromium (the dashboard test's browser) and the Python virtualenv of the SDK tests.
 # Works without GitHub access: nothing here downloads a prebuilt binary from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +37,20 @@ fi
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages (npm ci)"
   npm ci --no-audit --no-fund
+fi
+
+# The dashboard's page test (tests/e2e/dashboard.test.mjs) drives Debian's chromium headless
+# through puppeteer-core (which downloads no browser of its own); installed where apt-get can.
+if [ -z "${CHROMIUM_BIN:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian's chromium (the dashboard test's browser; about a minute, once)"
+    # Not fatal: without a browser only that spec is skipped.
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+      say "could not install chromium: tests/e2e/dashboard.test.mjs will be skipped"
+    fi
+  else
+    say "no chromium: tests/e2e/dashboard.test.mjs will be skipped (apt-get install chromium, or set CHROMIUM_BIN)"
+  fi
 fi
 
 # Python SDK tests (tests/sdk): a virtualenv at .venv with the pinned official clients;

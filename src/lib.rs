@@ -134,6 +134,14 @@ async fn route(
 ) -> worker::Result<Response> {
     Ok(match routes::resolve(exchange.method, exchange.path) {
         Ok(Route::Index) => handlers::index::handle()?,
+        // The page holds no data: served to anyone; it asks for a key when keys are set.
+        Ok(Route::Dashboard) => handlers::dashboard::handle(match exchange.config {
+            Ok(config) => !config.api_keys.is_empty(),
+            Err(_) => !config::api_keys_from_lookup(
+                env.var("LLM_MUX_API_KEYS").ok().map(|v| v.to_string()),
+            )
+            .is_empty(),
+        })?,
         // A CORS preflight: no authentication (browsers send no credentials with it).
         Ok(Route::Preflight(allowed)) => cors::preflight(allowed)?,
         Ok(Route::MetricsReset) => {
@@ -186,7 +194,7 @@ async fn route(
                 Route::Model => access
                     .and_then(|config| handlers::models::retrieve(config, exchange.path))
                     .or_else(|e| error_response(exchange, &e))?,
-                Route::Index => handlers::index::handle()?,
+                Route::Index | Route::Dashboard => handlers::index::handle()?,
                 Route::MetricsReset => error_response(
                     exchange,
                     &error::GatewayError::Internal("reset routed twice".into()),

@@ -10,6 +10,7 @@ const INDEX: &str = concat!(
     r#""POST /query":"route a query to the small or large model and answer it","#,
     r#""GET /metrics":"cumulative usage, cost and savings (Prometheus text when the Accept header asks for it)","#,
     r#""GET /metrics/prometheus":"the same in the Prometheus text format","#,
+    r#""GET /dashboard":"a page that draws the metrics (asks for an API key when keys are set)","#,
     r#""DELETE /metrics":"reset the metrics (LLM_MUX_ADMIN_KEY)","#,
     r#""POST /v1/chat/completions":"OpenAI-compatible chat completions; model \"auto\" is routed","#,
     r#""GET /v1/models":"models a client may request","#,
@@ -30,6 +31,6 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(INDEX).unwrap();
         assert_eq!(value["service"], "llm-mux");
         assert_eq!(value["version"], env!("CARGO_PKG_VERSION"));
-        assert_eq!(value["endpoints"].as_object().unwrap().len(), 7);
+        assert_eq!(value["endpoints"].as_object().unwrap().len(), 8);
     }
 }

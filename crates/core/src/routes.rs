@@ -7,6 +7,8 @@ use crate::error::GatewayError;
 pub enum Route {
     /// `GET /`: service description.
     Index,
+    /// `GET /dashboard`: the metrics dashboard page (its data calls are authorized).
+    Dashboard,
     /// `POST /query`.
     Query,
     /// `GET /metrics`.
@@ -96,6 +98,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
     };
     let (route, allowed) = match path {
         "/" => (Route::Index, "GET"),
+        "/dashboard" => (Route::Dashboard, "GET"),
         "/query" => (Route::Query, "POST"),
         "/metrics" => (Route::Metrics, "GET, DELETE"),
         "/metrics/prometheus" => (Route::MetricsPrometheus, "GET"),
@@ -109,7 +112,7 @@ pub fn resolve(method: &str, path: &str) -> Result<Route, GatewayError> {
             })
         }
     };
-    if method == "OPTIONS" && route != Route::Index {
+    if method == "OPTIONS" && !matches!(route, Route::Index | Route::Dashboard) {
         return Ok(Route::Preflight(allowed));
     }
     if route == Route::Metrics && method == "DELETE" {
@@ -165,6 +168,8 @@ mod tests {
         assert_eq!(resolve("GET", "/metrics"), Ok(Route::Metrics));
         assert_eq!(resolve("HEAD", "/metrics"), Ok(Route::Metrics));
         assert_eq!(resolve("GET", "/"), Ok(Route::Index));
+        assert_eq!(resolve("GET", "/dashboard"), Ok(Route::Dashboard));
+        assert_eq!(resolve("HEAD", "/dashboard/"), Ok(Route::Dashboard));
         assert_eq!(
             resolve("POST", "/v1/chat/completions"),
             Ok(Route::ChatCompletions)
@@ -202,6 +207,8 @@ mod tests {
             405
         );
         assert_eq!(resolve("OPTIONS", "/").unwrap_err().status(), 405);
+        assert_eq!(resolve("OPTIONS", "/dashboard").unwrap_err().status(), 405);
+        assert_eq!(resolve("POST", "/dashboard").unwrap_err().status(), 405);
         assert_eq!(resolve("OPTIONS", "/nope").unwrap_err().status(), 404);
     }
 
