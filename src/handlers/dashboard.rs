@@ -12,7 +12,7 @@ const PAGE: &str = include_str!("../dashboard.html");
 /// `dashboard_csp_hashes_match_the_page` keeps the hashes in step with the page.
 const CSP: &str = concat!(
     "default-src 'none'; ",
-    "script-src 'sha256-Vdx5OMuI6d4EeUV2SOU+NZgVylT6mVAUigF0P2M7ahU='; ",
+    "script-src 'sha256-ZkO2cnOBLCXMO3n1kD/bNyPN3MyML+XrITocvPw5svM='; ",
     "style-src 'sha256-+Hr+liZNCtC0SE3Gq5GMRMyesdY4HCWzCfnx4eavqYo='; ",
     "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 );
