@@ -7,24 +7,11 @@ use worker::{Context, Env, Response};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::metrics::window::{self, Window};
-use crate::metrics::{Aggregate, MetricsReport};
+use crate::metrics::Aggregate;
 use crate::metrics_store::MetricsClient;
 use crate::quality_store::QualityClient;
 use crate::respond::{self, OrInternal};
 use crate::runtime::{join_all, Boxed};
-
-/// The report followed by context fields.
-#[derive(serde::Serialize)]
-struct MetricsBody<'a> {
-    #[serde(flatten)]
-    report: MetricsReport,
-    /// Date of the price table used for costs.
-    prices_as_of: &'a str,
-    /// Storage work of the metrics objects since they started (summed over the shards).
-    storage: serde_json::Value,
-    /// Judged shadow samples: the estimate, its interval, the threshold and the spend.
-    quality: serde_json::Value,
-}
 
 fn store_error(e: worker::Error) -> GatewayError {
     GatewayError::Internal(format!("metrics store: {e}"))
@@ -103,12 +90,12 @@ pub async fn handle(
     if window == Window::All {
         report = report.with_evaluation_cost(quality.evaluation_cost_usd());
     }
-    let body = MetricsBody {
-        report: report.with_budgets(llm_mux_core::ledger::budget_report(config, &spend)),
-        prices_as_of: &config.prices.as_of,
-        storage,
-        quality: quality.report(),
-    };
+    // The report's context fields (a `#[serde(flatten)]` wrapper would buffer the whole
+    // report through serde's content type first).
+    let mut body = report.with_budgets(llm_mux_core::ledger::budget_report(config, &spend));
+    body.prices_as_of = config.prices.as_of.clone();
+    body.storage = storage;
+    body.quality = quality.report();
     respond::json(200, &body).or_internal()
 }
 

@@ -806,6 +806,9 @@ impl Aggregate {
             window: "all".into(),
             latency_ms: self.latency_report(),
             outcomes: self.outcomes(),
+            prices_as_of: String::new(),
+            storage: serde_json::Value::Null,
+            quality: serde_json::Value::Null,
         }
     }
 }
@@ -911,6 +914,16 @@ pub struct MetricsReport {
     /// Requests by outcome ([`Aggregate::outcomes`]).
     #[serde(default)]
     pub outcomes: Named<u64>,
+    /// Date of the price table used for costs (set by the worker).
+    #[serde(default)]
+    pub prices_as_of: String,
+    /// Storage work of the metrics objects since they started (set by the worker).
+    #[serde(default)]
+    pub storage: serde_json::Value,
+    /// Judged shadow samples: the estimate, its interval, the threshold and the spend
+    /// (set by the worker).
+    #[serde(default)]
+    pub quality: serde_json::Value,
 }
 
 /// `/metrics`' `cache` object.
