@@ -147,9 +147,7 @@ async fn route(
         Ok(Route::MetricsReset) => {
             let authorization = req.headers().get("authorization").ok().flatten();
             match stages::authorize_admin(exchange.config, authorization.as_deref()) {
-                Ok(config) => {
-                    handlers::metrics::reset(env, ctx, config, exchange.request_id).await
-                }
+                Ok(config) => handlers::metrics::reset(env, ctx, config, exchange.request_id).await,
                 Err(e) => Err(e),
             }
             .or_else(|e| error_response(exchange, &e))?

@@ -153,7 +153,10 @@ impl MetricsStore {
                 .exec(&format!("SELECT {column} FROM aggregate LIMIT 0"), None)
                 .is_err()
             {
-                sql.exec(&format!("ALTER TABLE aggregate ADD COLUMN {column} TEXT"), None)?;
+                sql.exec(
+                    &format!("ALTER TABLE aggregate ADD COLUMN {column} TEXT"),
+                    None,
+                )?;
             }
         }
         sql.exec(
@@ -185,9 +188,8 @@ impl MetricsStore {
         let (aggregate, stored, current) = match rows.first().map(Vec::as_slice) {
             Some([SqlStorageValue::String(state), storage, current]) => (
                 serde_json::from_slice(state.as_bytes())?,
-                text(storage).map_or_else(StorageCounters::default, |t| {
-                    StorageCounters::from_text(&t)
-                }),
+                text(storage)
+                    .map_or_else(StorageCounters::default, |t| StorageCounters::from_text(&t)),
                 match text(current) {
                     Some(t) => current_from_value(&serde_json::from_slice(t.as_bytes())?),
                     None => Vec::new(),
@@ -328,9 +330,16 @@ impl MetricsStore {
 
     /// Writes the one row (aggregate, current buckets and storage counters) and keeps them
     /// in memory.
-    fn write(&self, aggregate: Aggregate, current: Current, mut counters: StorageCounters) -> Result<()> {
-        let buckets: Vec<(u64, u64, &Aggregate)> =
-            current.iter().map(|(span, start, a)| (*span, *start, a)).collect();
+    fn write(
+        &self,
+        aggregate: Aggregate,
+        current: Current,
+        mut counters: StorageCounters,
+    ) -> Result<()> {
+        let buckets: Vec<(u64, u64, &Aggregate)> = current
+            .iter()
+            .map(|(span, start, a)| (*span, *start, a))
+            .collect();
         let cursor = self.state.storage().sql().exec(
             "INSERT INTO aggregate (id, state, storage, current) VALUES (1, ?, ?, ?) \
              ON CONFLICT(id) DO UPDATE SET state = excluded.state, storage = excluded.storage, \
@@ -403,7 +412,10 @@ impl MetricsStore {
     /// the recent ids stay: a late retry of an old batch is still a duplicate).
     fn reset(&self) -> Result<()> {
         self.load()?;
-        self.state.storage().sql().exec("DELETE FROM buckets", None)?;
+        self.state
+            .storage()
+            .sql()
+            .exec("DELETE FROM buckets", None)?;
         let counters = *self.counters.borrow();
         self.write(Aggregate::default(), Vec::new(), counters)
     }

@@ -159,7 +159,11 @@ impl Drop for MeteredStream {
     fn drop(&mut self) {
         if let Some(on_end) = self.on_end.take() {
             self.controller.abort();
-            on_end(self.meter.summary(), StreamEnd::ClientGone, self.first_byte_ms);
+            on_end(
+                self.meter.summary(),
+                StreamEnd::ClientGone,
+                self.first_byte_ms,
+            );
         }
     }
 }

@@ -19,7 +19,11 @@ fn store_error(e: worker::Error) -> GatewayError {
 
 /// Every shard's snapshot of `window`, merged: counts, sums and sketches add up exactly
 /// ([`Aggregate::merge`]); the storage counters are summed.
-async fn merged(env: &Env, config: &Config, window: Window) -> worker::Result<(Aggregate, serde_json::Value)> {
+async fn merged(
+    env: &Env,
+    config: &Config,
+    window: Window,
+) -> worker::Result<(Aggregate, serde_json::Value)> {
     let reads = (0..config.metrics_shards)
         .map(|shard| -> Boxed<'_, _> {
             Box::pin(async move { MetricsClient::connect(env, shard)?.snapshot(window).await })
@@ -32,7 +36,10 @@ async fn merged(env: &Env, config: &Config, window: Window) -> worker::Result<(A
         aggregate.merge(&snapshot.aggregate);
         if let Some(counters) = snapshot.storage.as_object() {
             for (name, n) in counters {
-                let sum = storage.get(name).and_then(serde_json::Value::as_u64).unwrap_or(0)
+                let sum = storage
+                    .get(name)
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0)
                     + n.as_u64().unwrap_or(0);
                 storage.insert(name.clone(), sum.into());
             }

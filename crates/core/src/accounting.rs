@@ -279,8 +279,8 @@ pub fn completed_event(
         key: None,
         cache: None,
         cache_saved_usd: 0.0,
-            upstream_ms: 0,
-            ttfb_ms: None,
+        upstream_ms: 0,
+        ttfb_ms: None,
     }
 }
 

@@ -157,7 +157,10 @@ mod tests {
         assert_eq!(query_param(url, "y"), None);
         assert_eq!(query_param("http://h/metrics", "window"), None);
         assert_eq!(query_param("http://h/m?window", "window"), Some(""));
-        assert_eq!(query_param("http://h/m?a=1&window=7d&window=1h", "window"), Some("7d"));
+        assert_eq!(
+            query_param("http://h/m?a=1&window=7d&window=1h", "window"),
+            Some("7d")
+        );
         assert_eq!(query_param("http://h/m?x=1#window=1h", "window"), None);
     }
 

@@ -1890,7 +1890,11 @@ mod tests {
 
     /// Events of every kind, with costs in 1/64 dollars (sums exact in any order).
     fn random_events(rng: &mut Rng, n: usize) -> Vec<MetricsEvent> {
-        let tiers = [("small", "m-small", false), ("large", "m-large", true), ("code", "m-code", false)];
+        let tiers = [
+            ("small", "m-small", false),
+            ("large", "m-large", true),
+            ("code", "m-code", false),
+        ];
         (0..n)
             .map(|i| {
                 let id = format!("e{i}");
@@ -2033,7 +2037,10 @@ mod tests {
                 let got = figures[label].as_f64().unwrap();
                 let want = exact(values.clone(), q);
                 // the sketch's 1% plus the report's 0.1 ms rounding
-                assert!((got - want).abs() <= want * 0.01 + 0.05, "{what} {label}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= want * 0.01 + 0.05,
+                    "{what} {label}: {got} vs {want}"
+                );
             }
         };
         let small: Vec<f64> = (1..=1_000).map(|v| v as f64).collect();
@@ -2041,19 +2048,41 @@ mod tests {
         let both: Vec<f64> = small.iter().chain(&large).copied().collect();
         check(&l["overall"]["request"], both, "overall");
         check(&l["by_tier"]["small"]["request"], small.clone(), "small");
-        check(&l["by_model"]["mistral-large-latest"]["request"], large, "large model");
+        check(
+            &l["by_model"]["mistral-large-latest"]["request"],
+            large,
+            "large model",
+        );
         let upstream: Vec<f64> = (1..=1_000u64).map(|v| (v * 4 / 5) as f64).collect();
-        check(&l["by_tier"]["small"]["upstream"], upstream, "small upstream");
+        check(
+            &l["by_tier"]["small"]["upstream"],
+            upstream,
+            "small upstream",
+        );
         let overhead: Vec<f64> = (1..=1_000u64).map(|v| (v - v * 4 / 5) as f64).collect();
-        check(&l["by_tier"]["small"]["overhead"], overhead, "small overhead");
-        check(&l["by_tier"]["large"]["overhead"], vec![7.0; 1_000], "large overhead");
+        check(
+            &l["by_tier"]["small"]["overhead"],
+            overhead,
+            "small overhead",
+        );
+        check(
+            &l["by_tier"]["large"]["overhead"],
+            vec![7.0; 1_000],
+            "large overhead",
+        );
         let ttfb: Vec<f64> = (0..1_000u64).map(|i| (100 + i / 10) as f64).collect();
         check(&l["by_tier"]["large"]["ttfb"], ttfb.clone(), "large ttfb");
         check(&l["overall"]["ttfb"], ttfb, "overall ttfb");
-        assert!(l["by_tier"]["small"].get("ttfb").is_none(), "no stream on small");
+        assert!(
+            l["by_tier"]["small"].get("ttfb").is_none(),
+            "no stream on small"
+        );
         // an empty aggregate reports empty maps
         let empty = Aggregate::default().report().latency_ms;
-        assert_eq!(empty, serde_json::json!({"overall": {}, "by_tier": {}, "by_model": {}}));
+        assert_eq!(
+            empty,
+            serde_json::json!({"overall": {}, "by_tier": {}, "by_model": {}})
+        );
     }
 
     #[test]
@@ -2062,15 +2091,16 @@ mod tests {
         if let MetricsEvent::Completed { incomplete, .. } = &mut cut {
             *incomplete = Some("client_disconnected".into());
         }
-        let failed = |id: &str, reason: &str, status: Option<u16>, count: u64| MetricsEvent::Failed {
-            id: id.into(),
-            reason: reason.into(),
-            fallback: None,
-            cost: None,
-            key: None,
-            count,
-            status,
-        };
+        let failed =
+            |id: &str, reason: &str, status: Option<u16>, count: u64| MetricsEvent::Failed {
+                id: id.into(),
+                reason: reason.into(),
+                fallback: None,
+                cost: None,
+                key: None,
+                count,
+                status,
+            };
         let events = vec![
             completed("a", Tier::Small, 0.0, 0.0),
             completed("b", Tier::Large, 0.0, 0.0),

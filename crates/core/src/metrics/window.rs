@@ -61,9 +61,7 @@ impl Window {
             .find(|w| w.name() == value)
             .ok_or_else(|| GatewayError::InvalidParam {
                 param: "window".into(),
-                message: format!(
-                    "unknown window {value:?}: expected one of 1h, 24h, 7d, 30d, all"
-                ),
+                message: format!("unknown window {value:?}: expected one of 1h, 24h, 7d, 30d, all"),
             })
     }
 
@@ -88,7 +86,10 @@ impl Window {
             Window::Month => (COARSE_SPAN_S, 720),
             Window::All => return None,
         };
-        Some((span, bucket_start(now_s, span).saturating_sub((count - 1) * span)))
+        Some((
+            span,
+            bucket_start(now_s, span).saturating_sub((count - 1) * span),
+        ))
     }
 
     /// The buckets a series of this window reads (`all`: every hourly bucket kept), and
@@ -100,8 +101,8 @@ impl Window {
             Window::Day | Window::Week => COARSE_SPAN_S,
             Window::Month | Window::All => 86_400,
         };
-        let kept = bucket_start(now_s, COARSE_SPAN_S)
-            .saturating_sub(COARSE_RETENTION_S - COARSE_SPAN_S);
+        let kept =
+            bucket_start(now_s, COARSE_SPAN_S).saturating_sub(COARSE_RETENTION_S - COARSE_SPAN_S);
         (self.buckets(now_s).unwrap_or((COARSE_SPAN_S, kept)), step)
     }
 }
@@ -186,7 +187,10 @@ mod tests {
         for bad in ["", "2h", "ALL", "1d", "24H"] {
             let e = Window::parse(Some(bad)).unwrap_err();
             assert_eq!(e.status(), 400, "{bad}");
-            assert!(e.client_message().contains("1h, 24h, 7d, 30d, all"), "{bad}");
+            assert!(
+                e.client_message().contains("1h, 24h, 7d, 30d, all"),
+                "{bad}"
+            );
         }
     }
 
@@ -198,7 +202,10 @@ mod tests {
         assert_eq!(Window::Hour.buckets(now), Some((300, fine - 11 * 300)));
         assert_eq!(Window::Day.buckets(now), Some((3_600, hour - 23 * 3_600)));
         assert_eq!(Window::Week.buckets(now), Some((3_600, hour - 167 * 3_600)));
-        assert_eq!(Window::Month.buckets(now), Some((3_600, hour - 719 * 3_600)));
+        assert_eq!(
+            Window::Month.buckets(now),
+            Some((3_600, hour - 719 * 3_600))
+        );
         assert_eq!(Window::All.buckets(now), None);
         // every window's buckets are still kept when it is read
         for w in [Window::Hour, Window::Day, Window::Week, Window::Month] {
