@@ -104,8 +104,9 @@ fn read_json<T>(
     read(&value)
 }
 
-/// The quality Durable Object.
-#[durable_object]
+/// The quality Durable Object. Only `fetch` and `alarm` are exported to the runtime (no
+/// WebSocket or `connect` handlers: each would add an unused export and its glue).
+#[durable_object(alarm)]
 pub struct QualityStore {
     state: State,
     env: Env,
