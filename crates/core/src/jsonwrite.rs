@@ -17,6 +17,13 @@ pub fn object(pairs: &mut [(&str, Value)]) -> Value {
     Value::Object(map)
 }
 
+/// `value` as compact JSON text, as `value.to_string()` writes it, but through serde_json's
+/// writer into a `Vec` (which the worker has anyway) rather than through `Display`, which
+/// instantiates the serializer again over a formatter (and its pretty-printing).
+pub fn text(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 /// `object!{"key": value, ...}`: a JSON object through [`object`], each value converted
 /// with `serde_json::Value::from`.
 #[macro_export]

@@ -239,7 +239,7 @@ fn delta_content(chunk: &Value) -> Option<&str> {
 /// One `data:` event carrying a JSON value.
 pub fn sse_data(value: &Value) -> Vec<u8> {
     let mut out = b"data: ".to_vec();
-    out.extend_from_slice(value.to_string().as_bytes());
+    out.extend_from_slice(crate::jsonwrite::text(value).as_bytes());
     out.extend_from_slice(b"\n\n");
     out
 }

@@ -136,7 +136,7 @@ impl Provider for Anthropic {
                     "type": "function",
                     "function": crate::object! {
                         "name": block.get("name").cloned().unwrap_or(Value::Null),
-                        "arguments": block.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+                        "arguments": block.get("input").map(crate::jsonwrite::text).unwrap_or_else(|| "{}".into()),
                     },
                 }),
                 _ => {}
@@ -320,7 +320,7 @@ impl AnthropicStreamDecoder {
         if let Some(u) = usage {
             chunk["usage"] = usage_json(u);
         }
-        chunk.to_string()
+        crate::jsonwrite::text(&chunk)
     }
 }
 
@@ -445,7 +445,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
                     "code": Value::Null,
                 };
                 let body = crate::object! {"error": error};
-                vec![body.to_string()]
+                vec![crate::jsonwrite::text(&body)]
             }
             _ => Vec::new(),
         };
