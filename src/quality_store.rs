@@ -579,7 +579,7 @@ impl DurableObject for QualityStore {
                 let job = read_json(&req.text().await?, ShadowJob::from_value)
                     .map_err(|e| worker::Error::RustError(format!("shadow job: {e}")))?;
                 let outcome = self.accept(job, &config).await?;
-                Response::from_json(&serde_json::json!({ "outcome": outcome }))
+                Response::from_json(&llm_mux_core::object! {"outcome": outcome})
             }
             (Method::Post, "/traffic") => {
                 // An isolate's traffic since its last report; the answer is what it
