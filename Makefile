@@ -29,6 +29,9 @@ build: setup
 	  --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int \
 	  --enable-sign-ext --enable-mutable-globals --enable-multivalue $(WASM_OPT_EXTRA) \
 	  -o $(BUILD_STAGING)/index_bg.wasm
+	@# Short names for the wasm's imports and exports in the wasm and the JS glue alike
+	@# (wasm-bindgen's carry 16-digit hashes, written in both files: ~6 KB gzipped).
+	node scripts/shorten-glue-names.mjs $(BUILD_STAGING)
 	bash scripts/publish-build.sh $(BUILD_STAGING) build
 
 ## dev: run the gateway at http://127.0.0.1:$(PORT) with wrangler dev (reads .dev.vars)
