@@ -137,6 +137,12 @@ function exportSection(start, end) {
   return [Buffer.from([7, ...u32Bytes(body.length), ...body]), renamed];
 }
 
+// The glue's module name too (`"./index_bg.js":{...}` in the imports object, written
+// before each of its imports in the wasm), when the glue names it once.
+const glueModuleKey = `${JSON.stringify(GLUE_MODULE)}:`;
+const glueModule = js.split(glueModuleKey).length === 2 ? "a" : GLUE_MODULE;
+js = js.replace(glueModuleKey, `${glueModule}:`);
+
 if (wasm.readUInt32LE(0) !== 0x6d736100) throw new Error("shorten-glue-names: not a wasm file");
 const parts = [wasm.subarray(0, 8)];
 let at = 8;
@@ -176,20 +182,20 @@ while (at < wasm.length) {
     const afterDescription = skipDescription(wasm, afterField);
     let newField = field;
     if (module === GLUE_MODULE) {
-      const candidate = shortName(next);
       const found = js.match(occurrences(field)) || [];
       // A key of the imports object: only another key there could clash, and every
       // other key is an import's name (long ones from wasm-bindgen, or new short ones).
-      if (found.length === 1 && !fields.has(candidate)) {
+      if (found.length === 1) {
+        let candidate = shortName(next++);
+        while (fields.has(candidate)) candidate = shortName(next++);
         js = js.replace(occurrences(field), candidate);
         newField = candidate;
-        next++;
         renamed++;
       } else {
         kept++;
       }
     }
-    body.push(...nameBytes(module), ...nameBytes(newField));
+    body.push(...nameBytes(module === GLUE_MODULE ? glueModule : module), ...nameBytes(newField));
     body.push(...wasm.subarray(afterField, afterDescription));
     entry = afterDescription;
   }
