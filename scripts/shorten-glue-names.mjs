@@ -12,34 +12,14 @@
 import fs from "node:fs";
 import path from "node:path";
 
+import { readU32, u32Bytes } from "./wasm-leb.mjs";
+
 const GLUE_MODULE = "./index_bg.js";
 const dir = process.argv[2];
 const wasmPath = path.join(dir, "index_bg.wasm");
 const jsPath = path.join(dir, "index.js");
 const wasm = fs.readFileSync(wasmPath);
 let js = fs.readFileSync(jsPath, "utf8");
-
-function readU32(buf, at) {
-  let value = 0;
-  let scale = 1;
-  for (;;) {
-    const byte = buf[at++];
-    value += (byte & 0x7f) * scale;
-    scale *= 128;
-    if (byte < 0x80) return [value, at];
-  }
-}
-
-function u32Bytes(value) {
-  const out = [];
-  do {
-    let byte = value % 128;
-    value = Math.floor(value / 128);
-    if (value > 0) byte |= 0x80;
-    out.push(byte);
-  } while (value > 0);
-  return out;
-}
 
 function name(buf, at) {
   const [length, start] = readU32(buf, at);
