@@ -22,8 +22,8 @@ BUILD_STAGING = target/worker-build
 WASM_OPT_EXTRA ?=
 build: setup
 	$(BUILD_ENV) worker-build --release --out-dir $(BUILD_STAGING)
-	@# Functions sorted once more by their names turned into sort keys (trait impls next to
-	@# their modules: ~900 B gzipped), then the wasm name, producers and target features
+	@# Functions sorted once more by their names turned into sort keys (one trait's impls
+	@# side by side: ~1.1 KB gzipped), then the wasm name, producers and target features
 	@# sections dropped (~138 KB raw, ~36 KB gzipped): only debugging and tools use them.
 	@# Stripping after wasm-bindgen is safe; `strip = true` in the cargo profile is not
 	@# (shared/reference/toolchain.md).
