@@ -59,13 +59,18 @@ COPY wrangler.toml ./
 COPY src src
 COPY crates crates
 COPY data data
+COPY scripts/name-sort-keys.mjs scripts/shorten-glue-names.mjs scripts/wasm-leb.mjs scripts/
 RUN set -eu; \
     find src crates -name '*.rs' -exec touch {} +; \
     WASM_BINDGEN_BIN=$CARGO_HOME/bin/wasm-bindgen WASM_OPT_BIN=$PWD/node_modules/.bin/wasm-opt \
       ESBUILD_BIN=$PWD/node_modules/.bin/esbuild worker-build --release; \
-    node_modules/.bin/wasm-opt build/index_bg.wasm --strip-debug --strip-producers \
-      --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int \
-      --enable-sign-ext --enable-mutable-globals --enable-multivalue -o build/index_bg.wasm
+    node scripts/name-sort-keys.mjs build/index_bg.wasm; \
+    node_modules/.bin/wasm-opt build/index_bg.wasm --reorder-functions-by-name \
+      --strip-debug --strip-producers --strip-target-features \
+      --enable-reference-types --enable-bulk-memory \
+      --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals \
+      --enable-multivalue -o build/index_bg.wasm; \
+    node scripts/shorten-glue-names.mjs build
 
 # Its workerd config (generated from wrangler.toml), the launcher and workerd itself.
 COPY scripts/selfhost scripts/selfhost

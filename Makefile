@@ -22,13 +22,20 @@ BUILD_STAGING = target/worker-build
 WASM_OPT_EXTRA ?=
 build: setup
 	$(BUILD_ENV) worker-build --release --out-dir $(BUILD_STAGING)
-	@# Drop the wasm name and producers sections (~138 KB raw, ~36 KB gzipped): only
-	@# debugging uses them. Stripping after wasm-bindgen is safe; `strip = true` in the
-	@# cargo profile is not (shared/reference/toolchain.md).
-	node_modules/.bin/wasm-opt $(BUILD_STAGING)/index_bg.wasm --strip-debug --strip-producers \
+	@# Functions sorted once more by their names turned into sort keys (one trait's impls
+	@# side by side: ~1.1 KB gzipped), then the wasm name, producers and target features
+	@# sections dropped (~138 KB raw, ~36 KB gzipped): only debugging and tools use them.
+	@# Stripping after wasm-bindgen is safe; `strip = true` in the cargo profile is not
+	@# (shared/reference/toolchain.md).
+	node scripts/name-sort-keys.mjs $(BUILD_STAGING)/index_bg.wasm
+	node_modules/.bin/wasm-opt $(BUILD_STAGING)/index_bg.wasm --reorder-functions-by-name \
+	  --strip-debug --strip-producers --strip-target-features \
 	  --enable-reference-types --enable-bulk-memory --enable-nontrapping-float-to-int \
 	  --enable-sign-ext --enable-mutable-globals --enable-multivalue $(WASM_OPT_EXTRA) \
 	  -o $(BUILD_STAGING)/index_bg.wasm
+	@# Short names for the wasm's imports and exports in the wasm and the JS glue alike
+	@# (wasm-bindgen's carry 16-digit hashes, written in both files: ~6 KB gzipped).
+	node scripts/shorten-glue-names.mjs $(BUILD_STAGING)
 	bash scripts/publish-build.sh $(BUILD_STAGING) build
 
 ## dev: run the gateway at http://127.0.0.1:$(PORT) with wrangler dev (reads .dev.vars)

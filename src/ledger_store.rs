@@ -22,8 +22,9 @@ use llm_mux_core::metrics::outbox::FlushWindow;
 /// Binding name of the Durable Object namespace (wrangler.toml).
 pub const BINDING: &str = "LEDGER";
 
-/// The ledger of one scope.
-#[durable_object]
+/// The ledger of one scope. Only `fetch` is exported to the runtime (no alarm, WebSocket or
+/// `connect` handlers: each would add an unused export and its glue to the bundle).
+#[durable_object(fetch)]
 pub struct LedgerStore {
     state: State,
     ledger: RefCell<Option<Ledger>>,

@@ -371,7 +371,7 @@ fn from_cache(
         reported_model: &completion.model,
         usage: completion.usage,
         completion_chars: completion.answer.chars().count(),
-        request_bytes: plan.body.to_string().len(),
+        request_bytes: llm_mux_core::jsonwrite::text(&plan.body).len(),
         received_bytes: raw.len(),
         dropped_events: 0,
     };

@@ -104,15 +104,17 @@ fn read_json<T>(
     read(&value)
 }
 
-/// The quality Durable Object.
-#[durable_object]
+/// The quality Durable Object. Only `fetch` and `alarm` are exported to the runtime (no
+/// WebSocket or `connect` handlers: each would add an unused export and its glue).
+#[durable_object(alarm)]
 pub struct QualityStore {
     state: State,
     env: Env,
     counters: RefCell<Option<Counters>>,
     controller: RefCell<Option<QualityController>>,
-    /// The jobs' texts, by id (memory only).
-    texts: RefCell<std::collections::HashMap<String, ShadowJob>>,
+    /// The jobs' texts, one per id (memory only). A `Vec` searched by id rather than a
+    /// `HashMap`: a few jobs at a time, and no hash table code of its own in the bundle.
+    texts: RefCell<Vec<ShadowJob>>,
 }
 
 /// What a job's attempt came to.
@@ -244,7 +246,11 @@ impl QualityStore {
                 SqlStorageValue::from(now as i64),
             ],
         )?;
-        self.texts.borrow_mut().insert(job.id.clone(), job);
+        {
+            let mut texts = self.texts.borrow_mut();
+            texts.retain(|held| held.id != job.id);
+            texts.push(job);
+        }
         self.save(&counters, &controller)?;
         // Due now: an alarm set for a later retry is brought forward (the run reschedules
         // whatever is not due yet).
@@ -297,7 +303,12 @@ impl QualityStore {
                 }
                 _ => continue,
             };
-            let job = self.texts.borrow().get(&id).cloned();
+            let job = self
+                .texts
+                .borrow()
+                .iter()
+                .find(|held| held.id == id)
+                .cloned();
             let outcome = match job {
                 Some(job) => self.judge_job(&config, job).await?,
                 None => Outcome::Dropped("lost_on_restart", 0.0),
@@ -314,7 +325,7 @@ impl QualityStore {
         let sql = self.state.storage().sql();
         let now = runtime::now_ms();
         let delete = |sql: &worker::SqlStorage| {
-            self.texts.borrow_mut().remove(id);
+            self.texts.borrow_mut().retain(|held| held.id != id);
             sql.exec(
                 "DELETE FROM jobs WHERE id = ?",
                 vec![SqlStorageValue::from(id.to_string())],
@@ -478,7 +489,8 @@ impl QualityStore {
                     };
                     // Kept with the job, so that a retry only repeats the judge.
                     job.other = Some(other.clone());
-                    if let Some(held) = self.texts.borrow_mut().get_mut(&job.id) {
+                    let mut texts = self.texts.borrow_mut();
+                    if let Some(held) = texts.iter_mut().find(|held| held.id == job.id) {
                         held.other = Some(other.clone());
                     }
                     other
@@ -560,7 +572,7 @@ impl DurableObject for QualityStore {
             env,
             counters: RefCell::new(None),
             controller: RefCell::new(None),
-            texts: RefCell::new(std::collections::HashMap::new()),
+            texts: RefCell::new(Vec::new()),
         };
         if let Err(e) = store.ensure_schema() {
             worker::console_error!("quality store: cannot create schema: {e}");
@@ -578,7 +590,7 @@ impl DurableObject for QualityStore {
                 let job = read_json(&req.text().await?, ShadowJob::from_value)
                     .map_err(|e| worker::Error::RustError(format!("shadow job: {e}")))?;
                 let outcome = self.accept(job, &config).await?;
-                Response::from_json(&serde_json::json!({ "outcome": outcome }))
+                Response::from_json(&llm_mux_core::object! {"outcome": outcome})
             }
             (Method::Post, "/traffic") => {
                 // An isolate's traffic since its last report; the answer is what it

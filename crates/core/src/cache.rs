@@ -83,7 +83,7 @@ pub fn key_url(config: &Config, key_id: Option<&str>, plan: &Plan) -> String {
     let mut hash = Sha256::new();
     hash.update(plan.url.as_bytes());
     hash.update(b"\n");
-    hash.update(body.to_string().as_bytes());
+    hash.update(crate::jsonwrite::text(&body).as_bytes());
     let scope = match (config.cost.cache_scope, key_id) {
         (CacheScope::Shared, _) => "shared",
         (CacheScope::Key, Some(id)) => id,
@@ -100,7 +100,7 @@ pub fn key_url(config: &Config, key_id: Option<&str>, plan: &Plan) -> String {
 /// indexes) and its finish reason, a usage-only chunk, then `[DONE]`. Relayed through the
 /// OpenAI-compatible stream decoder, it reaches the client in the endpoint's own format.
 pub fn synthetic_stream(body: &serde_json::Value) -> String {
-    use serde_json::{json, Map, Value};
+    use serde_json::{Map, Value};
     let choice = body.pointer("/choices/0").unwrap_or(&Value::Null);
     let message = choice.get("message").unwrap_or(&Value::Null);
     let mut delta = Map::new();
@@ -122,25 +122,32 @@ pub fn synthetic_stream(body: &serde_json::Value) -> String {
             .collect();
         delta.insert("tool_calls".into(), Value::Array(indexed));
     }
-    let head = |choices: Value| {
-        json!({
-            "id": body.get("id"),
+    let field = |name: &str| body.get(name).cloned().unwrap_or(Value::Null);
+    let head = |choices: Vec<Value>| {
+        crate::object! {
+            "id": field("id"),
             "object": "chat.completion.chunk",
-            "created": body.get("created"),
-            "model": body.get("model"),
+            "created": field("created"),
+            "model": field("model"),
             "choices": choices,
-        })
+        }
     };
-    let first = head(json!([{
+    let event = |text: &mut String, chunk: &Value| {
+        text.push_str("data: ");
+        text.push_str(&crate::jsonwrite::text(chunk));
+        text.push_str("\n\n");
+    };
+    let first = head(vec![crate::object! {
         "index": 0,
-        "delta": delta,
-        "finish_reason": choice.get("finish_reason"),
-    }]));
-    let mut text = format!("data: {first}\n\n");
+        "delta": Value::Object(delta),
+        "finish_reason": choice.get("finish_reason").cloned().unwrap_or(Value::Null),
+    }]);
+    let mut text = String::new();
+    event(&mut text, &first);
     if let Some(usage) = body.get("usage") {
-        let mut last = head(json!([]));
+        let mut last = head(Vec::new());
         last["usage"] = usage.clone();
-        text.push_str(&format!("data: {last}\n\n"));
+        event(&mut text, &last);
     }
     text.push_str("data: [DONE]\n\n");
     text

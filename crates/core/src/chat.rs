@@ -1,7 +1,7 @@
 //! The OpenAI-compatible chat request (`POST /v1/chat/completions`): validation, the text
 //! the router scores, and the OpenAI error body.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::error::GatewayError;
 
@@ -126,11 +126,11 @@ impl ChatRequest {
     pub fn single_turn(model: &str, query: &str, max_tokens: Option<u32>, stream: bool) -> Self {
         let mut params = Map::new();
         if let Some(limit) = max_tokens {
-            params.insert("max_tokens".into(), json!(limit));
+            params.insert("max_tokens".into(), Value::from(limit));
         }
         Self {
             model: model.to_string(),
-            messages: vec![json!({"role": "user", "content": query})],
+            messages: vec![crate::object! {"role": "user", "content": query}],
             stream,
             params,
         }
@@ -211,6 +211,7 @@ fn invalid_param(param: &str, message: &str) -> GatewayError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn parse(body: &str) -> Result<ChatRequest, GatewayError> {
         ChatRequest::parse(body.as_bytes(), 1 << 20)

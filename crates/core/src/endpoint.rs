@@ -6,7 +6,7 @@
 //! the same for both. An endpoint must not call the upstream, price anything or record
 //! metrics: it turns what the pipeline has into bytes for its clients.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::accounting::Accounting;
 use crate::api::{check_body_size, QueryMetrics, QueryRequest, QueryResponse, RoutingInfo};
@@ -142,6 +142,12 @@ pub fn query_response(
     }
 }
 
+/// A `/query` stream's error event: `{"type": "error", "error": {...}}`.
+fn query_error_event(error: &GatewayError) -> Value {
+    let mut body = error.to_body();
+    crate::object! {"type": "error", "error": body["error"].take()}
+}
+
 fn serialise<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, GatewayError> {
     serde_json::to_vec(value).map_err(|e| GatewayError::Internal(format!("serialise answer: {e}")))
 }
@@ -211,11 +217,11 @@ impl Endpoint for QueryApi {
                     latency_ms,
                 ))
                 .unwrap_or_default();
-                last["type"] = json!("final");
-                last["incomplete"] = json!(incomplete);
+                last["type"] = Value::from("final");
+                last["incomplete"] = Value::from(incomplete);
                 last
             }
-            Err(error) => json!({"type": "error", "error": error.to_body()["error"]}),
+            Err(error) => query_error_event(error),
         };
         let mut bytes = sse_data(&last);
         bytes.extend_from_slice(b"data: [DONE]\n\n");
@@ -227,7 +233,7 @@ impl Endpoint for QueryApi {
     }
 
     fn stream_error_event(&self, error: &GatewayError) -> Vec<u8> {
-        sse_data(&json!({"type": "error", "error": error.to_body()["error"]}))
+        sse_data(&query_error_event(error))
     }
 }
 
@@ -255,7 +261,7 @@ impl Endpoint for ChatApi {
         let mut body = completion.body;
         let body = if body.get("created").and_then(Value::as_u64).unwrap_or(0) == 0 {
             // Translated answers (Anthropic) get the gateway's clock.
-            body["created"] = json!(now_s);
+            body["created"] = Value::from(now_s);
             serialise(&body)?
         } else {
             // An OpenAI-shaped answer goes back byte for byte.

@@ -6,7 +6,7 @@
 //! error response is built, through [`GatewayError::log_detail`] with every secret
 //! scrubbed. It must not build HTTP responses or log anything itself.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Everything that can make a request fail, with what the client and the metrics see.
 #[derive(Debug, Clone, PartialEq)]
@@ -334,29 +334,29 @@ impl GatewayError {
 
     /// The JSON body `{"error": {"type", "message", ...}}`.
     pub fn to_body(&self) -> Value {
-        let mut error = json!({
+        let mut error = crate::object! {
             "type": self.error_type(),
             "message": self.client_message(),
-        });
+        };
         match self {
             Self::Upstream { status, .. } => {
-                error["upstream_status"] = json!(status);
+                error["upstream_status"] = Value::from(*status);
             }
             Self::InvalidConfig { variable, .. } => {
-                error["variable"] = json!(variable);
+                error["variable"] = Value::from(*variable);
             }
             Self::PayloadTooLarge {
                 limit, variable, ..
             } => {
-                error["limit_bytes"] = json!(limit);
-                error["variable"] = json!(variable);
+                error["limit_bytes"] = Value::from(*limit);
+                error["variable"] = Value::from(*variable);
             }
             Self::OverLimit { key_id, .. } => {
-                error["key_id"] = json!(key_id);
+                error["key_id"] = Value::from(key_id.as_deref());
             }
             _ => {}
         }
-        json!({ "error": error })
+        crate::object! {"error": error}
     }
 }
 
@@ -412,18 +412,16 @@ pub fn openai_error_body(error: &GatewayError) -> Value {
         GatewayError::Internal(_) => ("server_error", None, None),
         GatewayError::OverLimit { .. } => ("rate_limit_error", None, label()),
     };
-    let mut body = json!({
-        "error": {
-            "message": error.client_message(),
-            "type": kind,
-            "param": param,
-            "code": code,
-        }
-    });
+    let mut fields = crate::object! {
+        "message": error.client_message(),
+        "type": kind,
+        "param": param,
+        "code": code.map(Cow::into_owned),
+    };
     if let Some(id) = error.key_id() {
-        body["error"]["key_id"] = json!(id);
+        fields["key_id"] = Value::from(id);
     }
-    body
+    crate::object! {"error": fields}
 }
 
 #[cfg(test)]

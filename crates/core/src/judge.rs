@@ -7,7 +7,7 @@
 //! refused, out of range). It must not call anything or keep any text: the shell sends the
 //! request and drops the texts once the grades are read.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use crate::chat::ChatRequest;
 use crate::providers::BackendKind;
@@ -93,16 +93,19 @@ pub fn request(
         cut(b)
     );
     let mut params = Map::new();
-    params.insert("temperature".into(), json!(0));
-    params.insert("max_tokens".into(), json!(JUDGE_MAX_TOKENS));
+    params.insert("temperature".into(), Value::from(0));
+    params.insert("max_tokens".into(), Value::from(JUDGE_MAX_TOKENS));
     if matches!(backend, BackendKind::Mistral | BackendKind::OpenAi) {
-        params.insert("response_format".into(), json!({"type": "json_object"}));
+        params.insert(
+            "response_format".into(),
+            crate::object! {"type": "json_object"},
+        );
     }
     ChatRequest {
         model: "judge".into(),
         messages: vec![
-            json!({"role": "system", "content": INSTRUCTIONS}),
-            json!({"role": "user", "content": user}),
+            crate::object! {"role": "system", "content": INSTRUCTIONS},
+            crate::object! {"role": "user", "content": user},
         ],
         stream: false,
         params,

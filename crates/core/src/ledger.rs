@@ -483,7 +483,7 @@ pub fn admission(config: &Config, key_id: Option<&str>, plan: &Plan, id: &str) -
 /// the upstream body a prompt token (no tokenizer makes more tokens than bytes), and the
 /// completion's `max_tokens` (the budget stage sets it when the client did not).
 pub fn worst_case(config: &Config, plan: &Plan, tier: usize) -> u64 {
-    let prompt = plan.body.to_string().len() as u64;
+    let prompt = crate::jsonwrite::text(&plan.body).len() as u64;
     let completion = completion_limit(&plan.body).unwrap_or(config.cost.completion_ceiling);
     let model = config.tiers.get(tier).map_or("", |t| t.model.as_str());
     config

@@ -18,6 +18,7 @@ pub mod error;
 pub mod fallback;
 pub mod hash;
 pub mod jsonread;
+pub mod jsonwrite;
 pub mod judge;
 pub mod learned;
 pub mod ledger;

@@ -56,7 +56,7 @@ impl Plan {
         UpstreamRequest {
             url: &self.url,
             headers: self.headers(),
-            body: self.body.to_string().into_bytes(),
+            body: crate::jsonwrite::text(&self.body).into_bytes(),
             stream: self.stream,
             max_response_bytes: self.max_response_bytes,
         }

@@ -8,7 +8,7 @@
 //! `crate::quality`), do I/O or read the clock.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::config::{Config, QualityTarget};
 use crate::quality::{
@@ -104,15 +104,15 @@ pub fn traffic_wire(histogram: &ScoreHistogram) -> Value {
     let bins: Vec<Value> = (0..histogram.bins())
         .filter(|&b| histogram.count[b] > 0.0)
         .map(|b| {
-            json!([
-                b,
-                histogram.count[b],
-                histogram.cost_lower[b],
-                histogram.cost_top[b]
+            Value::Array(vec![
+                Value::from(b),
+                Value::from(histogram.count[b]),
+                Value::from(histogram.cost_lower[b]),
+                Value::from(histogram.cost_top[b]),
             ])
         })
         .collect();
-    json!({ "bins": histogram.bins(), "traffic": bins })
+    crate::object! {"bins": histogram.bins(), "traffic": bins}
 }
 
 /// The histogram of a [`traffic_wire`] body (bins out of range are ignored).
@@ -214,6 +214,7 @@ mod tests {
     use super::*;
     use crate::config::testing::config;
     use crate::quality::QualityController;
+    use serde_json::json;
 
     fn judged(served_top: bool, served: u8, other: u8) -> JudgedSample {
         JudgedSample {

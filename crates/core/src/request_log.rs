@@ -85,7 +85,7 @@ impl Line<'_> {
                 if self.status < 400 { "ok" } else { "error" }.into(),
             ),
         }
-        Value::Object(o).to_string()
+        crate::jsonwrite::text(&Value::Object(o))
     }
 }
 

@@ -335,22 +335,25 @@ static KEYWORDS: &[(&[u8], u16)] = &[
     (b"without", CONSTRAINT),
 ];
 
-/// `BUCKETS[k]..BUCKETS[k + 1]` is the range of `KEYWORDS` whose first two letters are
-/// bucket `k = 26 * (first - b'a') + (second - b'a')`; the table is sorted (checked by a test).
+/// `BUCKETS[k]..BUCKETS[k + 1]` is the range of [`STEMS`] (byte offsets) holding the
+/// entries of `KEYWORDS` whose first two letters are bucket
+/// `k = 26 * (first - b'a') + (second - b'a')`; the table is sorted (checked by a test).
 static BUCKETS: [u16; 26 * 26 + 1] = bucket_starts();
 
 const fn bucket_starts() -> [u16; 26 * 26 + 1] {
     let mut starts = [0u16; 26 * 26 + 1];
     let mut bucket = 0;
     let mut i = 0;
+    let mut offset = 0;
     while bucket < 26 * 26 {
-        starts[bucket] = i as u16;
+        starts[bucket] = offset as u16;
         while i < KEYWORDS.len() && bucket_of(KEYWORDS[i].0) == bucket {
+            offset += STEM_HEADER + KEYWORDS[i].0.len();
             i += 1;
         }
         bucket += 1;
     }
-    starts[26 * 26] = i as u16;
+    starts[26 * 26] = offset as u16;
     starts
 }
 
@@ -360,71 +363,61 @@ const fn bucket_of(word: &[u8]) -> usize {
 }
 
 /// Flags of a lowercase ASCII word (0 if it is no keyword).
-#[cfg(test)]
 fn keyword_flags(word: &[u8]) -> u16 {
-    let mut padded = [0u8; 16];
-    let n = word.len().min(16);
-    padded[..n].copy_from_slice(&word[..n]);
-    keyword_flags_padded(word, u128::from_le_bytes(padded))
-}
-
-/// [`keyword_flags`] given also the word's first 16 bytes, zero-padded, as a
-/// little-endian integer: each stem is then compared with one masked integer comparison.
-fn keyword_flags_padded(word: &[u8], head: u128) -> u16 {
     if word.len() < 2 || !word[0].is_ascii_lowercase() || !word[1].is_ascii_lowercase() {
         return 0;
     }
     let bucket = bucket_of(word);
-    let (start, end) = (BUCKETS[bucket] as usize, BUCKETS[bucket + 1] as usize);
+    let (mut at, end) = (BUCKETS[bucket] as usize, BUCKETS[bucket + 1] as usize);
     let mut flags = 0;
-    for stem in &PACKED[start..end] {
-        // Bytes of `head` past the word are zero and stems have none, so a stem longer
-        // than the word never matches.
-        let prefix = head & stem.mask == stem.bytes;
-        let hit = prefix && (stem.flags & EXACT == 0 || word.len() == stem.len as usize);
+    while at < end {
+        let len = STEMS[at] as usize;
+        let stem_flags = u16::from_le_bytes([STEMS[at + 1], STEMS[at + 2]]);
+        let stem = &STEMS[at + STEM_HEADER..at + STEM_HEADER + len];
+        let hit = word.starts_with(stem) && (stem_flags & EXACT == 0 || word.len() == len);
         if hit {
-            flags |= stem.flags;
+            flags |= stem_flags;
         }
+        at += STEM_HEADER + len;
     }
     flags & !EXACT
 }
 
-/// A keyword stem as a zero-padded little-endian integer, for [`keyword_flags_padded`].
-#[derive(Clone, Copy)]
-struct PackedStem {
-    bytes: u128,
-    mask: u128,
-    len: u8,
-    flags: u16,
+/// Bytes before each stem in [`STEMS`]: its length, then its flags (little-endian).
+const STEM_HEADER: usize = 3;
+
+/// Length of [`STEMS`].
+const STEMS_LEN: usize = stems_len();
+
+const fn stems_len() -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < KEYWORDS.len() {
+        n += STEM_HEADER + KEYWORDS[i].0.len();
+        i += 1;
+    }
+    n
 }
 
-/// [`KEYWORDS`], packed (stems are at most 16 bytes: checked by a test).
-static PACKED: [PackedStem; KEYWORDS.len()] = pack_keywords();
+/// [`KEYWORDS`] as one byte string, entry after entry: the stem's length, its flags and
+/// its bytes (a few KB smaller in the bundle than a table of fixed-size entries).
+static STEMS: [u8; STEMS_LEN] = pack_keywords();
 
-const fn pack_keywords() -> [PackedStem; KEYWORDS.len()] {
-    let mut out = [PackedStem {
-        bytes: 0,
-        mask: 0,
-        len: 0,
-        flags: 0,
-    }; KEYWORDS.len()];
+const fn pack_keywords() -> [u8; STEMS_LEN] {
+    let mut out = [0u8; STEMS_LEN];
+    let mut at = 0;
     let mut i = 0;
     while i < KEYWORDS.len() {
         let (stem, flags) = KEYWORDS[i];
-        let mut bytes = 0u128;
-        let mut mask = 0u128;
+        out[at] = stem.len() as u8;
+        out[at + 1] = flags as u8;
+        out[at + 2] = (flags >> 8) as u8;
         let mut k = 0;
-        while k < stem.len() && k < 16 {
-            bytes |= (stem[k] as u128) << (8 * k);
-            mask |= 0xFFu128 << (8 * k);
+        while k < stem.len() {
+            out[at + STEM_HEADER + k] = stem[k];
             k += 1;
         }
-        out[i] = PackedStem {
-            bytes,
-            mask,
-            len: stem.len() as u8,
-            flags,
-        };
+        at += STEM_HEADER + stem.len();
         i += 1;
     }
     out
@@ -822,10 +815,7 @@ fn finish_word(raw: &[u8], ascii: bool, c: &mut Counts, prev: &mut PrevWord) {
         c.identifiers += 1;
     }
     let w = &buf[..len];
-    let mut head = [0u8; 16];
-    head.copy_from_slice(&buf[..16]);
-    let mut flags =
-        keyword_flags_padded(w, u128::from_le_bytes(head)) | phrase_flags(&prev.buf[..prev.len], w);
+    let mut flags = keyword_flags(w) | phrase_flags(&prev.buf[..prev.len], w);
     if prev_numeric && is_unit_constraint(w) {
         flags |= CONSTRAINT;
     }
@@ -917,7 +907,7 @@ mod tests {
         for pair in KEYWORDS.windows(2) {
             assert!(pair[0].0 < pair[1].0, "not sorted: {:?}", pair[1].0);
         }
-        assert_eq!(BUCKETS[26 * 26] as usize, KEYWORDS.len());
+        assert_eq!(BUCKETS[26 * 26] as usize, STEMS_LEN);
         for (stem, flags) in KEYWORDS {
             assert_eq!(keyword_flags(stem), flags & !EXACT, "{stem:?}");
         }

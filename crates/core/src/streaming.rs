@@ -2,7 +2,7 @@
 //! (usage, streamed text length, whether the stream ended properly). Pure; the worker's
 //! stream adapter only feeds it bytes.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::GatewayError;
 use crate::providers::sse::{SseEvent, SseParser};
@@ -219,7 +219,9 @@ impl StreamMeter {
                 let content = delta_content(&value).unwrap_or("");
                 if !content.is_empty() {
                     self.answer.push_str(content);
-                    out.extend_from_slice(&sse_data(&json!({"type": "delta", "content": content})));
+                    out.extend_from_slice(&sse_data(
+                        &crate::object! {"type": "delta", "content": content},
+                    ));
                 }
             }
         }
@@ -239,7 +241,7 @@ fn delta_content(chunk: &Value) -> Option<&str> {
 /// One `data:` event carrying a JSON value.
 pub fn sse_data(value: &Value) -> Vec<u8> {
     let mut out = b"data: ".to_vec();
-    out.extend_from_slice(value.to_string().as_bytes());
+    out.extend_from_slice(crate::jsonwrite::text(value).as_bytes());
     out.extend_from_slice(b"\n\n");
     out
 }

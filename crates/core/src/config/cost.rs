@@ -251,7 +251,10 @@ fn key_policy(fields: &Map<String, Value>, tiers: &[TierConfig]) -> Result<KeyPo
                     let index = name
                         .as_str()
                         .and_then(|n| tiers.iter().position(|t| t.name() == n))
-                        .ok_or_else(|| format!("allowed_tiers: {name} is not a tier name"))?;
+                        .ok_or_else(|| {
+                            let name = crate::jsonwrite::text(name);
+                            format!("allowed_tiers: {name} is not a tier name")
+                        })?;
                     allowed.push(index);
                 }
                 policy.allowed_tiers = Some(allowed);

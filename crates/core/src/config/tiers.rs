@@ -276,7 +276,9 @@ pub(super) fn parse_tiers(
         };
         if let Some(price) = &spec.prices {
             prices
-                .apply_overrides(&serde_json::json!({ spec.model.clone(): price }).to_string())
+                .apply_overrides(&crate::jsonwrite::text(
+                    &serde_json::json!({ spec.model.clone(): price }),
+                ))
                 .map_err(|m| bad(format!("tier {name:?}: {m}")))?;
         }
         if prices.lookup(&spec.model, &spec.model).is_none() {

@@ -1,7 +1,7 @@
 //! Anthropic Messages API: the OpenAI-format request translated to `/v1/messages`, and the
 //! response, stream events and usage translated back to OpenAI's shapes.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::{BackendKind, ChatResponse, Decoded, Provider, StreamDecoder, StreamOptions, Usage};
 use crate::chat::{content_text, ChatRequest};
@@ -56,7 +56,7 @@ impl Provider for Anthropic {
                         content.extend(blocks);
                     }
                 }
-                _ => messages.push(json!({"role": role, "content": blocks})),
+                _ => messages.push(crate::object! {"role": role, "content": blocks}),
             }
         }
         let mut body = Map::new();
@@ -80,7 +80,10 @@ impl Provider for Anthropic {
         }
         match params.get("stop") {
             Some(Value::String(s)) => {
-                body.insert("stop_sequences".into(), json!([s]));
+                body.insert(
+                    "stop_sequences".into(),
+                    Value::Array(vec![Value::from(s.as_str())]),
+                );
             }
             Some(Value::Array(list)) => {
                 body.insert("stop_sequences".into(), Value::Array(list.clone()));
@@ -92,12 +95,13 @@ impl Provider for Anthropic {
                 .iter()
                 .filter_map(|t| t.get("function"))
                 .map(|f| {
-                    json!({
+                    crate::object! {
                         "name": f.get("name").cloned().unwrap_or(Value::Null),
                         "description": f.get("description").cloned().unwrap_or(Value::from("")),
-                        "input_schema": f.get("parameters").cloned()
-                            .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                    })
+                        "input_schema": f.get("parameters").cloned().unwrap_or_else(
+                            || crate::object! {"type": "object", "properties": crate::object! {}}
+                        ),
+                    }
                 })
                 .collect();
             body.insert("tools".into(), Value::Array(tools));
@@ -127,14 +131,14 @@ impl Provider for Anthropic {
         for block in blocks {
             match block.get("type").and_then(Value::as_str) {
                 Some("text") => text.push_str(block.get("text").and_then(Value::as_str).unwrap_or("")),
-                Some("tool_use") => tool_calls.push(json!({
+                Some("tool_use") => tool_calls.push(crate::object! {
                     "id": block.get("id").cloned().unwrap_or(Value::Null),
                     "type": "function",
-                    "function": {
+                    "function": crate::object! {
                         "name": block.get("name").cloned().unwrap_or(Value::Null),
-                        "arguments": block.get("input").map(Value::to_string).unwrap_or_else(|| "{}".into()),
+                        "arguments": block.get("input").map(crate::jsonwrite::text).unwrap_or_else(|| "{}".into()),
                     },
-                })),
+                }),
                 _ => {}
             }
         }
@@ -144,18 +148,20 @@ impl Provider for Anthropic {
             .unwrap_or_default()
             .to_string();
         let usage = value.get("usage").and_then(anthropic_usage_to_usage);
-        let mut message = json!({"role": "assistant", "content": text});
+        let mut message = crate::object! {"role": "assistant", "content": text.as_str()};
         if !tool_calls.is_empty() {
             message["tool_calls"] = Value::Array(tool_calls);
         }
         let finish_reason = finish_reason(value.get("stop_reason").and_then(Value::as_str));
-        let mut body = json!({
+        let choice =
+            crate::object! {"index": 0, "message": message, "finish_reason": finish_reason};
+        let mut body = crate::object! {
             "id": value.get("id").cloned().unwrap_or(Value::from("msg")),
             "object": "chat.completion",
             "created": 0,
-            "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-        });
+            "model": model.as_str(),
+            "choices": vec![choice],
+        };
         if let Some(u) = usage {
             body["usage"] = usage_json(u);
         }
@@ -177,11 +183,14 @@ impl Provider for Anthropic {
 
 fn user_blocks(message: &Value) -> Result<Vec<Value>, GatewayError> {
     match message.get("content") {
-        Some(Value::String(s)) => Ok(vec![json!({"type": "text", "text": s})]),
+        Some(Value::String(s)) => Ok(vec![crate::object! {"type": "text", "text": s.as_str()}]),
         Some(Value::Array(parts)) => parts
             .iter()
             .map(|p| match p.get("type").and_then(Value::as_str) {
-                Some("text") => Ok(json!({"type": "text", "text": p.get("text").cloned().unwrap_or(Value::from(""))})),
+                Some("text") => Ok(crate::object! {
+                    "type": "text",
+                    "text": p.get("text").cloned().unwrap_or(Value::from("")),
+                }),
                 other => Err(GatewayError::InvalidParam {
                     param: "messages".into(),
                     message: format!(
@@ -199,7 +208,7 @@ fn assistant_blocks(message: &Value) -> Result<Vec<Value>, GatewayError> {
     let mut blocks = Vec::new();
     let text = content_text(message.get("content").unwrap_or(&Value::Null));
     if !text.is_empty() {
-        blocks.push(json!({"type": "text", "text": text}));
+        blocks.push(crate::object! {"type": "text", "text": text});
     }
     if let Some(Value::Array(calls)) = message.get("tool_calls") {
         for call in calls {
@@ -214,37 +223,37 @@ fn assistant_blocks(message: &Value) -> Result<Vec<Value>, GatewayError> {
                     message: "tool call arguments must be a JSON object encoded as a string".into(),
                 }
             })?;
-            blocks.push(json!({
+            blocks.push(crate::object! {
                 "type": "tool_use",
                 "id": call.get("id").cloned().unwrap_or(Value::Null),
                 "name": function.get("name").cloned().unwrap_or(Value::Null),
                 "input": input,
-            }));
+            });
         }
     }
     Ok(blocks)
 }
 
 fn tool_result_block(message: &Value) -> Value {
-    json!({
+    crate::object! {
         "type": "tool_result",
         "tool_use_id": message.get("tool_call_id").cloned().unwrap_or(Value::Null),
         "content": content_text(message.get("content").unwrap_or(&Value::Null)),
-    })
+    }
 }
 
 fn tool_choice(choice: &Value) -> Option<Value> {
     match choice {
         Value::String(s) => match s.as_str() {
-            "auto" => Some(json!({"type": "auto"})),
-            "none" => Some(json!({"type": "none"})),
-            "required" | "any" => Some(json!({"type": "any"})),
+            "auto" => Some(crate::object! {"type": "auto"}),
+            "none" => Some(crate::object! {"type": "none"}),
+            "required" | "any" => Some(crate::object! {"type": "any"}),
             _ => None,
         },
         Value::Object(_) => choice
             .get("function")
             .and_then(|f| f.get("name"))
-            .map(|name| json!({"type": "tool", "name": name})),
+            .map(|name| crate::object! {"type": "tool", "name": name.clone()}),
         _ => None,
     }
 }
@@ -273,11 +282,16 @@ pub fn anthropic_usage_to_usage(usage: &Value) -> Option<Usage> {
 }
 
 fn usage_json(u: Usage) -> Value {
-    json!({
+    crate::object! {
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.prompt_tokens + u.completion_tokens,
-    })
+    }
+}
+
+/// A chunk's delta carrying one tool call.
+fn tool_calls_delta(call: Value) -> Value {
+    crate::object! {"tool_calls": vec![call]}
 }
 
 /// Translates Anthropic stream events into OpenAI `chat.completion.chunk`s.
@@ -295,17 +309,18 @@ pub struct AnthropicStreamDecoder {
 
 impl AnthropicStreamDecoder {
     fn chunk(&self, delta: Value, finish_reason: Value, usage: Option<Usage>) -> String {
-        let mut chunk = json!({
-            "id": self.id,
+        let choice = crate::object! {"index": 0, "delta": delta, "finish_reason": finish_reason};
+        let mut chunk = crate::object! {
+            "id": self.id.as_str(),
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model.as_deref().unwrap_or(""),
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-        });
+            "choices": vec![choice],
+        };
         if let Some(u) = usage {
             chunk["usage"] = usage_json(u);
         }
-        chunk.to_string()
+        crate::jsonwrite::text(&chunk)
     }
 }
 
@@ -337,7 +352,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
                     .map(|u| u.prompt_tokens)
                     .unwrap_or(0);
                 vec![self.chunk(
-                    json!({"role": "assistant", "content": ""}),
+                    crate::object! {"role": "assistant", "content": ""},
                     Value::Null,
                     None,
                 )]
@@ -348,13 +363,17 @@ impl StreamDecoder for AnthropicStreamDecoder {
                     let anthropic_index = value.get("index").and_then(Value::as_u64).unwrap_or(0);
                     let index = self.tool_index.len();
                     self.tool_index.push((anthropic_index, index));
-                    let call = json!({
+                    let function = crate::object! {
+                        "name": block.get("name").cloned().unwrap_or(Value::Null),
+                        "arguments": "",
+                    };
+                    let call = crate::object! {
                         "index": index,
                         "id": block.get("id").cloned().unwrap_or(Value::Null),
                         "type": "function",
-                        "function": {"name": block.get("name").cloned().unwrap_or(Value::Null), "arguments": ""},
-                    });
-                    vec![self.chunk(json!({"tool_calls": [call]}), Value::Null, None)]
+                        "function": function,
+                    };
+                    vec![self.chunk(tool_calls_delta(call), Value::Null, None)]
                 } else {
                     Vec::new()
                 }
@@ -365,7 +384,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
                     Some("text_delta") => {
                         let text = delta.get("text").and_then(Value::as_str).unwrap_or("");
                         self.chars += text.chars().count();
-                        vec![self.chunk(json!({"content": text}), Value::Null, None)]
+                        vec![self.chunk(crate::object! {"content": text}, Value::Null, None)]
                     }
                     Some("input_json_delta") => {
                         let anthropic_index =
@@ -381,8 +400,11 @@ impl StreamDecoder for AnthropicStreamDecoder {
                             .and_then(Value::as_str)
                             .unwrap_or("");
                         self.chars += partial.chars().count();
-                        let call = json!({"index": index, "function": {"arguments": partial}});
-                        vec![self.chunk(json!({"tool_calls": [call]}), Value::Null, None)]
+                        let call = crate::object! {
+                            "index": index,
+                            "function": crate::object! {"arguments": partial},
+                        };
+                        vec![self.chunk(tool_calls_delta(call), Value::Null, None)]
                     }
                     _ => Vec::new(),
                 }
@@ -402,7 +424,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
                     .get("delta")
                     .and_then(|d| d.get("stop_reason"))
                     .and_then(Value::as_str);
-                vec![self.chunk(json!({}), finish_reason(stop), self.usage)]
+                vec![self.chunk(crate::object! {}, finish_reason(stop), self.usage)]
             }
             "message_stop" => return Decoded::Done,
             "error" => {
@@ -416,10 +438,14 @@ impl StreamDecoder for AnthropicStreamDecoder {
                     .get("type")
                     .and_then(Value::as_str)
                     .unwrap_or("upstream_error");
-                let body = json!({
-                    "error": {"message": message, "type": kind, "param": null, "code": null}
-                });
-                vec![body.to_string()]
+                let error = crate::object! {
+                    "message": message,
+                    "type": kind,
+                    "param": Value::Null,
+                    "code": Value::Null,
+                };
+                let body = crate::object! {"error": error};
+                vec![crate::jsonwrite::text(&body)]
             }
             _ => Vec::new(),
         };
@@ -442,6 +468,7 @@ impl StreamDecoder for AnthropicStreamDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn request(value: Value) -> ChatRequest {
         ChatRequest::parse(value.to_string().as_bytes(), 1 << 20).unwrap()

@@ -31,7 +31,7 @@ pub fn classify_error(
                 .or_else(|| v.get("error"))?;
             Some(match field {
                 Value::String(s) => s.clone(),
-                other => other.to_string(),
+                other => crate::jsonwrite::text(other),
             })
         })
         .unwrap_or_else(|| default_reason(status).to_string());

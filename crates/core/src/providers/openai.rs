@@ -1,7 +1,7 @@
 //! OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, Together, Groq, any
 //! `/v1/chat/completions` server): the request passes through nearly as sent.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::{
     parse_openai_shaped, BackendKind, ChatResponse, OpenAiChunkDecoder, Provider, StreamDecoder,
@@ -53,7 +53,10 @@ impl Provider for OpenAi {
         body.insert("stream".into(), Value::Bool(request.stream));
         if request.stream {
             // Usage arrives only when asked for; the gateway needs it for cost accounting.
-            body.insert("stream_options".into(), json!({"include_usage": true}));
+            body.insert(
+                "stream_options".into(),
+                crate::object! {"include_usage": true},
+            );
         }
         Ok(Value::Object(body))
     }
@@ -74,6 +77,7 @@ impl Provider for OpenAi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn request(value: Value) -> ChatRequest {
         ChatRequest::parse(value.to_string().as_bytes(), 1 << 20).unwrap()
