@@ -130,7 +130,7 @@ impl StorageCounters {
 type Current = Vec<(u64, u64, Aggregate)>;
 
 /// The metrics Durable Object.
-#[durable_object]
+#[durable_object(fetch)]
 pub struct MetricsStore {
     state: State,
     /// The all-time aggregate and the current buckets, once loaded.
