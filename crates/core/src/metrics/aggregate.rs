@@ -554,17 +554,27 @@ impl Aggregate {
                 ..
             } => {
                 let called = cache.as_deref() != Some("hit");
-                for scope in [String::new(), format!("t:{tier}"), format!("m:{model}")] {
-                    let mut add = |kind: &str, ms: u64| {
-                        self.sketches.entry(&format!("{kind}|{scope}")).add_ms(ms);
-                    };
-                    add("request", *latency_ms);
-                    if called {
-                        add("upstream", *upstream_ms);
-                        add("overhead", latency_ms.saturating_sub(*upstream_ms));
-                    }
-                    if let Some(ttfb) = ttfb_ms {
-                        add("ttfb", *ttfb);
+                let figures = [
+                    ("request", Some(*latency_ms)),
+                    ("upstream", called.then_some(*upstream_ms)),
+                    (
+                        "overhead",
+                        called.then(|| latency_ms.saturating_sub(*upstream_ms)),
+                    ),
+                    ("ttfb", *ttfb_ms),
+                ];
+                // One key buffer for the twelve sketches (the fold runs per event and per
+                // time bucket in the metrics object).
+                let mut sketch_key = String::with_capacity(64);
+                for (prefix, name) in [("", ""), ("t:", tier.as_str()), ("m:", model.as_str())] {
+                    for (kind, ms) in figures {
+                        let Some(ms) = ms else { continue };
+                        sketch_key.clear();
+                        sketch_key.push_str(kind);
+                        sketch_key.push('|');
+                        sketch_key.push_str(prefix);
+                        sketch_key.push_str(name);
+                        self.sketches.entry(&sketch_key).add_ms(ms);
                     }
                 }
                 let outcome = incomplete.as_deref().unwrap_or("ok");
