@@ -102,6 +102,24 @@ describe("latency percentiles, outcomes, windows and series", () => {
     assert.equal(total, m.total_requests + m.failed_requests_total);
   });
 
+  it("breaks usage down per tier and per model: requests, tokens, cost and cost if always large", async () => {
+    const m = (await c.metrics()).json;
+    for (const [by, names] of [["by_tier", ["small", "large"]], ["by_model", [SMALL, LARGE]]]) {
+      assert.deepEqual(Object.keys(m[by]).sort(), [...names].sort(), by);
+      const sum = (k) => Object.values(m[by]).reduce((a, u) => a + u[k], 0);
+      assert.equal(sum("requests"), m.total_requests, by);
+      assert.equal(sum("tokens_in"), m.tokens_in, by);
+      assert.equal(sum("tokens_out"), m.tokens_out, by);
+      assert.ok(Math.abs(sum("cost_usd") - m.total_cost_usd) < 1e-12, by);
+      assert.ok(Math.abs(sum("cost_if_always_large_usd") - m.cost_if_always_large_usd) < 1e-12, by);
+    }
+    assert.equal(m.by_tier.small.requests, sent.small);
+    assert.equal(m.by_model[LARGE].requests, sent.large);
+    // the top tier costs what it would cost at the top tier's prices
+    assert.ok(Math.abs(m.by_tier.large.cost_usd - m.by_tier.large.cost_if_always_large_usd) < 1e-15);
+    assert.ok(m.by_tier.small.cost_usd < m.by_tier.small.cost_if_always_large_usd);
+  });
+
   it("answers every window, naming it; all of today's traffic is in each", async () => {
     const all = (await c.metrics()).json;
     for (const w of WINDOWS) {
@@ -112,6 +130,7 @@ describe("latency percentiles, outcomes, windows and series", () => {
       assert.deepEqual(r.json.tier_breakdown, all.tier_breakdown, w);
       assert.deepEqual(r.json.failed_requests, all.failed_requests, w);
       assert.deepEqual(r.json.outcomes, all.outcomes, w);
+      assert.deepEqual(r.json.by_tier, all.by_tier, w);
       assert.equal(r.json.tokens_in, all.tokens_in, w);
       assert.ok(Math.abs(r.json.total_cost_usd - all.total_cost_usd) < 1e-12, w);
       assert.equal(r.json.latency_ms.overall.request.count, all.latency_ms.overall.request.count, w);

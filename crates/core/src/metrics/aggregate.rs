@@ -367,6 +367,55 @@ pub struct Aggregate {
     /// request), `upstream` (waiting on the upstream), `overhead` (request − upstream) or
     /// `ttfb` (a stream's first byte); scope empty (overall), `t:<tier>` or `m:<model>`.
     pub sketches: Named<LatencySketch>,
+    /// Completed requests' usage by `t:<tier>` and `m:<model>`.
+    pub usage_by: Named<Usage>,
+}
+
+/// Completed requests' usage in one tier or model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Usage {
+    /// Completed requests.
+    pub requests: u64,
+    /// Prompt tokens.
+    pub tokens_in: u64,
+    /// Completion tokens.
+    pub tokens_out: u64,
+    /// Cost in USD.
+    pub cost_usd: f64,
+    /// The same tokens at the top tier's prices.
+    pub cost_if_always_large_usd: f64,
+}
+
+impl Usage {
+    fn from_value(value: &serde_json::Value) -> Self {
+        let n = |f: &str| {
+            value
+                .get(f)
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        let x = |f: &str| {
+            value
+                .get(f)
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(0.0)
+        };
+        Self {
+            requests: n("requests"),
+            tokens_in: n("tokens_in"),
+            tokens_out: n("tokens_out"),
+            cost_usd: x("cost_usd"),
+            cost_if_always_large_usd: x("cost_if_always_large_usd"),
+        }
+    }
+
+    fn merge(&mut self, other: &Usage) {
+        self.requests += other.requests;
+        self.tokens_in += other.tokens_in;
+        self.tokens_out += other.tokens_out;
+        self.cost_usd += other.cost_usd;
+        self.cost_if_always_large_usd += other.cost_if_always_large_usd;
+    }
 }
 
 /// Upper bounds (ms) of the latency histogram's buckets.
@@ -511,6 +560,15 @@ impl Aggregate {
                 .unwrap_or_default(),
             tokens_by: counts_of(v.get("tokens_by")),
             latency_by: counts_of(v.get("latency_by")),
+            usage_by: v
+                .get("usage_by")
+                .and_then(serde_json::Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, u)| (k.clone(), Usage::from_value(u)))
+                        .collect()
+                })
+                .unwrap_or_default(),
             sketches: v
                 .get("sketches")
                 .and_then(serde_json::Value::as_object)
@@ -595,6 +653,14 @@ impl Aggregate {
                     _ => {}
                 }
                 self.cache_saved_usd += cache_saved_usd;
+                for name in [format!("t:{tier}"), format!("m:{model}")] {
+                    let usage = self.usage_by.entry(&name);
+                    usage.requests += 1;
+                    usage.tokens_in += tokens_in;
+                    usage.tokens_out += tokens_out;
+                    usage.cost_usd += cost_usd;
+                    usage.cost_if_always_large_usd += cost_if_large_usd;
+                }
                 if let Some(key) = key {
                     let usage = self.keys.entry(key);
                     usage.requests += 1;
@@ -703,6 +769,9 @@ impl Aggregate {
         for (key, sketch) in &other.sketches.0 {
             self.sketches.entry(key).merge(sketch);
         }
+        for (name, usage) in &other.usage_by.0 {
+            self.usage_by.entry(name).merge(usage);
+        }
     }
 
     /// Completed and failed requests by outcome: `ok`, `incomplete_<reason>` (a stream
@@ -720,6 +789,15 @@ impl Aggregate {
             }
         }
         outcomes
+    }
+
+    /// The usage entries named `prefix<name>`, by name.
+    fn usage_of(&self, prefix: &str) -> Named<Usage> {
+        self.usage_by
+            .0
+            .iter()
+            .filter_map(|(k, u)| Some((k.strip_prefix(prefix)?.to_string(), u.clone())))
+            .collect()
     }
 
     /// `latency_ms` of the report: p50/p95/p99 (ms, 0.1 ms resolution) and counts of each
@@ -816,6 +894,8 @@ impl Aggregate {
             window: "all".into(),
             latency_ms: self.latency_report(),
             outcomes: self.outcomes(),
+            by_tier: self.usage_of("t:"),
+            by_model: self.usage_of("m:"),
             prices_as_of: String::new(),
             storage: serde_json::Value::Null,
             quality: serde_json::Value::Null,
@@ -924,6 +1004,13 @@ pub struct MetricsReport {
     /// Requests by outcome ([`Aggregate::outcomes`]).
     #[serde(default)]
     pub outcomes: Named<u64>,
+    /// Completed requests' usage per tier: requests, tokens, cost and the cost at the top
+    /// tier's prices.
+    #[serde(skip_deserializing)]
+    pub by_tier: Named<Usage>,
+    /// The same per model.
+    #[serde(skip_deserializing)]
+    pub by_model: Named<Usage>,
     /// Date of the price table used for costs (set by the worker).
     #[serde(default)]
     pub prices_as_of: String,
@@ -1606,6 +1693,33 @@ mod tests {
         sketches
     }
 
+    /// Completed requests' usage by tier and model, summed by hand.
+    fn usage_of_events(events: &[MetricsEvent]) -> Named<Usage> {
+        let mut usage: Named<Usage> = Named::default();
+        for e in events {
+            if let MetricsEvent::Completed {
+                tier,
+                model,
+                tokens_in,
+                tokens_out,
+                cost_usd,
+                cost_if_large_usd,
+                ..
+            } = e
+            {
+                for name in [format!("t:{tier}"), format!("m:{model}")] {
+                    let u = usage.entry(&name);
+                    u.requests += 1;
+                    u.tokens_in += tokens_in;
+                    u.tokens_out += tokens_out;
+                    u.cost_usd += cost_usd;
+                    u.cost_if_always_large_usd += cost_if_large_usd;
+                }
+            }
+        }
+        usage
+    }
+
     fn fold(events: &[MetricsEvent]) -> Aggregate {
         let mut a = Aggregate::default();
         events.iter().for_each(|e| a.apply(e));
@@ -1673,6 +1787,7 @@ mod tests {
                 ("small|sum", 300),
             ]),
             sketches: sketches_of(&left_events()),
+            usage_by: usage_of_events(&left_events()),
             ..Aggregate::default()
         };
         assert_eq!(a, expected);
@@ -1743,6 +1858,7 @@ mod tests {
                 ("small|sum", 12000),
             ]),
             sketches: sketches_of(&right_events()),
+            usage_by: usage_of_events(&right_events()),
             ..Aggregate::default()
         };
         assert_eq!(b, expected);
@@ -1830,6 +1946,7 @@ mod tests {
                 ("small|sum", 12300),
             ]),
             sketches: sketches_of(&[left_events(), right_events()].concat()),
+            usage_by: usage_of_events(&[left_events(), right_events()].concat()),
             ..Aggregate::default()
         };
         assert_eq!(merged, expected);
@@ -1879,6 +1996,18 @@ mod tests {
         assert_eq!(r.tier_breakdown, a.tier_breakdown);
         assert_eq!(r.incomplete_requests, a.incomplete_requests);
         assert_eq!(r.failed_requests, a.failed_requests);
+        // usage per tier and model: the completed requests' figures, adding up to the
+        // totals less what failed requests cost
+        assert_eq!(r.by_tier.get("large").map(|u| u.requests), Some(5));
+        assert_eq!(r.by_model.get("m-code").map(|u| u.requests), Some(3));
+        let sum = |f: fn(&Usage) -> u64| r.by_tier.0.iter().map(|(_, u)| f(u)).sum::<u64>();
+        assert_eq!(sum(|u| u.requests), r.total_requests);
+        let cost: f64 = r.by_model.0.iter().map(|(_, u)| u.cost_usd).sum();
+        assert_eq!(
+            cost,
+            66.8125 - 1.75,
+            "the total less the failed requests' cost"
+        );
     }
 
     /// A seeded generator (splitmix64) for the shard tests.
