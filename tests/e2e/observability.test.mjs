@@ -80,9 +80,10 @@ describe("latency percentiles, outcomes, windows and series", () => {
       assert.ok(q.p50 <= q.p95 && q.p95 <= q.p99, `${kind}: ${JSON.stringify(q)}`);
     }
     // the stub's delay is upstream time; the request includes it
-    assert.ok(l.by_tier.large.upstream.p50 >= 300, JSON.stringify(l.by_tier.large));
+    // (a percentile is within the sketch's 1% of the true order statistic)
+    assert.ok(l.by_tier.large.upstream.p50 >= 300 * 0.99, JSON.stringify(l.by_tier.large));
     assert.ok(l.by_tier.large.request.p50 >= l.by_tier.large.upstream.p50);
-    assert.ok(l.by_tier.small.upstream.p50 >= 150, JSON.stringify(l.by_tier.small));
+    assert.ok(l.by_tier.small.upstream.p50 >= 150 * 0.99, JSON.stringify(l.by_tier.small));
     // the gateway's own part is what is left: far below the upstream's
     assert.ok(l.overall.overhead.p50 < 150, JSON.stringify(l.overall.overhead));
     // time to first byte: streams only, before the stream's end
