@@ -238,3 +238,15 @@ export function assertMetricsMatch(m, bodies) {
     assert.ok(m.avg_latency_ms >= Math.min(...lat) - 1 && m.avg_latency_ms <= Math.max(...lat) + 1, `avg_latency_ms ${m.avg_latency_ms} within [${Math.min(...lat)}, ${Math.max(...lat)}]`);
   }
 }
+
+/** A small deterministic generator (mulberry32), so a failure can be replayed. */
+export function random(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

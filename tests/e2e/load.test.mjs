@@ -27,23 +27,11 @@ import { rmSync } from "node:fs";
 
 import { startGateway, tempDir, RUNTIME } from "./harness.mjs";
 import { startMistralStub } from "./mistral-stub.mjs";
-import { secret, expectedCost, SMALL, LARGE } from "./helpers.mjs";
+import { secret, expectedCost, random, SMALL, LARGE } from "./helpers.mjs";
 import { readSse } from "./chat-helpers.mjs";
 
 const CONCURRENCY = 64;
 const TIERS = ["small", "large"];
-
-/** A small deterministic generator (mulberry32), so a failure can be replayed. */
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SIMPLE = ["What is the capital of France?", "Say hello.", "Translate 'cat' to Spanish.", "What is 2 + 2?"];
 const HARD = [

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 
 import { startGateway } from "./harness.mjs";
 import { startMistralStub } from "./mistral-stub.mjs";
-import { secret } from "./helpers.mjs";
+import { secret, random } from "./helpers.mjs";
 import { metrics } from "./chat-helpers.mjs";
 
 const REQUESTS = 2_000;
@@ -25,18 +25,6 @@ const FAULTS = [
   "[[stub:status=400]]", // refused: no retry, no fallback
   "[[stub:garbage]]", // unusable 200 body
 ];
-
-/** A small deterministic generator (mulberry32), so a failure can be replayed. */
-function random(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("soak: 2,000 requests at concurrency 64 with 10% faults and fallbacks", () => {
   let stub, gw;
