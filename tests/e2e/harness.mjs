@@ -124,6 +124,20 @@ if (!["wrangler", "workerd", "docker"].includes(RUNTIME)) {
   throw new Error(`LLM_MUX_E2E_RUNTIME=${RUNTIME}: expected wrangler, workerd or docker`);
 }
 
+/**
+ * The runtime for load tests (thousands of POSTs at high concurrency): plain workerd when the
+ * suite runs under wrangler dev, else RUNTIME. wrangler dev puts a proxy (its ProxyWorker, in a
+ * second workerd) in front of the worker; it pools its connections to the worker, and both
+ * sides close an idle one after 5 s, so a request sent on a pooled connection at ~5 s idle is
+ * lost ("Network connection lost" in the proxy). wrangler 4.86 answers a POST lost that way
+ * with a 503 "Your worker restarted mid-request" although nothing restarted
+ * (cloudflare/workers-sdk#14641, open). Under load many pooled connections idle between
+ * bursts: one CI run lost a request of the load test to it; alone, 5 of 40 POSTs sent
+ * 4.98-5.02 s apart through wrangler dev's port got that 503. Node's fetch closes its idle
+ * connections after 4 s, before workerd's 5 s, so the client -> workerd path has no such race.
+ */
+export const LOAD_RUNTIME = RUNTIME === "wrangler" ? "workerd" : RUNTIME;
+
 /** The runner's environment without the worker's variables (so only `vars` reach it). */
 function cleanEnv() {
   const env = {};

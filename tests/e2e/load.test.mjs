@@ -1,12 +1,16 @@
 // A bounded load test through the built worker in workerd (issue: load test with restart).
 //
+// Both runs go to the worker in plain workerd (scripts/selfhost/serve.sh, as `make serve` and
+// the Docker image run it; LLM_MUX_E2E_RUNTIME=docker: the image), not through `wrangler
+// dev`, whose dev proxy loses a POST now and then under load (LOAD_RUNTIME in harness.mjs).
+//
 // Run 1: 2,000 requests at concurrency 64, no faults: /query and /v1/chat/completions, whole
 // and streamed, forced small, forced large and auto-routed. Afterwards /metrics equals the
 // client-side tally: requests per tier, tokens per tier (the Prometheus exposition has them
 // by tier), cost per tier and in total (to float summation order), nothing failed, nothing
 // counted twice.
 //
-// Run 2: the same mix, 1,000 requests in plain workerd on a persistent state directory; the
+// Run 2: the same mix, 1,000 requests on a persistent state directory; the
 // gateway is stopped (SIGTERM, as `docker stop` would) while 64 requests are in flight, and
 // started again on the same state; the rest goes to the new gateway. What "recorded" means: a
 // request's metrics event is queued in the isolate after its response and sent to the
@@ -25,7 +29,7 @@ import { describe, it, after } from "node:test";
 import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 
-import { startGateway, tempDir, RUNTIME } from "./harness.mjs";
+import { startGateway, tempDir, LOAD_RUNTIME } from "./harness.mjs";
 import { startMistralStub } from "./mistral-stub.mjs";
 import { secret, expectedCost, random, SMALL, LARGE } from "./helpers.mjs";
 import { readSse } from "./chat-helpers.mjs";
@@ -193,6 +197,7 @@ async function drive(items, { url, onAnswer, onCut, pause = () => null, abort = 
 }
 
 describe("load: 2,000 requests at concurrency 64, then a restart mid-run", () => {
+  const runtime = LOAD_RUNTIME; // plain workerd (or the Docker image): see the top of the file
   const started = [];
   after(async () => {
     for (const x of started) await x.stop?.();
@@ -201,18 +206,24 @@ describe("load: 2,000 requests at concurrency 64, then a restart mid-run", () =>
   it("run 1: /metrics equals the client-side tally per tier (count, tokens, cost)", async () => {
     const stub = await startMistralStub({ port: 0, maxRecorded: 100 });
     started.push({ stop: () => stub.close() });
-    const gw = await startGateway({ vars: { MISTRAL_API_KEY: secret("load"), MISTRAL_BASE_URL: stub.url } });
+    const gw = await startGateway({ vars: { MISTRAL_API_KEY: secret("load"), MISTRAL_BASE_URL: stub.url }, runtime });
     started.unshift(gw);
     const answers = [];
     const t0 = Date.now();
-    await drive(plan(2_000, 1), {
-      url: () => gw.url,
-      onAnswer: (_, a) => answers.push(a),
-      onCut: (r, e) => assert.fail(`request ${r.i} cut without a fault: ${e.message}`),
-    });
+    try {
+      await drive(plan(2_000, 1), {
+        url: () => gw.url,
+        onAnswer: (_, a) => answers.push(a),
+        onCut: (r, e) => assert.fail(`request ${r.i} cut without a fault: ${e.message}`),
+      });
+    } catch (e) {
+      // what the runtime printed tells why (a reload, a crash)
+      e.message += `\n--- gateway log (end) ---\n${gw.logs().slice(-8000)}`;
+      throw e;
+    }
     const seconds = (Date.now() - t0) / 1000;
     const t = tally(answers);
-    console.log(`load run 1: ${answers.length} requests in ${seconds.toFixed(1)} s (${(answers.length / seconds).toFixed(0)}/s), tiers ${JSON.stringify(Object.fromEntries(Object.entries(t.tiers).map(([k, v]) => [k, v.requests])))}`);
+    console.log(`load run 1 (${runtime}): ${answers.length} requests in ${seconds.toFixed(1)} s (${(answers.length / seconds).toFixed(0)}/s), tiers ${JSON.stringify(Object.fromEntries(Object.entries(t.tiers).map(([k, v]) => [k, v.requests])))}`);
     assert.equal(answers.length, 2_000);
     assert.ok(t.tiers.small?.requests > 300 && t.tiers.large?.requests > 300, "both tiers loaded");
 
@@ -230,7 +241,6 @@ describe("load: 2,000 requests at concurrency 64, then a restart mid-run", () =>
   // SIGKILL.) LLM_MUX_E2E_RUNTIME=docker runs it against the image instead.
   const run2 = {};
   it("run 2: a restart mid-run loses nothing recorded before it; everything after it counts exactly", async () => {
-    const runtime = RUNTIME === "wrangler" ? "workerd" : RUNTIME;
     const stub = await startMistralStub({ port: 0, maxRecorded: 100 });
     started.push({ stop: () => stub.close() });
     const persistTo = tempDir("llm-mux-load-");
