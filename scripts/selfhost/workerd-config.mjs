@@ -79,8 +79,10 @@ export const CONFIG_VARS = [
   "ANTHROPIC_API_KEY",
 ];
 
-/** wrangler.toml sections the self-hosted config carries over (or has no use for). */
-const HANDLED = new Set(["name", "main", "compatibility_date", "compatibility_flags", "vars", "durable_objects", "migrations", "observability", "build"]);
+/** wrangler.toml sections the self-hosted config carries over (or has no use for:
+ * `minify` and `keep_names` shape wrangler's own bundle; workerd loads worker-build's
+ * build/index.js, minified already). */
+const HANDLED = new Set(["name", "main", "compatibility_date", "compatibility_flags", "vars", "durable_objects", "migrations", "observability", "build", "minify", "keep_names"]);
 
 const NAME = /^[A-Z_][A-Z0-9_]*$/;
 
