@@ -160,6 +160,7 @@ pub fn enqueue(
     window_ms: u64,
 ) -> Option<impl std::future::Future<Output = ()> + 'static> {
     let now = crate::runtime::now_ms();
+    let window_ms = crate::metrics_shipping::window(window_ms);
     let start = SETTLEMENTS.with(|cell| {
         let (queue, flusher) = &mut *cell.borrow_mut();
         queue.push(settle);
@@ -169,9 +170,14 @@ pub fn enqueue(
     start.then_some(async move {
         worker::Delay::from(std::time::Duration::from_millis(window_ms)).await;
         let queued = take(true);
-        let _guard = crate::metrics_shipping::SendGuard::begin();
+        let _guard = crate::metrics_shipping::send_guard();
         send_all(env, queued).await;
     })
+}
+
+/// How many settlements wait in this isolate's queue.
+pub fn queued() -> usize {
+    SETTLEMENTS.with(|cell| cell.borrow().0.len())
 }
 
 /// The queued settlements (`flusher`: taken by the flusher, so the next one starts anew).
@@ -192,7 +198,7 @@ pub fn flush(env: &Env, ctx: &worker::Context) {
     if !queued.is_empty() {
         let env = env.clone();
         // Counted as under way now, before the task first runs.
-        let guard = crate::metrics_shipping::SendGuard::begin();
+        let guard = crate::metrics_shipping::send_guard();
         crate::runtime::after_response(ctx, async move {
             send_all(env, queued).await;
             drop(guard);

@@ -108,6 +108,10 @@ async fn fetch(req: Incoming, env: Env, ctx: Context) -> worker::Result<Response
         started_ms,
         config: config.as_ref(),
     };
+    if path == "/_llm-mux/drain" && method == "POST" && drain_authorized(&req, &env) {
+        metrics_shipping::drain(&env, &ctx).await;
+        return Response::empty().map(|r| r.with_status(204));
+    }
     let response = route(&req, &env, &ctx, &exchange).await;
     // A failure of the runtime itself (building a response): a 500 with the detail logged.
     let mut response = response
@@ -123,6 +127,22 @@ async fn fetch(req: Incoming, env: Env, ctx: Context) -> worker::Result<Response
     response.headers_mut().set("x-request-id", &request_id)?;
     cors::apply(&req, &exchange, &mut response)?;
     Ok(response)
+}
+
+/// Whether a request carries the drain token of this process (LLM_MUX_DRAIN_TOKEN, made
+/// up by scripts/selfhost/serve.sh at each start and known only to it and this worker) as
+/// its bearer token; compared in constant time. Without the variable (deployed, `wrangler
+/// dev`) there is no drain: the path is unknown like any other (404).
+fn drain_authorized(req: &Incoming, env: &Env) -> bool {
+    let Some(token) = env.var("LLM_MUX_DRAIN_TOKEN").ok().map(|v| v.to_string()) else {
+        return false;
+    };
+    let authorization = req.headers().get("authorization").ok().flatten();
+    !token.is_empty()
+        && matches!(
+            config::check_bearer(&[config::Secret::new(token)], authorization.as_deref()),
+            Ok(Some(_))
+        )
 }
 
 /// The route table: resolves the endpoint, authorizes once, and hands over.

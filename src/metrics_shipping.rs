@@ -22,6 +22,42 @@ thread_local! {
     static SHARD: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
     /// METRICS_SHARDS, as configured.
     static SHARDS: std::cell::Cell<u32> = const { std::cell::Cell::new(1) };
+    /// API requests of this isolate being served (their events not yet queued).
+    static SERVING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// A graceful stop is under way ([`drain`]): events and settlements are sent at once.
+    static DRAINING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The batch window in force: `window_ms`, or 0 (send at once) once a drain has begun.
+pub fn window(window_ms: u64) -> u64 {
+    if DRAINING.with(|d| d.get()) {
+        0
+    } else {
+        window_ms
+    }
+}
+
+/// Counts one unit in a per-isolate counter while it lives (also when the runtime cancels
+/// the task that holds it).
+pub struct Counted(&'static std::thread::LocalKey<std::cell::Cell<u32>>);
+
+impl Counted {
+    fn begin(counter: &'static std::thread::LocalKey<std::cell::Cell<u32>>) -> Self {
+        counter.with(|n| n.set(n.get() + 1));
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
+/// One API request being served, from its start until its metrics event is queued (for a
+/// stream: when it ends or is dropped); [`drain`] waits for none to be left.
+pub fn serving() -> Counted {
+    Counted::begin(&SERVING)
 }
 
 /// Takes the shard count (METRICS_SHARDS) of this isolate's configuration.
@@ -61,6 +97,7 @@ pub fn enqueue(
     event: MetricsEvent,
     window_ms: u64,
 ) -> Option<impl std::future::Future<Output = ()> + 'static> {
+    let window_ms = window(window_ms);
     let push = OUTBOX.with(|outbox| {
         outbox
             .borrow_mut()
@@ -71,8 +108,11 @@ pub fn enqueue(
         Push::Queued => None,
         Push::SendNow => {
             let batch = OUTBOX.with(|outbox| outbox.borrow_mut().take_now());
+            // Counted as under way now, before the task first runs ([`drain`] relies on it).
+            let guard = send_guard();
             Some(futures_util::future::Either::Left(async move {
-                send_batch(&env, &batch).await;
+                deliver(&env, &batch).await;
+                drop(guard);
             }))
         }
         Push::StartFlusher { window_ms } => Some(futures_util::future::Either::Right(async move {
@@ -94,7 +134,7 @@ pub async fn flush(env: &Env, ctx: &Context) {
     if !batch.is_empty() {
         let env = env.clone();
         // Counted as under way now, before the task first runs.
-        let guard = SendGuard::begin();
+        let guard = send_guard();
         crate::runtime::after_response(ctx, async move {
             deliver(&env, &batch).await;
             drop(guard);
@@ -110,33 +150,48 @@ pub async fn flush(env: &Env, ctx: &Context) {
     }
 }
 
+/// Longest a drain waits for the requests being served and the sends under way (a
+/// container's stop timeout is 10 s by default).
+const DRAIN_WAIT_MS: u64 = 8_000;
+/// A drain answers no sooner than this: the process's stop signal follows the drain
+/// request by a moment, and requests may still arrive until it does.
+const DRAIN_HOLD_MS: u64 = 500;
+
+/// A graceful stop (`POST /_llm-mux/drain` from scripts/selfhost/serve.sh, with the
+/// per-process LLM_MUX_DRAIN_TOKEN, before it sends workerd its SIGTERM): from now on every
+/// event and settlement is sent at once, and this returns once no API request is being
+/// served, nothing is queued and no send is under way (at most [`DRAIN_WAIT_MS`]). workerd's
+/// own drain waits for this request, but not for `waitUntil` work: a batch still waiting
+/// for its window at the stop would be lost.
+pub async fn drain(env: &Env, ctx: &Context) {
+    DRAINING.with(|d| d.set(true));
+    let started = runtime::now_ms();
+    loop {
+        crate::ledger_store::flush(env, ctx);
+        flush(env, ctx).await;
+        let elapsed = runtime::now_ms().saturating_sub(started);
+        let idle = SERVING.with(|n| n.get()) == 0
+            && IN_FLIGHT.with(|n| n.get()) == 0
+            && OUTBOX.with(|o| o.borrow().is_empty())
+            && crate::ledger_store::queued() == 0;
+        if (idle && elapsed >= DRAIN_HOLD_MS) || elapsed >= DRAIN_WAIT_MS {
+            return;
+        }
+        worker::Delay::from(std::time::Duration::from_millis(SETTLE_POLL_MS)).await;
+    }
+}
+
 /// One send under way (metrics events or ledger settlements, which `/metrics` reads
-/// too); ends when dropped (also when the runtime cancels the task).
-pub struct SendGuard;
-
-impl SendGuard {
-    /// Counts a send as under way from now.
-    pub fn begin() -> Self {
-        IN_FLIGHT.with(|sends| sends.set(sends.get() + 1));
-        SendGuard
-    }
-}
-
-impl Drop for SendGuard {
-    fn drop(&mut self) {
-        end_send();
-    }
-}
-
-fn end_send() {
-    IN_FLIGHT.with(|sends| sends.set(sends.get().saturating_sub(1)));
+/// too), counted from now until dropped.
+pub fn send_guard() -> Counted {
+    Counted::begin(&IN_FLIGHT)
 }
 
 async fn send_batch(env: &Env, batch: &[MetricsEvent]) {
     if batch.is_empty() {
         return;
     }
-    let _guard = SendGuard::begin();
+    let _guard = send_guard();
     deliver(env, batch).await;
 }
 

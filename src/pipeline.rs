@@ -65,6 +65,9 @@ pub async fn serve(
     access: Result<&Config, GatewayError>,
     exchange: &Exchange<'_>,
 ) -> worker::Result<Response> {
+    // Counted as being served until this returns (its event queued by then; a stream's
+    // body holds its own count until it ends): a graceful stop waits for it.
+    let _serving = crate::metrics_shipping::serving();
     // Failures are recorded too; an invalid configuration has no batch window of its own.
     let window_ms = access
         .as_ref()

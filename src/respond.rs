@@ -244,6 +244,8 @@ where
         Option<Flush>,
     )>();
     let recorder_env = env.clone();
+    // Served until the stream ends and its event is queued (or the body is dropped).
+    let serving = crate::metrics_shipping::serving();
     let on_end: OnEnd = Box::new(move |summary, end, first_byte_ms| {
         let (tail, (event, job, settle)) = finish(summary, end, first_byte_ms);
         // The event joins the isolate's outbox now, before the last bytes go out, so a
@@ -257,6 +259,7 @@ where
             .map(|f| Box::pin(f) as Flush);
         // The receiver lives in wait_until; if it is gone there is nobody left to tell.
         let _ = sender.send((job, flush, settle));
+        drop(serving);
         tail
     });
     let UpstreamStream {

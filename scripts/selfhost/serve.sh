@@ -92,6 +92,11 @@ if [ ! -w "$state" ]; then
   exit 1
 fi
 
+# A token for this process's graceful stop (see stop_gracefully below), known only to this
+# script and the worker: 128 random bits, hex.
+LLM_MUX_DRAIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+export LLM_MUX_DRAIN_TOKEN
+
 # The worker's bindings: its Durable Objects, and one `fromEnvironment` binding per variable
 # that is set (known names from wrangler.toml and the worker's configuration, any *_API_KEY or
 # *_API_KEYS in the environment, e.g. a tier's own api_key_var, and the names listed in
@@ -125,8 +130,51 @@ if [ -n "${LLM_MUX_DRY_RUN:-}" ]; then
   exit 0
 fi
 
+# Graceful stop. On SIGTERM (`docker stop`, a process manager), workerd stops listening and
+# lets the requests in flight finish, but it does not wait for the worker's `waitUntil`
+# work: the metrics events and spend settlements an isolate batches for METRICS_BATCH_MS
+# would be lost with the last batch. So before passing the signal on, this asks the worker
+# to drain (POST /_llm-mux/drain with the token): it sends every batch at once from then
+# on, and keeps that request open until no request is being served and nothing is left to
+# send (at most 8 s); workerd's own drain waits for that request. (wget: busybox's in the
+# image; curl where there is no wget.)
+drain_url() {
+  case $listen in
+    0.0.0.0:* | \*:*) echo "http://127.0.0.1:${listen#*:}/_llm-mux/drain" ;;
+    \[::\]:*) echo "http://[::1]:${listen##*]:}/_llm-mux/drain" ;;
+    *) echo "http://$listen/_llm-mux/drain" ;;
+  esac
+}
+post_drain() {
+  if command -v wget >/dev/null 2>&1; then
+    wget -q -O /dev/null --header "Authorization: Bearer $LLM_MUX_DRAIN_TOKEN" --post-data '' "$(drain_url)"
+  else
+    curl -s -o /dev/null -m 10 -X POST -H "Authorization: Bearer $LLM_MUX_DRAIN_TOKEN" "$(drain_url)"
+  fi
+}
+stop_gracefully() {
+  trap '' TERM INT
+  say "stopping: draining the worker's batches, then workerd"
+  post_drain >/dev/null 2>&1 &
+  drainer=$!
+  # Let the drain request reach the worker before workerd stops accepting connections.
+  sleep 0.2
+  kill -TERM "$child" 2>/dev/null || true
+  wait "$drainer" 2>/dev/null || true
+}
+
 say "serving on http://$listen, state in $state (workerd $("$workerd" --version 2>/dev/null | sed 's/^workerd //'))"
-exec "$workerd" serve "$config" \
+"$workerd" serve "$config" \
   --import-path "$confdir" \
   --socket-addr "http=$listen" \
-  --directory-path "state=$state"
+  --directory-path "state=$state" &
+child=$!
+trap stop_gracefully TERM
+trap 'kill -INT "$child" 2>/dev/null || true' INT
+# `wait` returns early when a trapped signal arrives: wait again until workerd has exited.
+status=0
+while :; do
+  if wait "$child"; then status=0; else status=$?; fi
+  kill -0 "$child" 2>/dev/null || break
+done
+exit "$status"

@@ -74,6 +74,8 @@ export const CONFIG_VARS = [
   "CACHE_TTL_SECONDS",
   "CACHE_SCOPE",
   "LOG_REQUESTS",
+  // set by serve.sh itself at each start (a random token for its graceful stop)
+  "LLM_MUX_DRAIN_TOKEN",
   // keys of the other backends a TIERS entry may name by default
   "OPENAI_API_KEY",
   "ANTHROPIC_API_KEY",

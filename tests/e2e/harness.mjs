@@ -428,7 +428,10 @@ async function startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutM
       liveProjects.delete(project);
     }
     if (!exited) {
-      killGroup("SIGTERM");
+      // serve.sh alone gets the SIGTERM, as PID 1 of the container does from `docker stop`:
+      // it drains the worker's batches, then passes the signal on to workerd.
+      if (docker) killGroup("SIGTERM");
+      else process.kill(child.pid, "SIGTERM");
       const done = await Promise.race([exitPromise, bound(10_000).then(() => null)]);
       if (!done) {
         killGroup("SIGKILL");
