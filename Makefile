@@ -80,10 +80,11 @@ test-selfhost: build
 
 ## test-docker: build the Docker image (local base images from Debian's packages when no
 ##              registry is reachable), run the self-hosted subset against containers started
-##              by docker-compose, restart one and check its totals survived, remove what it
+##              by docker-compose (and graceful-stop.test.mjs: `docker stop` keeps the last
+##              batch), restart one and check its totals survived, remove what it
 ##              started (scripts/selfhost/test-docker.sh; installs Debian's docker.io if missing)
 test-docker: setup
-	bash scripts/selfhost/test-docker.sh $(SELFHOST_SPECS)
+	bash scripts/selfhost/test-docker.sh $(SELFHOST_SPECS) tests/e2e/graceful-stop.test.mjs
 
 ## test-build-while-dev: `make build` twice while `make dev` serves; dev must survive (~1 min)
 test-build-while-dev: build

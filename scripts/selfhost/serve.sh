@@ -152,7 +152,9 @@ post_drain() {
     curl -s -o /dev/null -m 10 -X POST -H "Authorization: Bearer $LLM_MUX_DRAIN_TOKEN" "$(drain_url)"
   fi
 }
+trapped=0
 stop_gracefully() {
+  trapped=1
   trap '' TERM INT
   say "stopping: draining the worker's batches, then workerd"
   post_drain >/dev/null 2>&1 &
@@ -170,11 +172,11 @@ say "serving on http://$listen, state in $state (workerd $("$workerd" --version 
   --directory-path "state=$state" &
 child=$!
 trap stop_gracefully TERM
-trap 'kill -INT "$child" 2>/dev/null || true' INT
-# `wait` returns early when a trapped signal arrives: wait again until workerd has exited.
-status=0
-while :; do
+trap 'trapped=1; kill -INT "$child" 2>/dev/null || true' INT
+if wait "$child"; then status=0; else status=$?; fi
+if [ "$trapped" = 1 ]; then
+  # A trapped signal cut that `wait` short (status 128 + signal); this one returns workerd's
+  # own exit status, whether it is still draining or has exited meanwhile.
   if wait "$child"; then status=0; else status=$?; fi
-  kill -0 "$child" 2>/dev/null || break
-done
+fi
 exit "$status"

@@ -424,7 +424,9 @@ async function startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutM
     if (docker) {
       // Removes the container and the project's unused named volume (the state directory is
       // a bind mount: it stays).
-      composeDown(project, env);
+      // Not spawnSync: this process may be serving the gateway's upstream stand-in, which
+      // must keep answering the requests in flight while the container drains.
+      await composeDownAsync(project, env);
       liveProjects.delete(project);
     }
     if (!exited) {
@@ -482,6 +484,24 @@ async function startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutM
 
 // docker-compose projects started here and not yet taken down (by name, with their env).
 const liveProjects = new Map();
+
+function composeDownAsync(project, env) {
+  return new Promise((resolve) => {
+    const down = spawn("docker-compose", ["-p", project, "-f", path.join(WORKER_DIR, "docker-compose.yml"), "down", "-v", "--timeout", "10"], {
+      env,
+      stdio: "ignore",
+    });
+    const timer = setTimeout(() => down.kill("SIGKILL"), 60_000);
+    down.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    down.once("error", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
 
 function composeDown(project, env) {
   spawnSync("docker-compose", ["-p", project, "-f", path.join(WORKER_DIR, "docker-compose.yml"), "down", "-v", "--timeout", "10"], {
