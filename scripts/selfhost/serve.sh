@@ -171,8 +171,9 @@ say "serving on http://$listen, state in $state (workerd $("$workerd" --version 
   --socket-addr "http=$listen" \
   --directory-path "state=$state" &
 child=$!
-trap stop_gracefully TERM
-trap 'trapped=1; kill -INT "$child" 2>/dev/null || true' INT
+# SIGINT (Ctrl-C under `make serve`) stops the same way: workerd, started in the background
+# of a non-interactive shell, ignores SIGINT itself.
+trap stop_gracefully TERM INT
 if wait "$child"; then status=0; else status=$?; fi
 if [ "$trapped" = 1 ]; then
   # A trapped signal cut that `wait` short (status 128 + signal); this one returns workerd's
