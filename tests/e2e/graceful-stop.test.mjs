@@ -76,6 +76,29 @@ describe("graceful stop (self-hosted)", () => {
     }
   });
 
+  it("SIGINT (Ctrl-C under make serve) stops as gracefully: the request is recorded, serve.sh exits 0", { skip: LOAD_RUNTIME !== "workerd" && "serve.sh on the host only" }, async () => {
+    const persistTo = tempDir("llm-mux-graceful-");
+    dirs.push(persistTo);
+    const vars = { MISTRAL_API_KEY: MISTRAL_KEY, MISTRAL_BASE_URL: stub.url, METRICS_BATCH_MS: "2000" };
+    let gw = await startGateway({ vars, persistTo, runtime: LOAD_RUNTIME });
+    try {
+      const r = await client(gw).query({ query: "Interrupted?", tier: "small" });
+      assert.equal(r.status, 200, r.text);
+      const exited = new Promise((resolve) => gw.child.once("exit", (code, signal) => resolve({ code, signal })));
+      process.kill(gw.child.pid, "SIGINT");
+      const timeout = new Promise((resolve) => setTimeout(() => resolve(null), 10_000).unref());
+      assert.deepEqual(await Promise.race([exited, timeout]), { code: 0, signal: null }, `serve.sh stops on SIGINT:\n${gw.logs()}`);
+    } finally {
+      await gw.stop();
+    }
+    gw = await startGateway({ vars, persistTo, runtime: LOAD_RUNTIME });
+    try {
+      assert.equal((await client(gw).metrics()).json.total_requests, 1, "the request answered before the SIGINT is counted");
+    } finally {
+      await gw.stop();
+    }
+  });
+
   it("the drain path answers only with this process's token: otherwise it is an unknown path", async () => {
     const gw = await startGateway({ vars: { MISTRAL_API_KEY: MISTRAL_KEY, MISTRAL_BASE_URL: stub.url }, runtime: LOAD_RUNTIME });
     try {
