@@ -108,12 +108,7 @@ pub fn enqueue(
         Push::Queued => None,
         Push::SendNow => {
             let batch = OUTBOX.with(|outbox| outbox.borrow_mut().take_now());
-            // Counted as under way now, before the task first runs ([`drain`] relies on it).
-            let guard = send_guard();
-            Some(futures_util::future::Either::Left(async move {
-                deliver(&env, &batch).await;
-                drop(guard);
-            }))
+            Some(futures_util::future::Either::Left(send_counted(env, batch)))
         }
         Push::StartFlusher { window_ms } => Some(futures_util::future::Either::Right(async move {
             worker::Delay::from(std::time::Duration::from_millis(window_ms)).await;
@@ -132,13 +127,7 @@ pub fn enqueue(
 pub async fn flush(env: &Env, ctx: &Context) {
     let batch = OUTBOX.with(|outbox| outbox.borrow_mut().take_now());
     if !batch.is_empty() {
-        let env = env.clone();
-        // Counted as under way now, before the task first runs.
-        let guard = send_guard();
-        crate::runtime::after_response(ctx, async move {
-            deliver(&env, &batch).await;
-            drop(guard);
-        });
+        crate::runtime::after_response(ctx, send_counted(env.clone(), batch));
     }
     // Polled on this request's own timer: a promise settled by another request's task
     // would wake this one from that request's context, which the runtime takes for a hang.
@@ -185,6 +174,19 @@ pub async fn drain(env: &Env, ctx: &Context) {
 /// too), counted from now until dropped.
 pub fn send_guard() -> Counted {
     Counted::begin(&IN_FLIGHT)
+}
+
+/// Sends `batch`, counted as under way from now, before the returned task first runs
+/// (`/metrics` and [`drain`] wait for it from the moment the events leave the queue).
+fn send_counted(
+    env: Env,
+    batch: Vec<MetricsEvent>,
+) -> impl std::future::Future<Output = ()> + 'static {
+    let guard = send_guard();
+    async move {
+        deliver(&env, &batch).await;
+        drop(guard);
+    }
 }
 
 async fn send_batch(env: &Env, batch: &[MetricsEvent]) {

@@ -485,12 +485,12 @@ async function startSelfHosted({ vars, persistTo, port, cwd, readyPath, timeoutM
 // docker-compose projects started here and not yet taken down (by name, with their env).
 const liveProjects = new Map();
 
+/** `docker-compose down` of a project: the container and its unused named volume. */
+const composeDownArgs = (project) => ["-p", project, "-f", path.join(WORKER_DIR, "docker-compose.yml"), "down", "-v", "--timeout", "10"];
+
 function composeDownAsync(project, env) {
   return new Promise((resolve) => {
-    const down = spawn("docker-compose", ["-p", project, "-f", path.join(WORKER_DIR, "docker-compose.yml"), "down", "-v", "--timeout", "10"], {
-      env,
-      stdio: "ignore",
-    });
+    const down = spawn("docker-compose", composeDownArgs(project), { env, stdio: "ignore" });
     const timer = setTimeout(() => down.kill("SIGKILL"), 60_000);
     down.once("exit", () => {
       clearTimeout(timer);
@@ -504,7 +504,7 @@ function composeDownAsync(project, env) {
 }
 
 function composeDown(project, env) {
-  spawnSync("docker-compose", ["-p", project, "-f", path.join(WORKER_DIR, "docker-compose.yml"), "down", "-v", "--timeout", "10"], {
+  spawnSync("docker-compose", composeDownArgs(project), {
     env,
     stdio: "ignore",
     timeout: 60_000,
