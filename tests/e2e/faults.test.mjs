@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
-import { startGateway, freePort, PROJECT_ROOT } from "./harness.mjs";
+import { startGateway, startGateways, freePort, PROJECT_ROOT } from "./harness.mjs";
 import { startMistralStub } from "./mistral-stub.mjs";
 import { findStubRequests, secret, tag } from "./helpers.mjs";
 import { chat, chatStream, chunksOf, assembleChunks, metrics, user } from "./chat-helpers.mjs";
@@ -66,11 +66,11 @@ describe("fault matrix", () => {
   before(async () => {
     stub = await startMistralStub({ port: 0 });
     const closed = await freePort();
-    [gw, refused, dns] = await Promise.all([
-      startGateway({ vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: stub.url, ...LIMITS } }),
-      startGateway({ vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: `http://127.0.0.1:${closed}`, ...LIMITS } }),
-      startGateway({ vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: "http://llm-mux-no-such-host.invalid", ...LIMITS } }),
-    ]);
+    [gw, refused, dns] = await startGateways(
+      { vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: stub.url, ...LIMITS } },
+      { vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: `http://127.0.0.1:${closed}`, ...LIMITS } },
+      { vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: "http://llm-mux-no-such-host.invalid", ...LIMITS } },
+    );
   });
 
   after(async () => {

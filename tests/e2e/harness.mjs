@@ -163,7 +163,36 @@ function cleanEnv() {
  *   runtime     `wrangler`, `workerd` or `docker` for this gateway (default: RUNTIME).
  * Returns {url, port, persistTo, stop(), logs(), stdout(), stderr(), child}.
  */
-export async function startGateway({
+export async function startGateway(options = {}) {
+  // freePort() finds a port free now; another process (often a runtime starting at the same
+  // moment, whose own sockets take ports the system hands out) may bind it before wrangler
+  // or workerd does, which then exits with "Address already in use". Only then, and only
+  // for ports chosen here, a new port is picked (at most three attempts in all).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startGatewayOnce(options);
+    } catch (e) {
+      if (options.port !== undefined || attempt >= 3 || !/Address already in use|EADDRINUSE/.test(e.message)) throw e;
+      console.error(`harness: a port was taken before the gateway bound it; new ports (attempt ${attempt + 1})`);
+    }
+  }
+}
+
+/**
+ * Starts several gateways at once (each as startGateway(options)); if any fails, the others
+ * are stopped before the error is thrown, so that none is left running without an owner.
+ */
+export async function startGateways(...list) {
+  const started = await Promise.allSettled(list.map((options) => startGateway(options)));
+  const failed = started.find((r) => r.status === "rejected");
+  if (failed) {
+    await Promise.all(started.filter((r) => r.status === "fulfilled").map((r) => r.value.stop()));
+    throw failed.reason;
+  }
+  return started.map((r) => r.value);
+}
+
+async function startGatewayOnce({
   vars = {},
   persistTo,
   port,

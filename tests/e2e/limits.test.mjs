@@ -7,7 +7,7 @@ import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 
-import { startGateway } from "./harness.mjs";
+import { startGateway, startGateways } from "./harness.mjs";
 import { startMistralStub } from "./mistral-stub.mjs";
 import { secret, tag, pollUntil } from "./helpers.mjs";
 import { metrics } from "./chat-helpers.mjs";
@@ -24,7 +24,7 @@ describe("request size limits", () => {
     // `wrangler dev`, the proxy in front of the worker fails or stalls the next chunked
     // request after one whose body the worker left unread ("worker restarted mid-request";
     // seen 2026-12-03 with wrangler 4.86), while workerd itself serves it.
-    [gw, plain] = await Promise.all([startGateway({ vars }), startGateway({ vars, runtime: "workerd" })]);
+    [gw, plain] = await startGateways({ vars }, { vars, runtime: "workerd" });
   });
   after(async () => {
     await Promise.all([gw?.stop(), plain?.stop()]);
@@ -108,10 +108,10 @@ describe("DELETE /metrics (LLM_MUX_ADMIN_KEY)", () => {
   let stub, gw, plain;
   before(async () => {
     stub = await startMistralStub({ port: 0 });
-    [gw, plain] = await Promise.all([
-      startGateway({ vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: stub.url, LLM_MUX_ADMIN_KEY: ADMIN } }),
-      startGateway({ vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: stub.url } }),
-    ]);
+    [gw, plain] = await startGateways(
+      { vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: stub.url, LLM_MUX_ADMIN_KEY: ADMIN } },
+      { vars: { MISTRAL_API_KEY: KEY, MISTRAL_BASE_URL: stub.url } },
+    );
   });
   after(async () => {
     await Promise.all([gw?.stop(), plain?.stop()]);
